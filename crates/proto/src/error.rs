@@ -1,0 +1,80 @@
+//! [`ServiceError`]: every answer the daemon can give instead of a result.
+
+use serde::{Deserialize, Serialize};
+
+/// Why the daemon (or a client's own check of the same rule) turned a request down.
+///
+/// These are answers, not transport failures: the connection is still good after any of them. They
+/// cross the wire, so variants are only ever added, never renumbered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServiceError {
+    /// The key is empty or holds a character other than ASCII letters, digits, `.`, `-` and `_`.
+    // The text is Expo's own, word for word, so apps porting from Expo see the message they know.
+    #[error(
+        "Invalid key provided to SecureStore. Keys must not be empty and contain only alphanumeric characters, \".\", \"-\", and \"_\"."
+    )]
+    InvalidKey,
+    /// The key is longer than [`crate::limits::MAX_KEY_BYTES`].
+    #[error("key too long: {len} bytes, the limit is {limit}")]
+    KeyTooLong {
+        /// Length of the key that was sent.
+        len: u64,
+        /// The limit it broke.
+        limit: u64,
+    },
+    /// The `keychainService` is empty, too long, or holds a control character.
+    #[error("invalid keychainService: {reason}")]
+    InvalidService {
+        /// Which rule it broke.
+        reason: String,
+    },
+    /// The project id is empty, too long, or holds a character outside `A-Za-z0-9 . _ - @ /`.
+    #[error("invalid project id: {reason}")]
+    InvalidProject {
+        /// Which rule it broke.
+        reason: String,
+    },
+    /// The value is larger than the daemon's `--max-value-bytes`.
+    #[error("value too large: {size} bytes, the limit is {limit} bytes")]
+    ValueTooLarge {
+        /// Size of the value that was sent, in bytes.
+        size: u64,
+        /// The daemon's limit, in bytes.
+        limit: u64,
+    },
+    /// The daemon will not serve this peer or this project.
+    #[error("refused by the daemon: {reason}")]
+    Refused {
+        /// Why, in words safe to show to the peer.
+        reason: String,
+    },
+    /// The client speaks a protocol version the daemon does not.
+    #[error("unsupported protocol version {client}; the daemon speaks {daemon}")]
+    UnsupportedVersion {
+        /// The version the client sent.
+        client: u16,
+        /// The version the daemon speaks.
+        daemon: u16,
+    },
+    /// A stored item exists but its ciphertext did not authenticate: it was altered or moved.
+    #[error("cannot decrypt the value for key '{key}' under keychainService '{service}'")]
+    CannotDecrypt {
+        /// The item's key.
+        key: String,
+        /// The item's service.
+        service: String,
+    },
+    /// The store has no room left for the write; earlier items are intact.
+    #[error("storage full: the write was not stored")]
+    StorageFull,
+    /// The store failed for another reason; the daemon's log has the details.
+    #[error("storage failure: {message}")]
+    Storage {
+        /// A summary without secrets.
+        message: String,
+    },
+    /// The daemon is shutting down and takes no new requests.
+    #[error("the daemon is shutting down")]
+    ShuttingDown,
+}

@@ -1,0 +1,48 @@
+//! Every size bound of the protocol, in one place.
+//!
+//! A frame is rejected by its length prefix before any of it is buffered, so these numbers are also the
+//! most memory one connection can make the daemon allocate for a single message.
+
+/// Default largest value, in bytes of UTF-8, that the daemon accepts (`--max-value-bytes`).
+pub const DEFAULT_MAX_VALUE_BYTES: u32 = 64 * 1024;
+
+/// The largest `--max-value-bytes` a daemon may be configured with.
+pub const MAX_VALUE_BYTES_CEILING: u32 = 16 * 1024 * 1024;
+
+/// Longest key, in bytes. Expo sets no bound; ours keeps one request inside one small frame.
+pub const MAX_KEY_BYTES: usize = 1024;
+
+/// Longest `keychainService`, in bytes.
+pub const MAX_SERVICE_BYTES: usize = 255;
+
+/// Longest project id, in bytes (ids are ASCII, so also in characters).
+pub const MAX_PROJECT_BYTES: usize = 255;
+
+/// Largest handshake frame, in either direction. A hello carries a project id and a few integers.
+pub const MAX_HANDSHAKE_FRAME: usize = 4 * 1024;
+
+/// Room in a request frame for everything but the value: the tarpc envelope (request id, deadline,
+/// trace context), the key, the service and the enum tags, with ample slack.
+const REQUEST_OVERHEAD: usize = MAX_KEY_BYTES + MAX_SERVICE_BYTES + 2 * 1024;
+
+/// The largest frame either end accepts once a connection is open, derived from the value limit.
+///
+/// Both ends set this on their `LengthDelimitedCodec` and as the bincode limit of [`crate::codec`].
+pub fn max_frame_len(max_value_bytes: u32) -> usize {
+    // A u32 always fits in usize on the 32- and 64-bit targets this crate builds for.
+    max_value_bytes as usize + REQUEST_OVERHEAD
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frame_limit_grows_with_value_limit() {
+        assert!(max_frame_len(0) > MAX_KEY_BYTES + MAX_SERVICE_BYTES);
+        assert_eq!(
+            max_frame_len(DEFAULT_MAX_VALUE_BYTES) - max_frame_len(0),
+            DEFAULT_MAX_VALUE_BYTES as usize
+        );
+    }
+}
