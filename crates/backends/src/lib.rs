@@ -1,1 +1,86 @@
+//! Where securestore keeps values: the [`Backend`] trait and the backends that implement it.
+//!
+//! The daemon's single storage owner drives exactly one backend. Every function takes the
+//! connection's [`ProjectScope`] first, so a backend addresses rows by (project, service, key) and no
+//! call can name another project's rows. The default backend, [`sqlite::SqliteBackend`], seals every
+//! value with an AEAD bound to its row and commits durably before it returns.
+#![forbid(unsafe_code)]
 
+mod crypto;
+mod error;
+mod keyfile;
+pub mod memory;
+pub mod sqlite;
+
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
+
+pub use error::BackendError;
+pub use securestore_proto::{Item, Key, KeychainAccessible, ProjectId, SecretString, ServiceName};
+
+/// The project a connection was bound to in its handshake.
+///
+/// Only the daemon's handshake creates one, from the project the peer proved it may use; the storage
+/// layer takes it as the first argument of every call and never takes a project from anywhere else.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ProjectScope(ProjectId);
+
+impl ProjectScope {
+    /// Binds to `project`. Call this only where a connection's identity is established.
+    pub fn bind(project: ProjectId) -> Self {
+        Self(project)
+    }
+
+    /// The bound project.
+    pub fn project(&self) -> &ProjectId {
+        &self.0
+    }
+}
+
+/// Which item inside a project: its service and key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ItemName {
+    /// The `keychainService` namespace.
+    pub service: ServiceName,
+    /// The key inside that service.
+    pub key: Key,
+}
+
+/// A place values are stored. Driven by one owner thread; blocking calls are expected.
+///
+/// Implementations turn their platform's failures into [`BackendError`] in one place.
+pub trait Backend: Send {
+    /// A short name for logs, e.g. `"sqlite"`.
+    fn name(&self) -> &'static str;
+
+    /// The item `name` in `project`, or `None`.
+    ///
+    /// # Errors
+    /// [`BackendError::CannotDecrypt`] if the stored item fails authentication; other variants for
+    /// storage failures.
+    fn get(&mut self, project: &ProjectScope, name: &ItemName) -> Result<Option<Item>, BackendError>;
+
+    /// Stores `value` as item `name` in `project`, replacing any earlier one; returns once durable.
+    ///
+    /// # Errors
+    /// [`BackendError::StorageFull`] when there is no room; other variants for storage failures.
+    fn set(
+        &mut self,
+        project: &ProjectScope,
+        name: &ItemName,
+        value: &SecretString,
+        accessible: KeychainAccessible,
+    ) -> Result<(), BackendError>;
+
+    /// Removes item `name` from `project`; a missing item is not an error. Returns once durable.
+    ///
+    /// # Errors
+    /// Storage failures.
+    fn delete(&mut self, project: &ProjectScope, name: &ItemName) -> Result<(), BackendError>;
+
+    /// Flushes and releases the store. Called once, at shutdown.
+    ///
+    /// # Errors
+    /// Storage failures while closing; the data already acknowledged is durable regardless.
+    fn close(self: Box<Self>) -> Result<(), BackendError>;
+}

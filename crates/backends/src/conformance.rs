@@ -1,0 +1,88 @@
+//! One suite every backend must pass, written once.
+//!
+//! A backend's test module calls [`run`] with a function that opens the backend afresh on the same
+//! storage (so persistence is checked too). Adding a backend to the suite is one call.
+
+use crate::{Backend, BackendError, ItemName, Key, KeychainAccessible, ProjectId, ProjectScope, SecretString, ServiceName};
+
+fn scope(id: &str) -> ProjectScope {
+    ProjectScope::bind(ProjectId::parse(id).expect("valid project"))
+}
+
+fn name(service: Option<&str>, key: &str) -> ItemName {
+    ItemName {
+        service: ServiceName::parse(service).expect("valid service"),
+        key: Key::parse(key).expect("valid key"),
+    }
+}
+
+fn value_of(backend: &mut dyn Backend, project: &ProjectScope, item: &ItemName) -> Option<String> {
+    backend
+        .get(project, item)
+        .expect("get")
+        .map(|item| item.value.expose_secret().to_owned())
+}
+
+fn set(backend: &mut dyn Backend, project: &ProjectScope, item: &ItemName, value: &str) {
+    backend
+        .set(project, item, &SecretString::from(value), KeychainAccessible::default())
+        .expect("set");
+}
+
+/// Runs every check against the backend `open` returns. `open` must reopen the same storage each time.
+///
+/// # Panics
+/// On the first check the backend fails, naming it.
+pub fn run(mut open: impl FnMut() -> Result<Box<dyn Backend>, BackendError>) {
+    let mut backend = open().expect("open backend");
+    let b = backend.as_mut();
+    let (a, other) = (scope("@owner/app"), scope("@owner/other"));
+    let token = name(None, "token");
+
+    // Round trip, overwrite, missing, delete, delete-missing.
+    assert_eq!(value_of(b, &a, &token), None, "a fresh store has no items");
+    set(b, &a, &token, "v1");
+    assert_eq!(value_of(b, &a, &token).as_deref(), Some("v1"));
+    set(b, &a, &token, "v2");
+    assert_eq!(value_of(b, &a, &token).as_deref(), Some("v2"), "overwrite");
+    b.delete(&a, &token).expect("delete");
+    assert_eq!(value_of(b, &a, &token), None, "deleted");
+    b.delete(&a, &token).expect("deleting a missing item succeeds");
+
+    // Services are separate namespaces.
+    let in_service = name(Some("auth"), "token");
+    set(b, &a, &token, "default-service");
+    set(b, &a, &in_service, "auth-service");
+    assert_eq!(value_of(b, &a, &token).as_deref(), Some("default-service"));
+    assert_eq!(value_of(b, &a, &in_service).as_deref(), Some("auth-service"));
+
+    // Projects never see each other: read, overwrite, delete.
+    assert_eq!(value_of(b, &other, &token), None, "another project reads nothing");
+    set(b, &other, &token, "other's");
+    assert_eq!(value_of(b, &a, &token).as_deref(), Some("default-service"), "overwrite stays in its project");
+    b.delete(&other, &token).expect("delete");
+    assert_eq!(value_of(b, &a, &token).as_deref(), Some("default-service"), "delete stays in its project");
+
+    // Accessibility is stored and returned; unicode and empty values survive.
+    for class in KeychainAccessible::ALL {
+        let item = name(Some("classes"), class.expo_name());
+        b.set(&a, &item, &SecretString::from("x"), class).expect("set");
+        assert_eq!(b.get(&a, &item).expect("get").map(|i| i.accessible), Some(class));
+    }
+    let unicode = name(None, "unicode");
+    set(b, &a, &unicode, "ключ 🔑 \u{0} \n end");
+    assert_eq!(value_of(b, &a, &unicode).as_deref(), Some("ключ 🔑 \u{0} \n end"));
+    let empty = name(None, "empty");
+    set(b, &a, &empty, "");
+    assert_eq!(value_of(b, &a, &empty).as_deref(), Some(""), "the empty string is a value, not absence");
+
+    // Persistence across a reopen.
+    backend.close().expect("close");
+    let mut backend = open().expect("reopen backend");
+    let b = backend.as_mut();
+    assert_eq!(value_of(b, &a, &token).as_deref(), Some("default-service"), "persisted");
+    assert_eq!(value_of(b, &a, &in_service).as_deref(), Some("auth-service"));
+    assert_eq!(value_of(b, &a, &empty).as_deref(), Some(""));
+    assert_eq!(value_of(b, &other, &token), None);
+    backend.close().expect("close");
+}

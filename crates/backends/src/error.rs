@@ -1,0 +1,90 @@
+//! [`BackendError`]: every way a backend can fail.
+
+use std::path::PathBuf;
+
+/// A backend failure. The daemon maps each variant to a wire answer in one place.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BackendError {
+    /// A stored item failed authentication: its ciphertext was altered or moved from another row.
+    #[error("cannot decrypt the value for key '{key}' under keychainService '{service}'")]
+    CannotDecrypt {
+        /// The item's service.
+        service: String,
+        /// The item's key.
+        key: String,
+    },
+    /// The disk is full; the write was rolled back and earlier items are intact.
+    #[error("storage full")]
+    StorageFull,
+    /// The database holds items but its master key file is gone.
+    #[error(
+        "the master key file {} is missing but the database {} exists; refusing to start empty over existing data (restore the key file, or move the database away to start afresh)",
+        key_file.display(),
+        database.display()
+    )]
+    MissingMasterKey {
+        /// Where the key file was expected.
+        key_file: PathBuf,
+        /// The database that needs it.
+        database: PathBuf,
+    },
+    /// The master key does not open the database's key check: it is another database's key.
+    #[error("the master key in {} does not match the database {}", key_file.display(), database.display())]
+    WrongMasterKey {
+        /// The key file that was read.
+        key_file: PathBuf,
+        /// The database it failed to open.
+        database: PathBuf,
+    },
+    /// The master key file exists but is not a key, or others may read it.
+    #[error("bad master key file {}: {reason}", path.display())]
+    BadKeyFile {
+        /// The key file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The database file is damaged or is not a securestore database.
+    #[error("the database {} is damaged or not a securestore database", path.display())]
+    Corrupt {
+        /// The database file.
+        path: PathBuf,
+        /// SQLite's report.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// The database was written by a newer securestore.
+    #[error("the database {} has format version {found}; this securestored reads up to {supported}", path.display())]
+    UnsupportedFormat {
+        /// The database file.
+        path: PathBuf,
+        /// The version it records.
+        found: i64,
+        /// The newest version this build reads.
+        supported: i64,
+    },
+    /// A file-system operation failed.
+    #[error("{action} {}", path.display())]
+    Io {
+        /// What was being done, e.g. "cannot create folder".
+        action: &'static str,
+        /// The file or folder.
+        path: PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// SQLite failed.
+    #[error("sqlite: {action}")]
+    Sqlite {
+        /// What was being done.
+        action: &'static str,
+        /// SQLite's error.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// The random generator or the cipher failed.
+    #[error("crypto failure: {0}")]
+    Crypto(String),
+}

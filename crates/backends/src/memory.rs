@@ -1,0 +1,87 @@
+//! An in-memory backend: for unit tests of the layers above storage, never for a feature's own test.
+
+use std::collections::HashMap;
+
+use crate::{Backend, BackendError, Item, ItemName, KeychainAccessible, ProjectScope, SecretString};
+
+/// Items in a map, lost when dropped.
+#[derive(Debug, Default)]
+pub struct MemoryBackend {
+    items: HashMap<(ProjectScope, ItemName), Item>,
+}
+
+impl Backend for MemoryBackend {
+    fn name(&self) -> &'static str {
+        "memory"
+    }
+
+    fn get(&mut self, project: &ProjectScope, name: &ItemName) -> Result<Option<Item>, BackendError> {
+        Ok(self.items.get(&(project.clone(), name.clone())).cloned())
+    }
+
+    fn set(
+        &mut self,
+        project: &ProjectScope,
+        name: &ItemName,
+        value: &SecretString,
+        accessible: KeychainAccessible,
+    ) -> Result<(), BackendError> {
+        let item = Item {
+            value: value.clone(),
+            accessible,
+        };
+        self.items.insert((project.clone(), name.clone()), item);
+        Ok(())
+    }
+
+    fn delete(&mut self, project: &ProjectScope, name: &ItemName) -> Result<(), BackendError> {
+        self.items.remove(&(project.clone(), name.clone()));
+        Ok(())
+    }
+
+    fn close(self: Box<Self>) -> Result<(), BackendError> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    /// The memory backend passes the same suite; "reopening" hands back the same map.
+    #[test]
+    fn conformance() {
+        let shared: Arc<Mutex<Option<MemoryBackend>>> = Arc::default();
+        struct Reopenable(Arc<Mutex<Option<MemoryBackend>>>, Option<MemoryBackend>);
+        impl Backend for Reopenable {
+            fn name(&self) -> &'static str {
+                "memory"
+            }
+            fn get(&mut self, p: &ProjectScope, n: &ItemName) -> Result<Option<Item>, BackendError> {
+                self.1.as_mut().expect("open").get(p, n)
+            }
+            fn set(
+                &mut self,
+                p: &ProjectScope,
+                n: &ItemName,
+                v: &SecretString,
+                a: KeychainAccessible,
+            ) -> Result<(), BackendError> {
+                self.1.as_mut().expect("open").set(p, n, v, a)
+            }
+            fn delete(&mut self, p: &ProjectScope, n: &ItemName) -> Result<(), BackendError> {
+                self.1.as_mut().expect("open").delete(p, n)
+            }
+            fn close(mut self: Box<Self>) -> Result<(), BackendError> {
+                *self.0.lock().expect("lock") = self.1.take();
+                Ok(())
+            }
+        }
+        crate::conformance::run(|| {
+            let inner = shared.lock().expect("lock").take().unwrap_or_default();
+            Ok(Box::new(Reopenable(shared.clone(), Some(inner))))
+        });
+    }
+}
