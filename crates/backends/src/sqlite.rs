@@ -369,24 +369,24 @@ mod tests {
             put(&mut backend, key, &format!("value-{key}"));
         }
         // Swap a's and b's ciphertexts; flip one bit of c's.
-        backend
-            .conn
-            .execute_batch(
-                "UPDATE items SET sealed = CASE key
-                     WHEN 'a' THEN (SELECT sealed FROM items WHERE key = 'b')
-                     WHEN 'b' THEN (SELECT sealed FROM items WHERE key = 'a') END
-                 WHERE key IN ('a', 'b');",
-            )
-            .expect("swap");
-        let mut sealed: Vec<u8> = backend
-            .conn
-            .query_row("SELECT sealed FROM items WHERE key = 'c'", [], |row| row.get(0))
-            .expect("read c");
-        sealed[30] ^= 0x01;
-        backend
-            .conn
-            .execute("UPDATE items SET sealed = ?1 WHERE key = 'c'", params![sealed])
-            .expect("flip");
+        let sealed_of = |backend: &SqliteBackend, key: &str| -> Vec<u8> {
+            backend
+                .conn
+                .query_row("SELECT sealed FROM items WHERE key = ?1", [key], |row| row.get(0))
+                .expect("read sealed")
+        };
+        let store = |backend: &SqliteBackend, key: &str, sealed: &[u8]| {
+            backend
+                .conn
+                .execute("UPDATE items SET sealed = ?1 WHERE key = ?2", params![sealed, key])
+                .expect("tamper");
+        };
+        let (a, b) = (sealed_of(&backend, "a"), sealed_of(&backend, "b"));
+        store(&backend, "a", &b);
+        store(&backend, "b", &a);
+        let mut c = sealed_of(&backend, "c");
+        c[30] ^= 0x01;
+        store(&backend, "c", &c);
         put(&mut backend, "d", "value-d");
         for key in ["a", "b", "c"] {
             let err = backend.get(&scope("p"), &item(key)).expect_err("tampered row must not open");
