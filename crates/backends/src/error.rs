@@ -84,6 +84,9 @@ pub enum BackendError {
         #[source]
         source: rusqlite::Error,
     },
+    /// The call did not complete: the storage owner is gone or the call panicked (a bug, logged).
+    #[error("internal storage error: {0}")]
+    Internal(String),
     /// The random generator or the cipher failed.
     #[error("crypto failure: {0}")]
     Crypto(String),

@@ -1,1 +1,33 @@
+//! `securestored`: the one process that owns secure storage.
+//!
+//! Clients connect over a Unix socket, bind their connection to one project in a handshake, then send
+//! Expo SecureStore's three calls over tarpc. All storage goes through one owner thread. The same
+//! [`run`] function serves the `securestored` binary, the tests, and apps that embed the daemon as a
+//! background task:
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! use securestore_backends::sqlite::{SqliteBackend, SqliteConfig};
+//! use securestore_daemon::{Config, socket};
+//!
+//! let (listener, _socket) = socket::bind("/run/user/1000/securestore/securestored.sock".as_ref())?;
+//! let backend = SqliteBackend::open(&SqliteConfig {
+//!     data_dir: "/home/me/.local/share/securestore".into(),
+//!     key_file: "/home/me/.local/state/securestore/master.key".into(),
+//! })?;
+//! let shutdown = async { tokio::signal::ctrl_c().await.ok(); };
+//! securestore_daemon::run(listener, Box::new(backend), Config::default(), shutdown).await?;
+//! # Ok(()) }
+//! ```
+#![forbid(unsafe_code)]
 
+mod config;
+mod connection;
+mod error;
+mod handler;
+mod server;
+pub mod socket;
+mod store;
+
+pub use config::Config;
+pub use server::run;

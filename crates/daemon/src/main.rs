@@ -1,1 +1,129 @@
-fn main(){}
+//! `securestored`: parses flags, binds the socket, opens the store, and calls [`securestore_daemon::run`].
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::Parser;
+use securestore_backends::sqlite::{SqliteBackend, SqliteConfig};
+use securestore_daemon::{Config, socket};
+use securestore_proto::limits::MAX_VALUE_BYTES_CEILING;
+use securestore_proto::paths::{SOCKET_ENV, default_socket_path};
+
+/// The securestore daemon: owns secure storage and serves clients on a Unix socket.
+///
+/// Runs in the foreground and logs to stderr (filter with RUST_LOG, e.g. RUST_LOG=debug).
+/// SIGTERM or SIGINT stops it cleanly.
+#[derive(Debug, Parser)]
+#[command(name = "securestored", version)]
+struct Args {
+    /// Socket to listen on [default: $XDG_RUNTIME_DIR/securestore/securestored.sock]
+    #[arg(long, env = SOCKET_ENV, value_name = "PATH")]
+    socket: Option<PathBuf>,
+
+    /// Folder of the database [default: $XDG_DATA_HOME/securestore, or ~/.local/share/securestore]
+    #[arg(long, env = "SECURESTORE_DATA_DIR", value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+
+    /// Master key file, kept apart from the data folder
+    /// [default: $XDG_STATE_HOME/securestore/master.key, or ~/.local/state/securestore/master.key]
+    #[arg(long, env = "SECURESTORE_KEY_FILE", value_name = "FILE")]
+    key_file: Option<PathBuf>,
+
+    /// Largest value accepted, in bytes
+    #[arg(long, value_name = "N", default_value_t = Config::default().max_value_bytes,
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_VALUE_BYTES_CEILING)))]
+    max_value_bytes: u32,
+
+    /// Client connections served at once
+    #[arg(long, value_name = "N", default_value_t = Config::default().max_connections as u32,
+          value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    max_connections: u32,
+}
+
+/// `$VAR/securestore`, or `~/<fallback>/securestore` when the variable is unset or empty.
+fn xdg_dir(var: &str, fallback: &str) -> anyhow::Result<PathBuf> {
+    let base = match std::env::var_os(var) {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => {
+            let home = std::env::var_os("HOME").filter(|h| !h.is_empty()).with_context(|| {
+                format!("neither {var} nor HOME is set; pass the path explicitly")
+            })?;
+            Path::new(&home).join(fallback)
+        }
+    };
+    Ok(base.join("securestore"))
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// Completes on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        tracing::error!("cannot install signal handlers; stop the daemon with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+}
+
+async fn serve(args: Args) -> anyhow::Result<()> {
+    let socket_path = args.socket.unwrap_or_else(default_socket_path);
+    let storage = SqliteConfig {
+        data_dir: match args.data_dir {
+            Some(dir) => dir,
+            None => xdg_dir("XDG_DATA_HOME", ".local/share")?,
+        },
+        key_file: match args.key_file {
+            Some(file) => file,
+            None => xdg_dir("XDG_STATE_HOME", ".local/state")?.join("master.key"),
+        },
+    };
+    let config = Config {
+        max_value_bytes: args.max_value_bytes,
+        max_connections: args.max_connections as usize,
+        ..Config::default()
+    };
+
+    // Bind first: if another daemon owns this socket, we must not open its store.
+    let (listener, socket_guard) = socket::bind(&socket_path)?;
+    let backend = SqliteBackend::open(&storage).context("cannot open the store")?;
+    tracing::info!(
+        socket = %socket_path.display(),
+        database = %backend.path().display(),
+        key_file = %storage.key_file.display(),
+        "securestored ready"
+    );
+    securestore_daemon::run(listener, Box::new(backend), config, shutdown_signal()).await?;
+    drop(socket_guard);
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    init_logging();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("securestored: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("securestored: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,32 @@
+//! [`Config`]: the daemon's limits, chosen by flags in `main` or by an embedding app.
+
+use std::time::Duration;
+
+use securestore_proto::limits::DEFAULT_MAX_VALUE_BYTES;
+
+/// How the daemon serves its clients. The storage backend is passed to [`crate::run`] separately.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Largest value accepted, in bytes; also fixes the frame limit on both ends.
+    pub max_value_bytes: u32,
+    /// Connections served at once; further clients wait in the socket's backlog.
+    pub max_connections: usize,
+    /// Requests one connection may have under way at once; more are answered with an error.
+    pub max_in_flight_per_connection: usize,
+    /// How long a new connection has to complete its handshake before it is closed.
+    pub handshake_timeout: Duration,
+    /// At shutdown, how long requests under way may take to finish before their connections close.
+    pub drain_timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
+            max_connections: 512,
+            max_in_flight_per_connection: 64,
+            handshake_timeout: Duration::from_secs(5),
+            drain_timeout: Duration::from_secs(5),
+        }
+    }
+}

@@ -1,0 +1,84 @@
+//! The accept loop: caps connections, hands each to [`crate::connection`], and shuts down in order.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use securestore_backends::Backend;
+use tokio::net::UnixListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::Config;
+use crate::connection::{self, Shared};
+use crate::store;
+
+/// Serves clients on `listener` from `backend` until `shutdown` completes.
+///
+/// At shutdown it stops accepting, lets requests under way finish (up to
+/// [`Config::drain_timeout`]), then closes the backend and returns. Removing the socket file is the
+/// caller's job (see [`crate::socket::bind`]).
+///
+/// # Errors
+/// If the storage owner thread cannot be started or panicked. A failing client connection is never
+/// an error here: it is logged and closed.
+pub async fn run(
+    listener: UnixListener,
+    backend: Box<dyn Backend>,
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let (store, owner) = store::spawn(backend).context("cannot start the storage owner thread")?;
+    let token = CancellationToken::new();
+    let shared = Arc::new(Shared {
+        uid: rustix::process::getuid().as_raw(),
+        store,
+        shutdown: token.clone(),
+        config,
+    });
+    let limit = Arc::new(Semaphore::new(shared.config.max_connections));
+    let connections = TaskTracker::new();
+    tracing::info!(max_connections = shared.config.max_connections, max_value_bytes = shared.config.max_value_bytes, "accepting connections");
+
+    tokio::pin!(shutdown);
+    loop {
+        // Wait for a free slot before accepting, so excess clients queue in the kernel's backlog
+        // instead of costing the daemon memory.
+        let permit = tokio::select! {
+            permit = limit.clone().acquire_owned() => permit.context("connection limit closed")?,
+            () = &mut shutdown => break,
+        };
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(err) => {
+                    // Typically EMFILE: back off briefly rather than spin.
+                    tracing::warn!(%err, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let shared = shared.clone();
+        connections.spawn(async move {
+            connection::serve(stream, shared).await;
+            drop(permit);
+        });
+    }
+
+    tracing::info!("shutting down: no new connections; finishing requests under way");
+    drop(listener);
+    token.cancel();
+    connections.close();
+    connections.wait().await;
+    // The last handle goes with `shared`; the owner then closes the backend and ends.
+    drop(shared);
+    tokio::task::spawn_blocking(move || owner.join())
+        .await
+        .context("cannot join the storage owner")?
+        .map_err(|_| anyhow::anyhow!("the storage owner thread panicked"))?;
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,81 @@
+//! Binding the socket safely: a private folder, a 0600 socket, no second daemon, no stale file.
+
+use std::fs::{self, DirBuilder};
+use std::io::ErrorKind;
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, bail};
+use tokio::net::UnixListener;
+
+/// Removes the socket file when dropped, if it is still the one this daemon bound.
+#[derive(Debug)]
+pub struct SocketGuard {
+    path: PathBuf,
+    /// Device and inode of the bound socket, so a successor's socket at the same path is left alone.
+    identity: (u64, u64),
+}
+
+impl Drop for SocketGuard {
+    fn drop(&mut self) {
+        let ours = fs::symlink_metadata(&self.path).is_ok_and(|m| (m.dev(), m.ino()) == self.identity);
+        if ours && let Err(err) = fs::remove_file(&self.path) {
+            tracing::warn!(path = %self.path.display(), %err, "cannot remove the socket");
+        }
+    }
+}
+
+/// Binds a listening socket at `path`.
+///
+/// The folder is created with mode 0700 when missing, and must be owned by this user with no access
+/// for group or others; the socket itself is made 0600. A socket file nobody listens on is replaced;
+/// one a live daemon answers on is not.
+///
+/// # Errors
+/// When the folder is not private, another daemon is listening, the path holds something that is not
+/// a socket, or the bind fails.
+pub fn bind(path: &Path) -> anyhow::Result<(UnixListener, SocketGuard)> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("cannot create the socket folder {}", dir.display()))?;
+    let meta = fs::metadata(dir).with_context(|| format!("cannot stat {}", dir.display()))?;
+    let uid = rustix::process::getuid().as_raw();
+    if meta.uid() != uid || meta.permissions().mode() & 0o077 != 0 {
+        bail!(
+            "the socket folder {} must be owned by uid {uid} with mode 0700 (it is uid {}, mode {:04o}); use a private folder",
+            dir.display(),
+            meta.uid(),
+            meta.permissions().mode() & 0o7777
+        );
+    }
+
+    match fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => match std::os::unix::net::UnixStream::connect(path) {
+            Ok(_) => bail!("another securestored is already listening on {}", path.display()),
+            Err(err) if err.kind() == ErrorKind::ConnectionRefused => {
+                tracing::info!(path = %path.display(), "replacing a stale socket");
+                fs::remove_file(path).with_context(|| format!("cannot remove the stale socket {}", path.display()))?;
+            }
+            Err(err) => return Err(err).with_context(|| format!("cannot probe the existing socket {}", path.display())),
+        },
+        Ok(_) => bail!("{} exists and is not a socket; refusing to replace it", path.display()),
+        Err(err) if err.kind() == ErrorKind::NotFound => {}
+        Err(err) => return Err(err).with_context(|| format!("cannot stat {}", path.display())),
+    }
+
+    let listener = UnixListener::bind(path).with_context(|| format!("cannot bind {}", path.display()))?;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("cannot set the mode of {}", path.display()))?;
+    let meta = fs::symlink_metadata(path).with_context(|| format!("cannot stat {}", path.display()))?;
+    let guard = SocketGuard {
+        path: path.to_owned(),
+        identity: (meta.dev(), meta.ino()),
+    };
+    Ok((listener, guard))
+}
