@@ -1,1 +1,196 @@
-fn main(){}
+//! `securestore`: the command-line client. Stores, prints and deletes one project's secrets.
+
+use std::io::{IsTerminal, Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use securestore_client::{
+    ConnectOptions, DeleteOptions, Error, GetOptions, KeychainAccessible, SOCKET_ENV, SecretString, ServiceError,
+    SetOptions, default_socket_path,
+};
+use securestore_proto::limits::MAX_VALUE_BYTES_CEILING;
+
+/// Store, fetch and delete secrets through the securestore daemon.
+///
+/// Exit status: 0 success; 1 `get` found nothing; 2 invalid input (key, project, service, value size,
+/// usage); 3 refused by the daemon; 4 daemon unreachable; 5 any other failure.
+#[derive(Debug, Parser)]
+#[command(name = "securestore", version)]
+struct Args {
+    /// The daemon's socket [default: $XDG_RUNTIME_DIR/securestore/securestored.sock]
+    #[arg(long, env = SOCKET_ENV, value_name = "PATH", global = true)]
+    socket: Option<PathBuf>,
+
+    /// The project whose storage to use, e.g. @owner/slug
+    #[arg(long, env = "SECURESTORE_PROJECT", value_name = "ID", global = true)]
+    project: Option<String>,
+
+    /// The keychainService namespace inside the project [default: app]
+    #[arg(long, value_name = "NAME", global = true)]
+    service: Option<String>,
+
+    /// Seconds to wait for the daemon
+    #[arg(long, value_name = "SECS", default_value_t = 10.0, global = true)]
+    timeout: f64,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Store VALUE under KEY. Without VALUE, reads it from stdin (one trailing newline is dropped),
+    /// which keeps secrets out of shell history.
+    Set {
+        /// The key: ASCII letters, digits, '.', '-' and '_'
+        key: String,
+        /// The value; omit it to read from stdin
+        value: Option<String>,
+        /// When the item may be read: an Expo class such as WHEN_UNLOCKED or AFTER_FIRST_UNLOCK
+        #[arg(long, value_name = "CLASS", default_value_t = KeychainAccessible::default())]
+        accessible: KeychainAccessible,
+    },
+    /// Print the value under KEY and a newline; exit 1 if there is none.
+    Get {
+        /// The key
+        key: String,
+    },
+    /// Delete the item under KEY (deleting a missing item succeeds).
+    Delete {
+        /// The key
+        key: String,
+    },
+}
+
+/// The exit status for each kind of failure, as documented in `--help`.
+#[derive(Debug, Clone, Copy)]
+enum Status {
+    NotFound = 1,
+    InvalidInput = 2,
+    Refused = 3,
+    Unreachable = 4,
+    Failure = 5,
+}
+
+struct Failure {
+    status: Status,
+    message: String,
+}
+
+impl Failure {
+    fn new(status: Status, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<Error> for Failure {
+    fn from(err: Error) -> Self {
+        let status = match &err {
+            Error::Unreachable { .. } => Status::Unreachable,
+            Error::Service(ServiceError::Refused { .. } | ServiceError::UnsupportedVersion { .. }) => Status::Refused,
+            Error::Service(
+                ServiceError::InvalidKey
+                | ServiceError::KeyTooLong { .. }
+                | ServiceError::InvalidService { .. }
+                | ServiceError::InvalidProject { .. }
+                | ServiceError::ValueTooLarge { .. },
+            ) => Status::InvalidInput,
+            _ => Status::Failure,
+        };
+        Self::new(status, err.to_string())
+    }
+}
+
+/// Reads the value from stdin, dropping one trailing newline so `echo secret |` stores `secret`.
+fn read_value_from_stdin() -> Result<SecretString, Failure> {
+    let mut stdin = std::io::stdin().lock();
+    if stdin.is_terminal() {
+        eprintln!("securestore: reading the value from stdin; end it with Ctrl-D");
+    }
+    let mut bytes = Vec::new();
+    // Read one byte past the largest limit any daemon may have, so a huge input cannot exhaust memory.
+    (&mut stdin)
+        .take(u64::from(MAX_VALUE_BYTES_CEILING) + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Failure::new(Status::Failure, format!("cannot read the value from stdin: {e}")))?;
+    if bytes.last() == Some(&b'\n') {
+        bytes.pop();
+    }
+    let value = String::from_utf8(bytes).map_err(|e| {
+        zeroize::Zeroize::zeroize(&mut e.into_bytes());
+        Failure::new(Status::InvalidInput, "the value on stdin is not UTF-8 text")
+    })?;
+    Ok(SecretString::new(value))
+}
+
+async fn run(args: Args) -> Result<(), Failure> {
+    let project = args.project.ok_or_else(|| {
+        Failure::new(Status::InvalidInput, "no project: pass --project ID or set SECURESTORE_PROJECT")
+    })?;
+    if !(args.timeout.is_finite() && args.timeout > 0.0) {
+        return Err(Failure::new(Status::InvalidInput, "--timeout must be a positive number of seconds"));
+    }
+    let options = ConnectOptions {
+        timeout: Duration::from_secs_f64(args.timeout.min(3600.0)),
+    };
+    let socket = args.socket.unwrap_or_else(default_socket_path);
+    let client = securestore_client::Client::connect_with(&socket, &project, options).await?;
+    let service = args.service;
+
+    match args.command {
+        Command::Set { key, value, accessible } => {
+            let value = match value {
+                Some(value) => SecretString::new(value),
+                None => read_value_from_stdin()?,
+            };
+            let options = SetOptions {
+                keychain_service: service,
+                keychain_accessible: accessible,
+            };
+            client.set_item(&key, value, options).await?;
+        }
+        Command::Get { key } => {
+            let options = GetOptions {
+                keychain_service: service.clone(),
+            };
+            let Some(value) = client.get_item(&key, options).await? else {
+                let service = service.as_deref().unwrap_or(securestore_client::DEFAULT_SERVICE);
+                return Err(Failure::new(Status::NotFound, format!("no item '{key}' in service '{service}'")));
+            };
+            let mut stdout = std::io::stdout().lock();
+            writeln!(stdout, "{}", value.expose_secret())
+                .and_then(|()| stdout.flush())
+                .map_err(|e| Failure::new(Status::Failure, format!("cannot write to stdout: {e}")))?;
+        }
+        Command::Delete { key } => {
+            client
+                .delete_item(&key, DeleteOptions { keychain_service: service })
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    // clap exits with 2 on a usage error and 0 for --help, as the status table says.
+    let args = Args::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("securestore: cannot start the async runtime: {err}");
+            return ExitCode::from(Status::Failure as u8);
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("securestore: {}", failure.message);
+            ExitCode::from(failure.status as u8)
+        }
+    }
+}

@@ -1,0 +1,59 @@
+//! [`Error`]: transport failures kept apart from the daemon's answers.
+
+use std::path::PathBuf;
+
+use securestore_proto::ServiceError;
+use securestore_proto::tarpc::client::RpcError;
+
+/// Why a call failed.
+///
+/// [`Error::Service`] is an answer: the daemon (or this client, checking the same rule first) turned the
+/// request down, and the connection is still good. Every other variant is a transport failure: the
+/// request may not have reached the daemon, or its answer may not have come back.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// No daemon could be reached at the socket: no such file, nobody listening, or no permission.
+    #[error("cannot reach the daemon at {}: {source}", path.display())]
+    Unreachable {
+        /// The socket path tried.
+        path: PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The connection broke before the answer arrived; a write may or may not have been applied.
+    #[error("the connection to the daemon was lost")]
+    Disconnected(#[source] Option<Box<dyn std::error::Error + Send + Sync>>),
+    /// No answer within the client's timeout; a write may or may not have been applied.
+    #[error("the daemon did not answer in time")]
+    TimedOut,
+    /// The daemon declined to run the request, e.g. too many requests under way on this connection.
+    #[error("the daemon did not run the request: {0}")]
+    Busy(String),
+    /// The other end sent something this client cannot understand.
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    /// The daemon's answer: invalid input, refused, or a storage failure.
+    #[error(transparent)]
+    Service(#[from] ServiceError),
+}
+
+impl Error {
+    /// Whether this is a transport failure rather than an answer from the daemon.
+    pub fn is_transport(&self) -> bool {
+        !matches!(self, Self::Service(_))
+    }
+}
+
+impl From<RpcError> for Error {
+    fn from(err: RpcError) -> Self {
+        match err {
+            RpcError::DeadlineExceeded => Self::TimedOut,
+            RpcError::Shutdown => Self::Disconnected(None),
+            RpcError::Send(source) => Self::Disconnected(Some(source)),
+            RpcError::Channel(source) => Self::Disconnected(Some(Box::new(source))),
+            RpcError::Server(server) => Self::Busy(server.detail),
+        }
+    }
+}
