@@ -1,1 +1,259 @@
+//! Test support: start the real `securestored` in a temp folder, run the real `securestore` CLI, and
+//! open raw connections that skip the client's own checks.
+//!
+//! The binaries come from the same target folder as the test; `cargo test --workspace` builds them
+//! (the daemon and client crates each have an integration test, which makes cargo build their bins).
 
+use std::fs::File;
+use std::os::unix::net::UnixStream as StdUnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use securestore_proto::handshake::{self, Hello, HelloReply, PROTOCOL_VERSION};
+use securestore_proto::tarpc;
+use securestore_proto::{SecureStoreClient, ServiceError};
+use tempfile::TempDir;
+
+/// The project most tests use.
+pub const PROJECT: &str = "@tests/app";
+
+/// Path of a binary built from this workspace, next to the running test executable.
+///
+/// # Panics
+/// If the binary has not been built; the message says how to build it.
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    // target/<profile>/deps/it-<hash> → target/<profile>/<name>
+    let dir = exe.parent().and_then(Path::parent).expect("target profile folder");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run the tests with `cargo test --workspace` (or `cargo build --workspace --bins` first)",
+        path.display()
+    );
+    path
+}
+
+/// A real `securestored` on a socket in its own temp folder, killed when dropped.
+pub struct Daemon {
+    /// Holds `run/` (socket), `data/` (database), `state/` (master key) and `daemon.log`.
+    pub dir: TempDir,
+    child: Option<Child>,
+    extra_args: Vec<String>,
+    log_level: String,
+}
+
+impl Daemon {
+    /// Starts a daemon with default flags.
+    pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// Starts a daemon with extra flags, e.g. `["--max-value-bytes", "10"]`.
+    pub fn start_with(args: &[&str]) -> Self {
+        Self::start_logging(args, "debug")
+    }
+
+    /// Starts a daemon with extra flags and the given `RUST_LOG`.
+    pub fn start_logging(args: &[&str], log_level: &str) -> Self {
+        let dir = tempfile::Builder::new().prefix("securestore-it").tempdir().expect("tempdir");
+        let mut daemon = Self {
+            dir,
+            child: None,
+            extra_args: args.iter().map(|a| (*a).to_owned()).collect(),
+            log_level: log_level.to_owned(),
+        };
+        daemon.spawn().expect("daemon starts");
+        daemon
+    }
+
+    /// The socket path.
+    pub fn socket(&self) -> PathBuf {
+        self.dir.path().join("run/securestored.sock")
+    }
+
+    /// The data folder.
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// The master key file.
+    pub fn key_file(&self) -> PathBuf {
+        self.dir.path().join("state/master.key")
+    }
+
+    /// Everything the daemon has logged so far (all its runs).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("daemon.log")).unwrap_or_default()
+    }
+
+    /// A `securestored` command on this daemon's paths, not started.
+    pub fn command(&self) -> Command {
+        let mut cmd = Command::new(bin("securestored"));
+        cmd.arg("--socket")
+            .arg(self.socket())
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .arg("--key-file")
+            .arg(self.key_file())
+            .args(&self.extra_args)
+            .env("RUST_LOG", &self.log_level)
+            .env_remove("SECURESTORE_SOCKET");
+        cmd
+    }
+
+    /// Starts the process and waits until it accepts connections.
+    ///
+    /// # Errors
+    /// The daemon's exit status and log if it exits or is not ready within 20 s.
+    pub fn spawn(&mut self) -> Result<(), String> {
+        assert!(self.child.is_none(), "already running");
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("daemon.log"))
+            .expect("log file");
+        let child = self
+            .command()
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn securestored");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().expect("try_wait")) {
+                self.child = None;
+                return Err(format!("securestored exited with {status}:\n{}", self.log()));
+            }
+            if StdUnixStream::connect(self.socket()).is_ok() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(format!("securestored not ready in time:\n{}", self.log()));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// The daemon's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn stop(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let pid = rustix::process::Pid::from_raw(child.id() as i32).expect("pid");
+        rustix::process::kill_process(pid, rustix::process::Signal::TERM).expect("SIGTERM");
+        child.wait().expect("wait")
+    }
+
+    /// Kills the daemon with SIGKILL, as a crash would.
+    pub fn kill(&mut self) {
+        let mut child = self.child.take().expect("running");
+        child.kill().expect("SIGKILL");
+        child.wait().expect("wait");
+    }
+
+    /// Stops the daemon with SIGTERM and starts it again on the same folder.
+    pub fn restart(&mut self) {
+        let status = self.stop();
+        assert!(status.success(), "clean stop failed: {status}\n{}", self.log());
+        self.spawn().expect("daemon restarts");
+    }
+
+    /// An async client bound to `project`.
+    pub async fn client(&self, project: &str) -> securestore_client::Client {
+        securestore_client::Client::connect(self.socket(), project)
+            .await
+            .expect("client connects")
+    }
+
+    /// The `securestore` CLI aimed at this daemon, not started.
+    pub fn cli(&self) -> Command {
+        let mut cmd = Command::new(bin("securestore"));
+        cmd.arg("--socket")
+            .arg(self.socket())
+            .env_remove("SECURESTORE_PROJECT")
+            .env_remove("SECURESTORE_SOCKET");
+        cmd
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Runs `cmd` with `stdin` as its input and returns its output.
+pub fn run_with_stdin(cmd: &mut Command, stdin: &[u8]) -> Output {
+    use std::io::Write;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    child.stdin.take().expect("stdin").write_all(stdin).expect("write stdin");
+    child.wait_with_output().expect("wait")
+}
+
+/// Opens a connection and sends a raw `Hello`, returning the daemon's reply and the open frames.
+pub async fn raw_hello(
+    socket: &Path,
+    hello: &Hello,
+) -> (HelloReply, handshake::Frames<tokio::net::UnixStream>) {
+    let stream = tokio::net::UnixStream::connect(socket).await.expect("connect");
+    let mut frames = handshake::frames(stream);
+    handshake::send(&mut frames, hello).await.expect("send hello");
+    let reply = handshake::recv(&mut frames).await.expect("hello reply");
+    (reply, frames)
+}
+
+/// A tarpc client bound to `project` that sends whatever it is given: no client-side checks.
+pub async fn raw_client(socket: &Path, project: &str) -> Result<SecureStoreClient, ServiceError> {
+    let hello = Hello {
+        protocol_version: PROTOCOL_VERSION,
+        project: project.to_owned(),
+    };
+    match raw_hello(socket, &hello).await {
+        (HelloReply::Accepted(accepted), frames) => {
+            let transport = handshake::client_transport(frames, accepted);
+            Ok(SecureStoreClient::new(tarpc::client::Config::default(), transport).spawn())
+        }
+        (HelloReply::Rejected(refusal), _) => Err(refusal),
+    }
+}
+
+/// Whether this process runs as root (needed to act as another uid).
+pub fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+/// A value that proves it is whole: a header naming its writer and round, then a body derived from
+/// the header, so a torn or mixed value fails [`is_whole_value`].
+pub fn whole_value(writer: u32, round: u32) -> String {
+    let header = format!("w{writer}-r{round}:");
+    let body: String = header.chars().cycle().take(1500).collect();
+    format!("{header}{body}")
+}
+
+/// Whether `found` is exactly some [`whole_value`]; returns its (writer, round) if so.
+pub fn parse_whole_value(found: &str) -> Option<(u32, u32)> {
+    let (head, _) = found.split_once(':')?;
+    let (writer, round) = head.strip_prefix('w')?.split_once("-r")?;
+    let (writer, round) = (writer.parse().ok()?, round.parse().ok()?);
+    (found == whole_value(writer, round)).then_some((writer, round))
+}
+
+/// Whether `found` is exactly some [`whole_value`].
+pub fn is_whole_value(found: &str) -> bool {
+    parse_whole_value(found).is_some()
+}

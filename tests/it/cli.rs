@@ -1,0 +1,130 @@
+//! The `securestore` command-line tool: a short session and every exit code.
+
+use std::process::Output;
+
+use securestore_e2e::{Daemon, PROJECT, bin, run_with_stdin};
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn code(out: &Output) -> i32 {
+    out.status.code().expect("exited normally")
+}
+
+fn one_line(text: &str) {
+    assert_eq!(text.lines().count(), 1, "one line on stderr, got: {text:?}");
+}
+
+#[test]
+fn set_get_delete_session() {
+    let daemon = Daemon::start();
+    let run = |args: &[&str]| daemon.cli().arg("--project").arg(PROJECT).args(args).output().expect("run");
+
+    let out = run(&["set", "api-token", "t0k3n"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(out.stdout.is_empty() && out.stderr.is_empty(), "set is silent on success");
+
+    let out = run(&["get", "api-token"]);
+    assert_eq!((code(&out), stdout(&out).as_str()), (0, "t0k3n\n"), "value and one newline");
+
+    let out = run(&["--service", "other", "get", "api-token"]);
+    assert_eq!(code(&out), 1, "another service has no such item");
+    one_line(&stderr(&out));
+
+    assert_eq!(code(&run(&["delete", "api-token"])), 0);
+    let out = run(&["get", "api-token"]);
+    assert_eq!(code(&out), 1, "get of a missing item exits 1");
+    assert!(out.stdout.is_empty());
+    assert_eq!(code(&run(&["delete", "api-token"])), 0, "deleting a missing item succeeds");
+}
+
+#[test]
+fn value_from_stdin_and_accessible_class() {
+    let daemon = Daemon::start();
+    let mut set = daemon.cli();
+    set.args(["--project", PROJECT, "set", "from-stdin", "--accessible", "AFTER_FIRST_UNLOCK"]);
+    let out = run_with_stdin(&mut set, b"secret from a pipe\n");
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+
+    let out = daemon.cli().args(["--project", PROJECT, "get", "from-stdin"]).output().expect("run");
+    assert_eq!(stdout(&out), "secret from a pipe\n", "one trailing newline dropped on input");
+
+    let mut set = daemon.cli();
+    set.args(["--project", PROJECT, "set", "multi"]);
+    assert_eq!(code(&run_with_stdin(&mut set, b"line1\nline2\n\n")), 0);
+    let out = daemon.cli().args(["--project", PROJECT, "get", "multi"]).output().expect("run");
+    assert_eq!(stdout(&out), "line1\nline2\n\n", "only one newline is dropped");
+
+    let mut set = daemon.cli();
+    set.args(["--project", PROJECT, "set", "bin"]);
+    let out = run_with_stdin(&mut set, &[0xff, 0xfe]);
+    assert_eq!(code(&out), 2, "non-UTF-8 input is invalid");
+    one_line(&stderr(&out));
+
+    let out = daemon
+        .cli()
+        .args(["--project", PROJECT, "set", "k", "v", "--accessible", "SOMETIMES"])
+        .output()
+        .expect("run");
+    assert_eq!(code(&out), 2, "unknown class is a usage error");
+}
+
+#[test]
+fn project_from_the_environment() {
+    let daemon = Daemon::start();
+    let out = daemon
+        .cli()
+        .env("SECURESTORE_PROJECT", "@env/project")
+        .args(["set", "k", "from-env"])
+        .output()
+        .expect("run");
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let out = daemon.cli().args(["--project", "@env/project", "get", "k"]).output().expect("run");
+    assert_eq!(stdout(&out), "from-env\n");
+}
+
+#[test]
+fn exit_codes_for_each_failure() {
+    let daemon = Daemon::start_with(&["--max-value-bytes", "4"]);
+    let run = |args: &[&str]| daemon.cli().args(args).output().expect("run");
+
+    // 2: invalid input of every kind, each with one line on stderr.
+    for args in [
+        &["--project", PROJECT, "set", "bad key", "v"][..],
+        &["--project", PROJECT, "get", ""],
+        &["--project", "bad project", "get", "k"],
+        &["--project", PROJECT, "set", "k", "too long"],
+        &["--project", PROJECT, "--service", "", "get", "k"],
+        &["get", "k"],
+    ] {
+        let out = run(args);
+        assert_eq!(code(&out), 2, "{args:?}: {}", stderr(&out));
+        one_line(&stderr(&out));
+    }
+    let out = run(&["--project", PROJECT, "set", "k", "12345"]);
+    assert!(stderr(&out).contains("4 bytes"), "names the limit: {}", stderr(&out));
+    let out = run(&["--project", PROJECT, "set", "bad key", "v"]);
+    assert!(stderr(&out).contains("Invalid key provided to SecureStore"), "{}", stderr(&out));
+
+    // 2: usage errors from the parser; 0 for --help.
+    assert_eq!(code(&run(&["--project", PROJECT, "frobnicate"])), 2);
+    assert_eq!(code(&run(&["--project", PROJECT, "get"])), 2);
+    assert_eq!(code(&run(&["--help"])), 0);
+
+    // 4: nobody listening.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = std::process::Command::new(bin("securestore"))
+        .arg("--socket")
+        .arg(dir.path().join("nobody.sock"))
+        .args(["--project", PROJECT, "get", "k"])
+        .output()
+        .expect("run");
+    assert_eq!(code(&out), 4, "{}", stderr(&out));
+    one_line(&stderr(&out));
+    assert!(stderr(&out).contains("nobody.sock"), "names the socket: {}", stderr(&out));
+}

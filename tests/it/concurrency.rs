@@ -1,0 +1,41 @@
+//! Many client processes hammering the same keys: every write is applied whole, none is lost.
+
+use std::collections::HashMap;
+use std::process::Command;
+
+use securestore_client::GetOptions;
+use securestore_e2e::{Daemon, PROJECT, bin, parse_whole_value};
+
+const WRITERS: u32 = 8;
+const ROUNDS: u32 = 15;
+const KEYS: u32 = 4;
+
+#[tokio::test]
+async fn eight_processes_on_shared_keys_leave_whole_values() {
+    let daemon = Daemon::start();
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|writer| {
+            Command::new(bin("securestore-hammer"))
+                .arg(daemon.socket())
+                .args([PROJECT, &writer.to_string(), &ROUNDS.to_string(), &KEYS.to_string()])
+                .spawn()
+                .expect("spawn writer")
+        })
+        .collect();
+    for mut writer in writers {
+        let status = writer.wait().expect("wait");
+        assert!(status.success(), "a writer saw a torn value or failed: {status}\n{}", daemon.log());
+    }
+
+    let client = daemon.client(PROJECT).await;
+    let mut last_writers = HashMap::new();
+    for k in 0..KEYS {
+        let key = format!("shared-{k}");
+        let found = client.get_item(&key, GetOptions::default()).await.expect("get").expect("present");
+        let (writer, round) = parse_whole_value(found.expose_secret()).expect("a whole value some writer wrote");
+        // Each writer's last set of a key is its final round; whoever wrote last, it was that round.
+        assert_eq!(round, ROUNDS - 1, "{key}: the final value is some writer's last write");
+        last_writers.insert(key, writer);
+    }
+    assert_eq!(last_writers.len() as u32, KEYS);
+}

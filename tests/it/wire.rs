@@ -1,0 +1,78 @@
+//! Raw bytes on the socket: malformed input closes only its own connection.
+
+use std::time::Duration;
+
+use securestore_client::{GetOptions, SetOptions};
+use securestore_e2e::{Daemon, PROJECT, raw_hello};
+use securestore_proto::handshake::{Hello, HelloReply, PROTOCOL_VERSION};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::UnixStream;
+
+/// Writes `bytes` and waits for the daemon to close the connection (EOF or reset), with a deadline.
+async fn assert_closed_after(stream: &mut UnixStream, bytes: &[u8]) {
+    let _ = stream.write_all(bytes).await;
+    let mut buf = [0u8; 256];
+    let read = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "the daemon did not close the connection");
+}
+
+async fn assert_still_serving(daemon: &Daemon) {
+    let client = daemon.client(PROJECT).await;
+    client.set_item("alive", "yes", SetOptions::default()).await.expect("set");
+    let found = client.get_item("alive", GetOptions::default()).await.expect("get");
+    assert_eq!(found.as_ref().map(|v| v.expose_secret()), Some("yes"));
+}
+
+#[tokio::test]
+async fn garbage_instead_of_a_handshake_closes_that_connection_only() {
+    let daemon = Daemon::start();
+    let mut stream = UnixStream::connect(daemon.socket()).await.expect("connect");
+    // A well-formed frame whose body is not a Hello.
+    let mut frame = 6u32.to_be_bytes().to_vec();
+    frame.extend_from_slice(b"\xff\xfe\xfdjunk");
+    assert_closed_after(&mut stream, &frame).await;
+    assert_still_serving(&daemon).await;
+}
+
+#[tokio::test]
+async fn an_oversized_length_prefix_closes_the_connection() {
+    let daemon = Daemon::start();
+    // Before the handshake: 4 GiB claimed, nothing sent.
+    let mut stream = UnixStream::connect(daemon.socket()).await.expect("connect");
+    assert_closed_after(&mut stream, &u32::MAX.to_be_bytes()).await;
+
+    // After the handshake: one byte over the frame limit.
+    let hello = Hello {
+        protocol_version: PROTOCOL_VERSION,
+        project: PROJECT.to_owned(),
+    };
+    let (reply, frames) = raw_hello(&daemon.socket(), &hello).await;
+    assert!(matches!(reply, HelloReply::Accepted(_)));
+    let mut stream = frames.into_inner();
+    let limit = securestore_proto::limits::max_frame_len(64 * 1024) as u32;
+    assert_closed_after(&mut stream, &(limit + 1).to_be_bytes()).await;
+    assert_still_serving(&daemon).await;
+}
+
+#[tokio::test]
+async fn a_malformed_request_after_the_handshake_closes_that_connection_only() {
+    let daemon = Daemon::start();
+    let hello = Hello {
+        protocol_version: PROTOCOL_VERSION,
+        project: PROJECT.to_owned(),
+    };
+    let (_, frames) = raw_hello(&daemon.socket(), &hello).await;
+    let mut stream = frames.into_inner();
+    let mut frame = 64u32.to_be_bytes().to_vec();
+    frame.extend_from_slice(&[0xAB; 64]);
+    assert_closed_after(&mut stream, &frame).await;
+    assert_still_serving(&daemon).await;
+}
