@@ -23,7 +23,10 @@ fn main() {
             client
                 .set_item(&key, whole_value(writer, round), SetOptions::default())
                 .expect("set");
-            let found = client.get_item(&key, GetOptions::default()).expect("get").expect("present");
+            let found = client
+                .get_item(&key, GetOptions::default())
+                .expect("get")
+                .expect("present");
             if !is_whole_value(found.expose_secret()) {
                 eprintln!("torn value under {key}");
                 std::process::exit(1);

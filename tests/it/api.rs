@@ -16,17 +16,40 @@ async fn round_trip_overwrite_missing_delete() {
     let daemon = Daemon::start();
     let client = daemon.client(PROJECT).await;
 
-    assert!(client.get_item("token", get(None)).await.expect("get").is_none(), "missing → None");
-    client.set_item("token", "v1", SetOptions::default()).await.expect("set");
+    assert!(
+        client
+            .get_item("token", get(None))
+            .await
+            .expect("get")
+            .is_none(),
+        "missing → None"
+    );
+    client
+        .set_item("token", "v1", SetOptions::default())
+        .await
+        .expect("set");
     let found = client.get_item("token", get(None)).await.expect("get");
     assert_eq!(found.as_ref().map(|v| v.expose_secret()), Some("v1"));
 
-    client.set_item("token", "v2", SetOptions::default()).await.expect("overwrite");
+    client
+        .set_item("token", "v2", SetOptions::default())
+        .await
+        .expect("overwrite");
     let found = client.get_item("token", get(None)).await.expect("get");
     assert_eq!(found.as_ref().map(|v| v.expose_secret()), Some("v2"));
 
-    client.delete_item("token", DeleteOptions::default()).await.expect("delete");
-    assert!(client.get_item("token", get(None)).await.expect("get").is_none(), "deleted");
+    client
+        .delete_item("token", DeleteOptions::default())
+        .await
+        .expect("delete");
+    assert!(
+        client
+            .get_item("token", get(None))
+            .await
+            .expect("get")
+            .is_none(),
+        "deleted"
+    );
     client
         .delete_item("token", DeleteOptions::default())
         .await
@@ -38,12 +61,22 @@ async fn empty_unicode_and_accessibility_round_trip() {
     let daemon = Daemon::start();
     let client = daemon.client(PROJECT).await;
 
-    client.set_item("empty", "", SetOptions::default()).await.expect("set");
+    client
+        .set_item("empty", "", SetOptions::default())
+        .await
+        .expect("set");
     let empty = client.get_item("empty", get(None)).await.expect("get");
-    assert_eq!(empty.as_ref().map(|v| v.expose_secret()), Some(""), "empty is a value, not absence");
+    assert_eq!(
+        empty.as_ref().map(|v| v.expose_secret()),
+        Some(""),
+        "empty is a value, not absence"
+    );
 
     let text = "пароль 🔑 \"quoted\"\n\ttabbed \u{0} nul";
-    client.set_item("unicode", text, SetOptions::default()).await.expect("set");
+    client
+        .set_item("unicode", text, SetOptions::default())
+        .await
+        .expect("set");
     let found = client.get_item("unicode", get(None)).await.expect("get");
     assert_eq!(found.as_ref().map(|v| v.expose_secret()), Some(text));
 
@@ -53,13 +86,25 @@ async fn empty_unicode_and_accessibility_round_trip() {
             keychain_accessible: class,
         };
         client.set_item("classed", "x", options).await.expect("set");
-        let item = client.get_item_entry("classed", get(None)).await.expect("get").expect("present");
+        let item = client
+            .get_item_entry("classed", get(None))
+            .await
+            .expect("get")
+            .expect("present");
         assert_eq!(item.accessible, class);
     }
     let default = SetOptions::default();
     client.set_item("classed", "x", default).await.expect("set");
-    let item = client.get_item_entry("classed", get(None)).await.expect("get").expect("present");
-    assert_eq!(item.accessible, KeychainAccessible::WhenUnlocked, "the default class");
+    let item = client
+        .get_item_entry("classed", get(None))
+        .await
+        .expect("get")
+        .expect("present");
+    assert_eq!(
+        item.accessible,
+        KeychainAccessible::WhenUnlocked,
+        "the default class"
+    );
 }
 
 #[tokio::test]
@@ -68,17 +113,35 @@ async fn value_size_limit_is_enforced_and_named() {
     let client = daemon.client(PROJECT).await;
     assert_eq!(client.max_value_bytes(), 100);
 
-    client.set_item("fits", "x".repeat(100), SetOptions::default()).await.expect("at the limit");
+    client
+        .set_item("fits", "x".repeat(100), SetOptions::default())
+        .await
+        .expect("at the limit");
     let err = client
         .set_item("too-big", "x".repeat(101), SetOptions::default())
         .await
         .expect_err("over the limit");
     assert!(
-        matches!(err, Error::Service(ServiceError::ValueTooLarge { size: 101, limit: 100 })),
+        matches!(
+            err,
+            Error::Service(ServiceError::ValueTooLarge {
+                size: 101,
+                limit: 100
+            })
+        ),
         "{err:?}"
     );
-    assert!(err.to_string().contains("100 bytes"), "the message names the limit: {err}");
-    assert!(client.get_item("too-big", get(None)).await.expect("get").is_none());
+    assert!(
+        err.to_string().contains("100 bytes"),
+        "the message names the limit: {err}"
+    );
+    assert!(
+        client
+            .get_item("too-big", get(None))
+            .await
+            .expect("get")
+            .is_none()
+    );
 }
 
 #[tokio::test]
@@ -86,24 +149,38 @@ async fn default_limit_is_64_kib() {
     let daemon = Daemon::start();
     let client = daemon.client(PROJECT).await;
     let max = "v".repeat(64 * 1024);
-    client.set_item("max", max.as_str(), SetOptions::default()).await.expect("64 KiB fits");
-    let found = client.get_item("max", get(None)).await.expect("get").expect("present");
+    client
+        .set_item("max", max.as_str(), SetOptions::default())
+        .await
+        .expect("64 KiB fits");
+    let found = client
+        .get_item("max", get(None))
+        .await
+        .expect("get")
+        .expect("present");
     assert_eq!(found.expose_secret(), max);
     let err = client
         .set_item("over", "v".repeat(64 * 1024 + 1), SetOptions::default())
         .await
         .expect_err("one byte more is refused");
-    assert!(matches!(err, Error::Service(ServiceError::ValueTooLarge { .. })), "{err:?}");
+    assert!(
+        matches!(err, Error::Service(ServiceError::ValueTooLarge { .. })),
+        "{err:?}"
+    );
 }
 
 #[test]
 fn blocking_client_works_the_same() {
     let daemon = Daemon::start();
     let client = blocking::Client::connect(daemon.socket(), PROJECT).expect("connect");
-    client.set_item("sync", "value", SetOptions::default()).expect("set");
+    client
+        .set_item("sync", "value", SetOptions::default())
+        .expect("set");
     let found = client.get_item("sync", get(None)).expect("get");
     assert_eq!(found.as_ref().map(|v| v.expose_secret()), Some("value"));
-    client.delete_item("sync", DeleteOptions::default()).expect("delete");
+    client
+        .delete_item("sync", DeleteOptions::default())
+        .expect("delete");
     assert!(client.get_item("sync", get(None)).expect("get").is_none());
 }
 
@@ -111,13 +188,22 @@ fn blocking_client_works_the_same() {
 async fn client_checks_names_before_sending() {
     let daemon = Daemon::start();
     let client = daemon.client(PROJECT).await;
-    let err = client.set_item("bad key", "v", SetOptions::default()).await.expect_err("invalid");
-    assert!(matches!(err, Error::Service(ServiceError::InvalidKey)), "{err:?}");
+    let err = client
+        .set_item("bad key", "v", SetOptions::default())
+        .await
+        .expect_err("invalid");
+    assert!(
+        matches!(err, Error::Service(ServiceError::InvalidKey)),
+        "{err:?}"
+    );
     assert!(!err.is_transport());
     let err = securestore_client::Client::connect(daemon.socket(), "bad project!")
         .await
         .expect_err("invalid project");
-    assert!(matches!(err, Error::Service(ServiceError::InvalidProject { .. })), "{err:?}");
+    assert!(
+        matches!(err, Error::Service(ServiceError::InvalidProject { .. })),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]

@@ -30,22 +30,34 @@ async fn files_and_logs_hold_no_value_in_clear() {
     let client = daemon.client(PROJECT).await;
     for i in 0..100 {
         let value = format!("{MARKER}-{i}-{}", "x".repeat(i * 10));
-        client.set_item(&format!("key-{i}"), value, SetOptions::default()).await.expect("set");
+        client
+            .set_item(&format!("key-{i}"), value, SetOptions::default())
+            .await
+            .expect("set");
     }
     for i in 0..100 {
-        let found = client.get_item(&format!("key-{i}"), GetOptions::default()).await.expect("get");
+        let found = client
+            .get_item(&format!("key-{i}"), GetOptions::default())
+            .await
+            .expect("get");
         assert!(found.expect("present").expose_secret().starts_with(MARKER));
     }
     drop(client);
 
-    assert!(daemon.data_dir().join("securestore.db-wal").exists(), "the WAL is scanned while live");
+    assert!(
+        daemon.data_dir().join("securestore.db-wal").exists(),
+        "the WAL is scanned while live"
+    );
     assert!(assert_no_marker_in(&daemon.data_dir(), "running") >= 2);
     assert_no_marker_in(daemon.key_file().parent().expect("key folder"), "running");
     daemon.stop();
     assert!(assert_no_marker_in(&daemon.data_dir(), "stopped") >= 1);
 
     let log = daemon.log();
-    assert!(log.contains("key-42"), "the trace log names keys, so it really was written: {log}");
+    assert!(
+        log.contains("key-42"),
+        "the trace log names keys, so it really was written: {log}"
+    );
     assert!(!log.contains(MARKER), "the trace log holds a value");
     let key = std::fs::read(daemon.key_file()).expect("key");
     let key_hex: String = key.iter().map(|b| format!("{b:02x}")).collect();

@@ -23,14 +23,29 @@ fn one_line(text: &str) {
 #[test]
 fn set_get_delete_session() {
     let daemon = Daemon::start();
-    let run = |args: &[&str]| daemon.cli().arg("--project").arg(PROJECT).args(args).output().expect("run");
+    let run = |args: &[&str]| {
+        daemon
+            .cli()
+            .arg("--project")
+            .arg(PROJECT)
+            .args(args)
+            .output()
+            .expect("run")
+    };
 
     let out = run(&["set", "api-token", "t0k3n"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
-    assert!(out.stdout.is_empty() && out.stderr.is_empty(), "set is silent on success");
+    assert!(
+        out.stdout.is_empty() && out.stderr.is_empty(),
+        "set is silent on success"
+    );
 
     let out = run(&["get", "api-token"]);
-    assert_eq!((code(&out), stdout(&out).as_str()), (0, "t0k3n\n"), "value and one newline");
+    assert_eq!(
+        (code(&out), stdout(&out).as_str()),
+        (0, "t0k3n\n"),
+        "value and one newline"
+    );
 
     let out = run(&["--service", "other", "get", "api-token"]);
     assert_eq!(code(&out), 1, "another service has no such item");
@@ -40,25 +55,52 @@ fn set_get_delete_session() {
     let out = run(&["get", "api-token"]);
     assert_eq!(code(&out), 1, "get of a missing item exits 1");
     assert!(out.stdout.is_empty());
-    assert_eq!(code(&run(&["delete", "api-token"])), 0, "deleting a missing item succeeds");
+    assert_eq!(
+        code(&run(&["delete", "api-token"])),
+        0,
+        "deleting a missing item succeeds"
+    );
 }
 
 #[test]
 fn value_from_stdin_and_accessible_class() {
     let daemon = Daemon::start();
     let mut set = daemon.cli();
-    set.args(["--project", PROJECT, "set", "from-stdin", "--accessible", "AFTER_FIRST_UNLOCK"]);
+    set.args([
+        "--project",
+        PROJECT,
+        "set",
+        "from-stdin",
+        "--accessible",
+        "AFTER_FIRST_UNLOCK",
+    ]);
     let out = run_with_stdin(&mut set, b"secret from a pipe\n");
     assert_eq!(code(&out), 0, "{}", stderr(&out));
 
-    let out = daemon.cli().args(["--project", PROJECT, "get", "from-stdin"]).output().expect("run");
-    assert_eq!(stdout(&out), "secret from a pipe\n", "one trailing newline dropped on input");
+    let out = daemon
+        .cli()
+        .args(["--project", PROJECT, "get", "from-stdin"])
+        .output()
+        .expect("run");
+    assert_eq!(
+        stdout(&out),
+        "secret from a pipe\n",
+        "one trailing newline dropped on input"
+    );
 
     let mut set = daemon.cli();
     set.args(["--project", PROJECT, "set", "multi"]);
     assert_eq!(code(&run_with_stdin(&mut set, b"line1\nline2\n\n")), 0);
-    let out = daemon.cli().args(["--project", PROJECT, "get", "multi"]).output().expect("run");
-    assert_eq!(stdout(&out), "line1\nline2\n\n", "only one newline is dropped");
+    let out = daemon
+        .cli()
+        .args(["--project", PROJECT, "get", "multi"])
+        .output()
+        .expect("run");
+    assert_eq!(
+        stdout(&out),
+        "line1\nline2\n\n",
+        "only one newline is dropped"
+    );
 
     let mut set = daemon.cli();
     set.args(["--project", PROJECT, "set", "bin"]);
@@ -68,7 +110,15 @@ fn value_from_stdin_and_accessible_class() {
 
     let out = daemon
         .cli()
-        .args(["--project", PROJECT, "set", "k", "v", "--accessible", "SOMETIMES"])
+        .args([
+            "--project",
+            PROJECT,
+            "set",
+            "k",
+            "v",
+            "--accessible",
+            "SOMETIMES",
+        ])
         .output()
         .expect("run");
     assert_eq!(code(&out), 2, "unknown class is a usage error");
@@ -84,7 +134,11 @@ fn project_from_the_environment() {
         .output()
         .expect("run");
     assert_eq!(code(&out), 0, "{}", stderr(&out));
-    let out = daemon.cli().args(["--project", "@env/project", "get", "k"]).output().expect("run");
+    let out = daemon
+        .cli()
+        .args(["--project", "@env/project", "get", "k"])
+        .output()
+        .expect("run");
     assert_eq!(stdout(&out), "from-env\n");
 }
 
@@ -107,9 +161,17 @@ fn exit_codes_for_each_failure() {
         one_line(&stderr(&out));
     }
     let out = run(&["--project", PROJECT, "set", "k", "12345"]);
-    assert!(stderr(&out).contains("4 bytes"), "names the limit: {}", stderr(&out));
+    assert!(
+        stderr(&out).contains("4 bytes"),
+        "names the limit: {}",
+        stderr(&out)
+    );
     let out = run(&["--project", PROJECT, "set", "bad key", "v"]);
-    assert!(stderr(&out).contains("Invalid key provided to SecureStore"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("Invalid key provided to SecureStore"),
+        "{}",
+        stderr(&out)
+    );
 
     // 2: usage errors from the parser; 0 for --help.
     assert_eq!(code(&run(&["--project", PROJECT, "frobnicate"])), 2);
@@ -126,5 +188,9 @@ fn exit_codes_for_each_failure() {
         .expect("run");
     assert_eq!(code(&out), 4, "{}", stderr(&out));
     one_line(&stderr(&out));
-    assert!(stderr(&out).contains("nobody.sock"), "names the socket: {}", stderr(&out));
+    assert!(
+        stderr(&out).contains("nobody.sock"),
+        "names the socket: {}",
+        stderr(&out)
+    );
 }

@@ -17,24 +17,42 @@ async fn eight_processes_on_shared_keys_leave_whole_values() {
         .map(|writer| {
             Command::new(bin("securestore-hammer"))
                 .arg(daemon.socket())
-                .args([PROJECT, &writer.to_string(), &ROUNDS.to_string(), &KEYS.to_string()])
+                .args([
+                    PROJECT,
+                    &writer.to_string(),
+                    &ROUNDS.to_string(),
+                    &KEYS.to_string(),
+                ])
                 .spawn()
                 .expect("spawn writer")
         })
         .collect();
     for mut writer in writers {
         let status = writer.wait().expect("wait");
-        assert!(status.success(), "a writer saw a torn value or failed: {status}\n{}", daemon.log());
+        assert!(
+            status.success(),
+            "a writer saw a torn value or failed: {status}\n{}",
+            daemon.log()
+        );
     }
 
     let client = daemon.client(PROJECT).await;
     let mut last_writers = HashMap::new();
     for k in 0..KEYS {
         let key = format!("shared-{k}");
-        let found = client.get_item(&key, GetOptions::default()).await.expect("get").expect("present");
-        let (writer, round) = parse_whole_value(found.expose_secret()).expect("a whole value some writer wrote");
+        let found = client
+            .get_item(&key, GetOptions::default())
+            .await
+            .expect("get")
+            .expect("present");
+        let (writer, round) =
+            parse_whole_value(found.expose_secret()).expect("a whole value some writer wrote");
         // Each writer's last set of a key is its final round; whoever wrote last, it was that round.
-        assert_eq!(round, ROUNDS - 1, "{key}: the final value is some writer's last write");
+        assert_eq!(
+            round,
+            ROUNDS - 1,
+            "{key}: the final value is some writer's last write"
+        );
         last_writers.insert(key, writer);
     }
     assert_eq!(last_writers.len() as u32, KEYS);

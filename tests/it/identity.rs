@@ -18,7 +18,9 @@ fn chmod(path: &Path, mode: u32) {
 #[test]
 fn a_peer_with_another_uid_is_refused() {
     if !is_root() {
-        eprintln!("SKIPPED a_peer_with_another_uid_is_refused: needs root to switch to uid {NOBODY}");
+        eprintln!(
+            "SKIPPED a_peer_with_another_uid_is_refused: needs root to switch to uid {NOBODY}"
+        );
         return;
     }
     let daemon = Daemon::start();
@@ -39,7 +41,12 @@ fn a_peer_with_another_uid_is_refused() {
 
     // First line of defence: the 0700 folder keeps the other uid from even connecting.
     let out = as_nobody();
-    assert_eq!(out.status.code(), Some(4), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // Open the folder and socket to everyone: the daemon's own SO_PEERCRED check must still refuse.
     chmod(daemon.socket().parent().expect("run dir"), 0o711);
@@ -47,10 +54,20 @@ fn a_peer_with_another_uid_is_refused() {
     let out = as_nobody();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "refused, exit 3: {stderr}");
-    assert!(stderr.contains("refused") && stderr.contains(&NOBODY.to_string()), "{stderr}");
-    assert!(daemon.log().contains("connection refused"), "the refusal is logged");
+    assert!(
+        stderr.contains("refused") && stderr.contains(&NOBODY.to_string()),
+        "{stderr}"
+    );
+    assert!(
+        daemon.log().contains("connection refused"),
+        "the refusal is logged"
+    );
 
     // Root, and the daemon's own uid, are still served.
-    let out = daemon.cli().args(["--project", PROJECT, "set", "k", "v"]).output().expect("run");
+    let out = daemon
+        .cli()
+        .args(["--project", PROJECT, "set", "k", "v"])
+        .output()
+        .expect("run");
     assert!(out.status.success());
 }

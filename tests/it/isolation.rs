@@ -3,7 +3,11 @@
 use securestore_client::{DeleteOptions, GetOptions, SetOptions};
 use securestore_e2e::{Daemon, PROJECT};
 
-async fn value(client: &securestore_client::Client, key: &str, service: Option<&str>) -> Option<String> {
+async fn value(
+    client: &securestore_client::Client,
+    key: &str,
+    service: Option<&str>,
+) -> Option<String> {
     let options = GetOptions {
         keychain_service: service.map(str::to_owned),
     };
@@ -20,15 +24,36 @@ async fn two_projects_with_the_same_key_never_meet() {
     let a = daemon.client("@owner/app-a").await;
     let b = daemon.client("@owner/app-b").await;
 
-    a.set_item("token", "a's secret", SetOptions::default()).await.expect("set");
-    assert_eq!(value(&b, "token", None).await, None, "b cannot read a's item");
+    a.set_item("token", "a's secret", SetOptions::default())
+        .await
+        .expect("set");
+    assert_eq!(
+        value(&b, "token", None).await,
+        None,
+        "b cannot read a's item"
+    );
 
-    b.set_item("token", "b's secret", SetOptions::default()).await.expect("set");
-    assert_eq!(value(&a, "token", None).await.as_deref(), Some("a's secret"), "b's write stays in b");
-    assert_eq!(value(&b, "token", None).await.as_deref(), Some("b's secret"));
+    b.set_item("token", "b's secret", SetOptions::default())
+        .await
+        .expect("set");
+    assert_eq!(
+        value(&a, "token", None).await.as_deref(),
+        Some("a's secret"),
+        "b's write stays in b"
+    );
+    assert_eq!(
+        value(&b, "token", None).await.as_deref(),
+        Some("b's secret")
+    );
 
-    b.delete_item("token", DeleteOptions::default()).await.expect("delete");
-    assert_eq!(value(&a, "token", None).await.as_deref(), Some("a's secret"), "b's delete stays in b");
+    b.delete_item("token", DeleteOptions::default())
+        .await
+        .expect("delete");
+    assert_eq!(
+        value(&a, "token", None).await.as_deref(),
+        Some("a's secret"),
+        "b's delete stays in b"
+    );
     assert_eq!(value(&b, "token", None).await, None);
 }
 
@@ -38,7 +63,10 @@ async fn a_project_id_that_prefixes_another_is_still_apart() {
     let daemon = Daemon::start();
     let short = daemon.client("@o/a").await;
     let long = daemon.client("@o/app").await;
-    short.set_item("pp", "short", SetOptions::default()).await.expect("set");
+    short
+        .set_item("pp", "short", SetOptions::default())
+        .await
+        .expect("set");
     let service = SetOptions {
         keychain_service: Some("pp".to_owned()),
         ..SetOptions::default()
@@ -56,13 +84,34 @@ async fn services_are_namespaces() {
         keychain_service: Some("auth".to_owned()),
         ..SetOptions::default()
     };
-    client.set_item("token", "auth's", in_auth).await.expect("set");
-    assert_eq!(value(&client, "token", None).await, None, "not found without its service");
-    assert_eq!(value(&client, "token", Some("app")).await, None, "nor under the default service");
-    assert_eq!(value(&client, "token", Some("auth")).await.as_deref(), Some("auth's"));
+    client
+        .set_item("token", "auth's", in_auth)
+        .await
+        .expect("set");
+    assert_eq!(
+        value(&client, "token", None).await,
+        None,
+        "not found without its service"
+    );
+    assert_eq!(
+        value(&client, "token", Some("app")).await,
+        None,
+        "nor under the default service"
+    );
+    assert_eq!(
+        value(&client, "token", Some("auth")).await.as_deref(),
+        Some("auth's")
+    );
 
-    client.set_item("token", "default's", SetOptions::default()).await.expect("set");
-    assert_eq!(value(&client, "token", Some("app")).await.as_deref(), Some("default's"), "default is 'app'");
+    client
+        .set_item("token", "default's", SetOptions::default())
+        .await
+        .expect("set");
+    assert_eq!(
+        value(&client, "token", Some("app")).await.as_deref(),
+        Some("default's"),
+        "default is 'app'"
+    );
     client
         .delete_item(
             "token",
@@ -73,5 +122,8 @@ async fn services_are_namespaces() {
         .await
         .expect("delete");
     assert_eq!(value(&client, "token", Some("auth")).await, None);
-    assert_eq!(value(&client, "token", None).await.as_deref(), Some("default's"));
+    assert_eq!(
+        value(&client, "token", None).await.as_deref(),
+        Some("default's")
+    );
 }

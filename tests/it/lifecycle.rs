@@ -32,7 +32,10 @@ fn a_second_daemon_on_a_live_socket_refuses_to_start() {
 fn a_stale_socket_is_replaced_and_other_files_are_not() {
     let mut daemon = Daemon::start();
     daemon.kill(); // SIGKILL leaves the socket file behind.
-    assert!(daemon.socket().exists(), "a killed daemon leaves its socket");
+    assert!(
+        daemon.socket().exists(),
+        "a killed daemon leaves its socket"
+    );
     daemon.spawn().expect("starts over a stale socket");
     daemon.kill();
 
@@ -40,7 +43,10 @@ fn a_stale_socket_is_replaced_and_other_files_are_not() {
     std::fs::write(daemon.socket(), b"not a socket").expect("write");
     let err = daemon.spawn().expect_err("must not replace a regular file");
     assert!(err.contains("is not a socket"), "{err}");
-    assert_eq!(std::fs::read(daemon.socket()).expect("still there"), b"not a socket");
+    assert_eq!(
+        std::fs::read(daemon.socket()).expect("still there"),
+        b"not a socket"
+    );
 }
 
 #[test]
@@ -59,14 +65,20 @@ fn a_socket_folder_others_can_enter_is_refused() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(stderr.contains("mode 0700"), "{stderr}");
-    assert!(!dir.path().join("data").exists(), "nothing is opened before the socket is safe");
+    assert!(
+        !dir.path().join("data").exists(),
+        "nothing is opened before the socket is safe"
+    );
 }
 
 #[tokio::test]
 async fn sigterm_stops_cleanly_and_data_survives_restart() {
     let mut daemon = Daemon::start();
     let client = daemon.client(PROJECT).await;
-    client.set_item("persisted", "still here", SetOptions::default()).await.expect("set");
+    client
+        .set_item("persisted", "still here", SetOptions::default())
+        .await
+        .expect("set");
     drop(client);
 
     let status = daemon.stop();
@@ -77,8 +89,14 @@ async fn sigterm_stops_cleanly_and_data_survives_restart() {
 
     daemon.spawn().expect("restart");
     let client = daemon.client(PROJECT).await;
-    let found = client.get_item("persisted", GetOptions::default()).await.expect("get");
-    assert_eq!(found.as_ref().map(|v| v.expose_secret()), Some("still here"));
+    let found = client
+        .get_item("persisted", GetOptions::default())
+        .await
+        .expect("get");
+    assert_eq!(
+        found.as_ref().map(|v| v.expose_secret()),
+        Some("still here")
+    );
 }
 
 #[tokio::test]
@@ -86,35 +104,71 @@ async fn acknowledged_writes_survive_sigkill() {
     let mut daemon = Daemon::start();
     let client = daemon.client(PROJECT).await;
     for i in 0..20 {
-        client.set_item(&format!("k{i}"), format!("v{i}"), SetOptions::default()).await.expect("set");
+        client
+            .set_item(&format!("k{i}"), format!("v{i}"), SetOptions::default())
+            .await
+            .expect("set");
     }
-    client.delete_item("k0", Default::default()).await.expect("delete");
+    client
+        .delete_item("k0", Default::default())
+        .await
+        .expect("delete");
     daemon.kill();
 
     daemon.spawn().expect("restart after SIGKILL");
     let client = daemon.client(PROJECT).await;
-    assert!(client.get_item("k0", GetOptions::default()).await.expect("get").is_none(), "delete held");
+    assert!(
+        client
+            .get_item("k0", GetOptions::default())
+            .await
+            .expect("get")
+            .is_none(),
+        "delete held"
+    );
     for i in 1..20 {
-        let found = client.get_item(&format!("k{i}"), GetOptions::default()).await.expect("get");
-        assert_eq!(found.as_ref().map(|v| v.expose_secret().to_owned()), Some(format!("v{i}")));
+        let found = client
+            .get_item(&format!("k{i}"), GetOptions::default())
+            .await
+            .expect("get");
+        assert_eq!(
+            found.as_ref().map(|v| v.expose_secret().to_owned()),
+            Some(format!("v{i}"))
+        );
     }
 }
 
 #[tokio::test]
 async fn a_missing_master_key_stops_the_daemon_from_starting() {
     let mut daemon = Daemon::start();
-    daemon.client(PROJECT).await.set_item("k", "v", SetOptions::default()).await.expect("set");
+    daemon
+        .client(PROJECT)
+        .await
+        .set_item("k", "v", SetOptions::default())
+        .await
+        .expect("set");
     daemon.stop();
     let key = std::fs::read(daemon.key_file()).expect("key");
     std::fs::remove_file(daemon.key_file()).expect("remove key");
 
     let err = daemon.spawn().expect_err("refuses without its key");
-    assert!(err.contains("master.key") && err.contains("securestore.db"), "names both files: {err}");
-    assert!(!daemon.key_file().exists(), "no new key is made over existing data");
+    assert!(
+        err.contains("master.key") && err.contains("securestore.db"),
+        "names both files: {err}"
+    );
+    assert!(
+        !daemon.key_file().exists(),
+        "no new key is made over existing data"
+    );
 
     std::fs::write(daemon.key_file(), &key).expect("restore key");
-    std::fs::set_permissions(daemon.key_file(), std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    std::fs::set_permissions(daemon.key_file(), std::fs::Permissions::from_mode(0o600))
+        .expect("chmod");
     daemon.spawn().expect("starts with its key back");
-    let found = daemon.client(PROJECT).await.get_item("k", GetOptions::default()).await.expect("get");
+    let found = daemon
+        .client(PROJECT)
+        .await
+        .get_item("k", GetOptions::default())
+        .await
+        .expect("get");
     assert_eq!(found.as_ref().map(|v| v.expose_secret()), Some("v"));
 }

@@ -5,7 +5,17 @@ use securestore_proto::handshake::{Hello, HelloReply, PROTOCOL_VERSION};
 use securestore_proto::tarpc::context;
 use securestore_proto::{DeleteOptions, GetOptions, SecretString, ServiceError, SetOptions};
 
-const BAD_KEYS: &[&str] = &["", " ", "a b", "a/b", "a:b", "ключ", "tab\t", "nul\0", "semi;colon"];
+const BAD_KEYS: &[&str] = &[
+    "",
+    " ",
+    "a b",
+    "a/b",
+    "a:b",
+    "ключ",
+    "tab\t",
+    "nul\0",
+    "semi;colon",
+];
 
 #[tokio::test]
 async fn every_invalid_key_is_refused_and_the_daemon_keeps_serving() {
@@ -13,7 +23,12 @@ async fn every_invalid_key_is_refused_and_the_daemon_keeps_serving() {
     let raw = raw_client(&daemon.socket(), PROJECT).await.expect("bound");
     for key in BAD_KEYS {
         let set = raw
-            .set_item(context::current(), (*key).to_owned(), SecretString::from("v"), SetOptions::default())
+            .set_item(
+                context::current(),
+                (*key).to_owned(),
+                SecretString::from("v"),
+                SetOptions::default(),
+            )
             .await
             .expect("answered");
         assert_eq!(set, Err(ServiceError::InvalidKey), "set {key:?}");
@@ -23,23 +38,41 @@ async fn every_invalid_key_is_refused_and_the_daemon_keeps_serving() {
             .expect("answered");
         assert!(matches!(got, Err(ServiceError::InvalidKey)), "get {key:?}");
         let deleted = raw
-            .delete_item(context::current(), (*key).to_owned(), DeleteOptions::default())
+            .delete_item(
+                context::current(),
+                (*key).to_owned(),
+                DeleteOptions::default(),
+            )
             .await
             .expect("answered");
         assert_eq!(deleted, Err(ServiceError::InvalidKey), "delete {key:?}");
     }
     let long = "k".repeat(1025);
-    let got = raw.get_item(context::current(), long, GetOptions::default()).await.expect("answered");
-    assert!(matches!(got, Err(ServiceError::KeyTooLong { limit: 1024, .. })), "{got:?}");
+    let got = raw
+        .get_item(context::current(), long, GetOptions::default())
+        .await
+        .expect("answered");
+    assert!(
+        matches!(got, Err(ServiceError::KeyTooLong { limit: 1024, .. })),
+        "{got:?}"
+    );
 
     // The same connection, and a new one, still work.
     let ok = raw
-        .set_item(context::current(), "good".to_owned(), SecretString::from("v"), SetOptions::default())
+        .set_item(
+            context::current(),
+            "good".to_owned(),
+            SecretString::from("v"),
+            SetOptions::default(),
+        )
         .await
         .expect("answered");
     assert_eq!(ok, Ok(()));
     let client = daemon.client(PROJECT).await;
-    let found = client.get_item("good", GetOptions::default()).await.expect("get");
+    let found = client
+        .get_item("good", GetOptions::default())
+        .await
+        .expect("get");
     assert_eq!(found.as_ref().map(|v| v.expose_secret()), Some("v"));
 }
 
@@ -53,35 +86,64 @@ async fn invalid_services_and_oversized_values_are_refused_by_the_daemon() {
             ..SetOptions::default()
         };
         let answer = raw
-            .set_item(context::current(), "k".to_owned(), SecretString::from("v"), options)
+            .set_item(
+                context::current(),
+                "k".to_owned(),
+                SecretString::from("v"),
+                options,
+            )
             .await
             .expect("answered");
-        assert!(matches!(answer, Err(ServiceError::InvalidService { .. })), "{service:?}: {answer:?}");
+        assert!(
+            matches!(answer, Err(ServiceError::InvalidService { .. })),
+            "{service:?}: {answer:?}"
+        );
     }
     let answer = raw
-        .set_item(context::current(), "k".to_owned(), SecretString::from("123456789"), SetOptions::default())
+        .set_item(
+            context::current(),
+            "k".to_owned(),
+            SecretString::from("123456789"),
+            SetOptions::default(),
+        )
         .await
         .expect("answered");
-    assert_eq!(answer, Err(ServiceError::ValueTooLarge { size: 9, limit: 8 }));
+    assert_eq!(
+        answer,
+        Err(ServiceError::ValueTooLarge { size: 9, limit: 8 })
+    );
 }
 
 #[tokio::test]
 async fn every_invalid_project_id_is_refused_in_the_handshake() {
     let daemon = Daemon::start();
     let too_long = "p".repeat(256);
-    for project in ["", "has space", "colon:", "back\\slash", "ünïcode", too_long.as_str()] {
+    for project in [
+        "",
+        "has space",
+        "colon:",
+        "back\\slash",
+        "ünïcode",
+        too_long.as_str(),
+    ] {
         let hello = Hello {
             protocol_version: PROTOCOL_VERSION,
             project: project.to_owned(),
         };
         let (reply, _) = raw_hello(&daemon.socket(), &hello).await;
         assert!(
-            matches!(reply, HelloReply::Rejected(ServiceError::InvalidProject { .. })),
+            matches!(
+                reply,
+                HelloReply::Rejected(ServiceError::InvalidProject { .. })
+            ),
             "{project:?}: {reply:?}"
         );
     }
     for project in ["@owner/slug", "com.example.app", "a", &"p".repeat(255)] {
-        assert!(raw_client(&daemon.socket(), project).await.is_ok(), "{project:?} is valid");
+        assert!(
+            raw_client(&daemon.socket(), project).await.is_ok(),
+            "{project:?} is valid"
+        );
     }
 }
 

@@ -26,8 +26,14 @@ async fn assert_closed_after(stream: &mut UnixStream, bytes: &[u8]) {
 
 async fn assert_still_serving(daemon: &Daemon) {
     let client = daemon.client(PROJECT).await;
-    client.set_item("alive", "yes", SetOptions::default()).await.expect("set");
-    let found = client.get_item("alive", GetOptions::default()).await.expect("get");
+    client
+        .set_item("alive", "yes", SetOptions::default())
+        .await
+        .expect("set");
+    let found = client
+        .get_item("alive", GetOptions::default())
+        .await
+        .expect("get");
     assert_eq!(found.as_ref().map(|v| v.expose_secret()), Some("yes"));
 }
 

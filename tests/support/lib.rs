@@ -25,7 +25,10 @@ pub const PROJECT: &str = "@tests/app";
 pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
     // target/<profile>/deps/it-<hash> → target/<profile>/<name>
-    let dir = exe.parent().and_then(Path::parent).expect("target profile folder");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target profile folder");
     let path = dir.join(name);
     assert!(
         path.exists(),
@@ -57,7 +60,10 @@ impl Daemon {
 
     /// Starts a daemon with extra flags and the given `RUST_LOG`.
     pub fn start_logging(args: &[&str], log_level: &str) -> Self {
-        let dir = tempfile::Builder::new().prefix("securestore-it").tempdir().expect("tempdir");
+        let dir = tempfile::Builder::new()
+            .prefix("securestore-it")
+            .tempdir()
+            .expect("tempdir");
         let mut daemon = Self {
             dir,
             child: None,
@@ -124,9 +130,16 @@ impl Daemon {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().expect("try_wait")) {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().expect("try_wait"))
+            {
                 self.child = None;
-                return Err(format!("securestored exited with {status}:\n{}", self.log()));
+                return Err(format!(
+                    "securestored exited with {status}:\n{}",
+                    self.log()
+                ));
             }
             if StdUnixStream::connect(self.socket()).is_ok() {
                 return Ok(());
@@ -161,7 +174,11 @@ impl Daemon {
     /// Stops the daemon with SIGTERM and starts it again on the same folder.
     pub fn restart(&mut self) {
         let status = self.stop();
-        assert!(status.success(), "clean stop failed: {status}\n{}", self.log());
+        assert!(
+            status.success(),
+            "clean stop failed: {status}\n{}",
+            self.log()
+        );
         self.spawn().expect("daemon restarts");
     }
 
@@ -201,7 +218,12 @@ pub fn run_with_stdin(cmd: &mut Command, stdin: &[u8]) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn");
-    child.stdin.take().expect("stdin").write_all(stdin).expect("write stdin");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin)
+        .expect("write stdin");
     child.wait_with_output().expect("wait")
 }
 
@@ -210,9 +232,13 @@ pub async fn raw_hello(
     socket: &Path,
     hello: &Hello,
 ) -> (HelloReply, handshake::Frames<tokio::net::UnixStream>) {
-    let stream = tokio::net::UnixStream::connect(socket).await.expect("connect");
+    let stream = tokio::net::UnixStream::connect(socket)
+        .await
+        .expect("connect");
     let mut frames = handshake::frames(stream);
-    handshake::send(&mut frames, hello).await.expect("send hello");
+    handshake::send(&mut frames, hello)
+        .await
+        .expect("send hello");
     let reply = handshake::recv(&mut frames).await.expect("hello reply");
     (reply, frames)
 }

@@ -3,7 +3,10 @@
 //! A backend's test module calls [`run`] with a function that opens the backend afresh on the same
 //! storage (so persistence is checked too). Adding a backend to the suite is one call.
 
-use crate::{Backend, BackendError, ItemName, Key, KeychainAccessible, ProjectId, ProjectScope, SecretString, ServiceName};
+use crate::{
+    Backend, BackendError, ItemName, Key, KeychainAccessible, ProjectId, ProjectScope,
+    SecretString, ServiceName,
+};
 
 fn scope(id: &str) -> ProjectScope {
     ProjectScope::bind(ProjectId::parse(id).expect("valid project"))
@@ -25,7 +28,12 @@ fn value_of(backend: &mut dyn Backend, project: &ProjectScope, item: &ItemName) 
 
 fn set(backend: &mut dyn Backend, project: &ProjectScope, item: &ItemName, value: &str) {
     backend
-        .set(project, item, &SecretString::from(value), KeychainAccessible::default())
+        .set(
+            project,
+            item,
+            &SecretString::from(value),
+            KeychainAccessible::default(),
+        )
         .expect("set");
 }
 
@@ -47,41 +55,75 @@ pub fn run(mut open: impl FnMut() -> Result<Box<dyn Backend>, BackendError>) {
     assert_eq!(value_of(b, &a, &token).as_deref(), Some("v2"), "overwrite");
     b.delete(&a, &token).expect("delete");
     assert_eq!(value_of(b, &a, &token), None, "deleted");
-    b.delete(&a, &token).expect("deleting a missing item succeeds");
+    b.delete(&a, &token)
+        .expect("deleting a missing item succeeds");
 
     // Services are separate namespaces.
     let in_service = name(Some("auth"), "token");
     set(b, &a, &token, "default-service");
     set(b, &a, &in_service, "auth-service");
     assert_eq!(value_of(b, &a, &token).as_deref(), Some("default-service"));
-    assert_eq!(value_of(b, &a, &in_service).as_deref(), Some("auth-service"));
+    assert_eq!(
+        value_of(b, &a, &in_service).as_deref(),
+        Some("auth-service")
+    );
 
     // Projects never see each other: read, overwrite, delete.
-    assert_eq!(value_of(b, &other, &token), None, "another project reads nothing");
+    assert_eq!(
+        value_of(b, &other, &token),
+        None,
+        "another project reads nothing"
+    );
     set(b, &other, &token, "other's");
-    assert_eq!(value_of(b, &a, &token).as_deref(), Some("default-service"), "overwrite stays in its project");
+    assert_eq!(
+        value_of(b, &a, &token).as_deref(),
+        Some("default-service"),
+        "overwrite stays in its project"
+    );
     b.delete(&other, &token).expect("delete");
-    assert_eq!(value_of(b, &a, &token).as_deref(), Some("default-service"), "delete stays in its project");
+    assert_eq!(
+        value_of(b, &a, &token).as_deref(),
+        Some("default-service"),
+        "delete stays in its project"
+    );
 
     // Accessibility is stored and returned; unicode and empty values survive.
     for class in KeychainAccessible::ALL {
         let item = name(Some("classes"), class.expo_name());
-        b.set(&a, &item, &SecretString::from("x"), class).expect("set");
-        assert_eq!(b.get(&a, &item).expect("get").map(|i| i.accessible), Some(class));
+        b.set(&a, &item, &SecretString::from("x"), class)
+            .expect("set");
+        assert_eq!(
+            b.get(&a, &item).expect("get").map(|i| i.accessible),
+            Some(class)
+        );
     }
     let unicode = name(None, "unicode");
     set(b, &a, &unicode, "ключ 🔑 \u{0} \n end");
-    assert_eq!(value_of(b, &a, &unicode).as_deref(), Some("ключ 🔑 \u{0} \n end"));
+    assert_eq!(
+        value_of(b, &a, &unicode).as_deref(),
+        Some("ключ 🔑 \u{0} \n end")
+    );
     let empty = name(None, "empty");
     set(b, &a, &empty, "");
-    assert_eq!(value_of(b, &a, &empty).as_deref(), Some(""), "the empty string is a value, not absence");
+    assert_eq!(
+        value_of(b, &a, &empty).as_deref(),
+        Some(""),
+        "the empty string is a value, not absence"
+    );
 
     // Persistence across a reopen.
     backend.close().expect("close");
     let mut backend = open().expect("reopen backend");
     let b = backend.as_mut();
-    assert_eq!(value_of(b, &a, &token).as_deref(), Some("default-service"), "persisted");
-    assert_eq!(value_of(b, &a, &in_service).as_deref(), Some("auth-service"));
+    assert_eq!(
+        value_of(b, &a, &token).as_deref(),
+        Some("default-service"),
+        "persisted"
+    );
+    assert_eq!(
+        value_of(b, &a, &in_service).as_deref(),
+        Some("auth-service")
+    );
     assert_eq!(value_of(b, &a, &empty).as_deref(), Some(""));
     assert_eq!(value_of(b, &other, &token), None);
     backend.close().expect("close");

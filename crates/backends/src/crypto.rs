@@ -37,20 +37,24 @@ pub(crate) fn item_aad(project: &str, service: &str, key: &str, accessible: u8) 
 
 impl Sealer {
     pub(crate) fn new(key: &Zeroizing<[u8; KEY_LEN]>) -> Self {
-        let cipher = XChaCha20Poly1305::new_from_slice(key.as_slice()).expect("the key has the cipher's length");
+        let cipher = XChaCha20Poly1305::new_from_slice(key.as_slice())
+            .expect("the key has the cipher's length");
         Self { cipher }
     }
 
     /// Encrypts `plaintext` bound to `aad`.
     pub(crate) fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, BackendError> {
         let mut nonce = [0u8; NONCE_LEN];
-        getrandom::fill(&mut nonce).map_err(|e| BackendError::Crypto(format!("no randomness: {e}")))?;
+        getrandom::fill(&mut nonce)
+            .map_err(|e| BackendError::Crypto(format!("no randomness: {e}")))?;
         let mut sealed = Vec::with_capacity(1 + NONCE_LEN + plaintext.len() + TAG_LEN);
         sealed.push(FORMAT);
         sealed.extend_from_slice(&nonce);
         sealed.extend_from_slice(plaintext);
         let mut body = sealed.split_off(1 + NONCE_LEN);
-        let result = self.cipher.encrypt_in_place(&XNonce::from(nonce), aad, &mut body);
+        let result = self
+            .cipher
+            .encrypt_in_place(&XNonce::from(nonce), aad, &mut body);
         if result.is_err() {
             // Only a plaintext past the cipher's 256 GiB bound can fail; wipe the copy regardless.
             zeroize::Zeroize::zeroize(&mut body);
@@ -69,7 +73,9 @@ impl Sealer {
         let (nonce, ciphertext) = rest.split_at(NONCE_LEN);
         let nonce = XNonce::try_from(nonce).ok()?;
         let mut buffer = Zeroizing::new(ciphertext.to_vec());
-        self.cipher.decrypt_in_place(&nonce, aad, &mut *buffer).ok()?;
+        self.cipher
+            .decrypt_in_place(&nonce, aad, &mut *buffer)
+            .ok()?;
         Some(buffer)
     }
 }
@@ -87,8 +93,14 @@ mod tests {
         let s = sealer(7);
         let aad = item_aad("p", "app", "token", 5);
         let sealed = s.seal(&aad, b"secret").expect("seal");
-        assert_eq!(s.open(&aad, &sealed).as_deref().map(Vec::as_slice), Some(&b"secret"[..]));
-        assert!(!sealed.windows(6).any(|w| w == b"secret"), "plaintext must not appear");
+        assert_eq!(
+            s.open(&aad, &sealed).as_deref().map(Vec::as_slice),
+            Some(&b"secret"[..])
+        );
+        assert!(
+            !sealed.windows(6).any(|w| w == b"secret"),
+            "plaintext must not appear"
+        );
 
         for other in [
             item_aad("q", "app", "token", 5),
@@ -98,7 +110,10 @@ mod tests {
         ] {
             assert!(s.open(&other, &sealed).is_none());
         }
-        assert!(sealer(8).open(&aad, &sealed).is_none(), "another key must not open it");
+        assert!(
+            sealer(8).open(&aad, &sealed).is_none(),
+            "another key must not open it"
+        );
     }
 
     #[test]
@@ -109,7 +124,10 @@ mod tests {
         for i in 0..sealed.len() {
             let mut bad = sealed.clone();
             bad[i] ^= 0x01;
-            assert!(s.open(&aad, &bad).is_none(), "flip at byte {i} went unnoticed");
+            assert!(
+                s.open(&aad, &bad).is_none(),
+                "flip at byte {i} went unnoticed"
+            );
         }
         assert!(s.open(&aad, &sealed[..sealed.len() - 1]).is_none());
         assert!(s.open(&aad, &[]).is_none());

@@ -10,7 +10,10 @@ use zeroize::Zeroizing;
 use crate::BackendError;
 use crate::crypto::KEY_LEN;
 
-fn io_error<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> BackendError + 'a {
+fn io_error<'a>(
+    action: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(std::io::Error) -> BackendError + 'a {
     move |source| BackendError::Io {
         action,
         path: path.to_owned(),
@@ -33,7 +36,10 @@ pub(crate) fn create_private_dir(dir: &Path) -> Result<(), BackendError> {
 /// [`BackendError::BadKeyFile`] for a file of the wrong size or one that others may read;
 /// [`BackendError::Io`] when the file cannot be read or written. A missing file when `!may_create`
 /// comes back as `Ok(None)` so the caller can name the database that needs it.
-pub(crate) fn load_or_create(path: &Path, may_create: bool) -> Result<Option<Zeroizing<[u8; KEY_LEN]>>, BackendError> {
+pub(crate) fn load_or_create(
+    path: &Path,
+    may_create: bool,
+) -> Result<Option<Zeroizing<[u8; KEY_LEN]>>, BackendError> {
     match File::open(path) {
         Ok(file) => read_key(path, file).map(Some),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && may_create => create(path).map(Some),
@@ -47,9 +53,16 @@ fn read_key(path: &Path, mut file: File) -> Result<Zeroizing<[u8; KEY_LEN]>, Bac
         path: path.to_owned(),
         reason,
     };
-    let mode = file.metadata().map_err(io_error("cannot stat master key file", path))?.permissions().mode();
+    let mode = file
+        .metadata()
+        .map_err(io_error("cannot stat master key file", path))?
+        .permissions()
+        .mode();
     if mode & 0o077 != 0 {
-        return Err(bad(format!("its mode is {:04o}; it must be readable by its owner only (chmod 600)", mode & 0o7777)));
+        return Err(bad(format!(
+            "its mode is {:04o}; it must be readable by its owner only (chmod 600)",
+            mode & 0o7777
+        )));
     }
     let mut bytes = Zeroizing::new(Vec::with_capacity(KEY_LEN + 1));
     // Read one byte more than a key so a longer file is noticed without reading all of it.
@@ -59,7 +72,10 @@ fn read_key(path: &Path, mut file: File) -> Result<Zeroizing<[u8; KEY_LEN]>, Bac
         .map_err(io_error("cannot read master key file", path))?;
     let mut key = Zeroizing::new([0u8; KEY_LEN]);
     if bytes.len() != KEY_LEN {
-        return Err(bad(format!("it holds {} bytes; a key is exactly {KEY_LEN}", bytes.len())));
+        return Err(bad(format!(
+            "it holds {} bytes; a key is exactly {KEY_LEN}",
+            bytes.len()
+        )));
     }
     key.copy_from_slice(&bytes);
     Ok(key)
@@ -71,11 +87,16 @@ fn create(path: &Path) -> Result<Zeroizing<[u8; KEY_LEN]>, BackendError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     create_private_dir(dir)?;
     let mut key = Zeroizing::new([0u8; KEY_LEN]);
-    getrandom::fill(key.as_mut_slice()).map_err(|e| BackendError::Crypto(format!("no randomness: {e}")))?;
+    getrandom::fill(key.as_mut_slice())
+        .map_err(|e| BackendError::Crypto(format!("no randomness: {e}")))?;
 
     let tmp: PathBuf = path.with_extension(format!("tmp-{}", std::process::id()));
     let write = || -> std::io::Result<()> {
-        let mut file = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
         file.write_all(key.as_slice())?;
         file.sync_all()?;
         fs::rename(&tmp, path)?;
@@ -103,7 +124,10 @@ mod tests {
         assert_eq!(*first, *again);
         let meta = fs::metadata(&path).expect("stat");
         assert_eq!(meta.permissions().mode() & 0o777, 0o600);
-        let dir_mode = fs::metadata(path.parent().expect("parent")).expect("stat").permissions().mode();
+        let dir_mode = fs::metadata(path.parent().expect("parent"))
+            .expect("stat")
+            .permissions()
+            .mode();
         assert_eq!(dir_mode & 0o777, 0o700);
     }
 
@@ -113,7 +137,10 @@ mod tests {
         let path = dir.path().join("master.key");
         fs::write(&path, [1u8; 31]).expect("write");
         fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).expect("chmod");
-        assert!(matches!(load_or_create(&path, true), Err(BackendError::BadKeyFile { .. })));
+        assert!(matches!(
+            load_or_create(&path, true),
+            Err(BackendError::BadKeyFile { .. })
+        ));
         fs::write(&path, [1u8; 32]).expect("write");
         fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).expect("chmod");
         let err = load_or_create(&path, true).expect_err("must refuse");

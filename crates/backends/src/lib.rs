@@ -58,7 +58,11 @@ pub trait Backend: Send {
     /// # Errors
     /// [`BackendError::CannotDecrypt`] if the stored item fails authentication; other variants for
     /// storage failures.
-    fn get(&mut self, project: &ProjectScope, name: &ItemName) -> Result<Option<Item>, BackendError>;
+    fn get(
+        &mut self,
+        project: &ProjectScope,
+        name: &ItemName,
+    ) -> Result<Option<Item>, BackendError>;
 
     /// Stores `value` as item `name` in `project`, replacing any earlier one; returns once durable.
     ///

@@ -2,7 +2,9 @@
 
 use std::collections::HashMap;
 
-use crate::{Backend, BackendError, Item, ItemName, KeychainAccessible, ProjectScope, SecretString};
+use crate::{
+    Backend, BackendError, Item, ItemName, KeychainAccessible, ProjectScope, SecretString,
+};
 
 /// Items in a map, lost when dropped.
 #[derive(Debug, Default)]
@@ -15,7 +17,11 @@ impl Backend for MemoryBackend {
         "memory"
     }
 
-    fn get(&mut self, project: &ProjectScope, name: &ItemName) -> Result<Option<Item>, BackendError> {
+    fn get(
+        &mut self,
+        project: &ProjectScope,
+        name: &ItemName,
+    ) -> Result<Option<Item>, BackendError> {
         Ok(self.items.get(&(project.clone(), name.clone())).cloned())
     }
 
@@ -59,7 +65,11 @@ mod tests {
             fn name(&self) -> &'static str {
                 "memory"
             }
-            fn get(&mut self, p: &ProjectScope, n: &ItemName) -> Result<Option<Item>, BackendError> {
+            fn get(
+                &mut self,
+                p: &ProjectScope,
+                n: &ItemName,
+            ) -> Result<Option<Item>, BackendError> {
                 self.1.as_mut().expect("open").get(p, n)
             }
             fn set(

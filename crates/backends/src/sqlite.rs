@@ -9,10 +9,12 @@ use std::fs::OpenOptions;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
 use crate::crypto::{Sealer, item_aad};
 use crate::keyfile::{self, create_private_dir};
-use crate::{Backend, BackendError, Item, ItemName, KeychainAccessible, ProjectScope, SecretString};
+use crate::{
+    Backend, BackendError, Item, ItemName, KeychainAccessible, ProjectScope, SecretString,
+};
+use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
 
 /// File name of the database inside the data folder.
 pub const DATABASE_FILE: &str = "securestore.db";
@@ -42,12 +44,17 @@ pub struct SqliteBackend {
 
 impl std::fmt::Debug for SqliteBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteBackend").field("path", &self.path).finish_non_exhaustive()
+        f.debug_struct("SqliteBackend")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
     }
 }
 
 /// Turns SQLite's failures into [`BackendError`]: the one place its error codes are read.
-fn sqlite_error<'a>(action: &'static str, path: &'a Path) -> impl Fn(rusqlite::Error) -> BackendError + 'a {
+fn sqlite_error<'a>(
+    action: &'static str,
+    path: &'a Path,
+) -> impl Fn(rusqlite::Error) -> BackendError + 'a {
     move |source| match source.sqlite_error_code() {
         Some(ErrorCode::DiskFull) => BackendError::StorageFull,
         Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => BackendError::Corrupt {
@@ -71,12 +78,13 @@ impl SqliteBackend {
         let path = config.data_dir.join(DATABASE_FILE);
         let database_exists = path.metadata().map(|m| m.len() > 0).unwrap_or(false);
 
-        let key = keyfile::load_or_create(&config.key_file, !database_exists)?.ok_or_else(|| {
-            BackendError::MissingMasterKey {
-                key_file: config.key_file.clone(),
-                database: path.clone(),
-            }
-        })?;
+        let key =
+            keyfile::load_or_create(&config.key_file, !database_exists)?.ok_or_else(|| {
+                BackendError::MissingMasterKey {
+                    key_file: config.key_file.clone(),
+                    database: path.clone(),
+                }
+            })?;
         let sealer = Sealer::new(&key);
 
         // Create the file ourselves so it is 0600 from its first byte; SQLite gives its WAL and
@@ -118,7 +126,9 @@ impl SqliteBackend {
         }
         // FULL syncs the WAL on every commit: an acknowledged write survives power loss.
         self.conn
-            .execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA trusted_schema = OFF;")
+            .execute_batch(
+                "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA trusted_schema = OFF;",
+            )
             .map_err(&err)
     }
 
@@ -130,7 +140,9 @@ impl SqliteBackend {
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(&err)?;
-        let version: i64 = tx.query_row("PRAGMA user_version", [], |row| row.get(0)).map_err(&err)?;
+        let version: i64 = tx
+            .query_row("PRAGMA user_version", [], |row| row.get(0))
+            .map_err(&err)?;
         if version > FORMAT_VERSION {
             return Err(BackendError::UnsupportedFormat {
                 path: path.clone(),
@@ -155,14 +167,22 @@ impl SqliteBackend {
             )
             .map_err(&err)?;
             let check = self.sealer.seal(KEY_CHECK_AAD, KEY_CHECK_PLAINTEXT)?;
-            tx.execute("INSERT INTO meta (name, value) VALUES ('key_check', ?1)", params![check])
-                .map_err(&err)?;
+            tx.execute(
+                "INSERT INTO meta (name, value) VALUES ('key_check', ?1)",
+                params![check],
+            )
+            .map_err(&err)?;
         }
         // Later formats add their steps here, each `if version < N { ... }`, in this same transaction.
-        tx.pragma_update(None, "user_version", FORMAT_VERSION).map_err(&err)?;
+        tx.pragma_update(None, "user_version", FORMAT_VERSION)
+            .map_err(&err)?;
 
         let check: Option<Vec<u8>> = tx
-            .query_row("SELECT value FROM meta WHERE name = 'key_check'", [], |row| row.get(0))
+            .query_row(
+                "SELECT value FROM meta WHERE name = 'key_check'",
+                [],
+                |row| row.get(0),
+            )
             .optional()
             .map_err(&err)?;
         let opens = check.is_some_and(|check| self.sealer.open(KEY_CHECK_AAD, &check).is_some());
@@ -181,7 +201,11 @@ impl Backend for SqliteBackend {
         "sqlite"
     }
 
-    fn get(&mut self, project: &ProjectScope, name: &ItemName) -> Result<Option<Item>, BackendError> {
+    fn get(
+        &mut self,
+        project: &ProjectScope,
+        name: &ItemName,
+    ) -> Result<Option<Item>, BackendError> {
         let err = sqlite_error("cannot read item", &self.path);
         let row: Option<(u8, Vec<u8>)> = self
             .conn
@@ -200,7 +224,12 @@ impl Backend for SqliteBackend {
             service: name.service.as_str().to_owned(),
             key: name.key.as_str().to_owned(),
         };
-        let aad = item_aad(project.project().as_str(), name.service.as_str(), name.key.as_str(), class);
+        let aad = item_aad(
+            project.project().as_str(),
+            name.service.as_str(),
+            name.key.as_str(),
+            class,
+        );
         let plaintext = self.sealer.open(&aad, &sealed).ok_or_else(cannot_decrypt)?;
         // The class is authenticated by the AAD, so a tampered class has already failed above.
         let accessible = KeychainAccessible::try_from(class).map_err(|_| cannot_decrypt())?;
@@ -219,7 +248,12 @@ impl Backend for SqliteBackend {
         accessible: KeychainAccessible,
     ) -> Result<(), BackendError> {
         let class = u8::from(accessible);
-        let aad = item_aad(project.project().as_str(), name.service.as_str(), name.key.as_str(), class);
+        let aad = item_aad(
+            project.project().as_str(),
+            name.service.as_str(),
+            name.key.as_str(),
+            class,
+        );
         let sealed = self.sealer.seal(&aad, value.expose_secret().as_bytes())?;
         self.conn
             .prepare_cached(
@@ -244,7 +278,11 @@ impl Backend for SqliteBackend {
         self.conn
             .prepare_cached("DELETE FROM items WHERE project = ?1 AND service = ?2 AND key = ?3")
             .and_then(|mut stmt| {
-                stmt.execute(params![project.project().as_str(), name.service.as_str(), name.key.as_str()])
+                stmt.execute(params![
+                    project.project().as_str(),
+                    name.service.as_str(),
+                    name.key.as_str()
+                ])
             })
             .map_err(sqlite_error("cannot delete item", &self.path))?;
         Ok(())
@@ -254,7 +292,9 @@ impl Backend for SqliteBackend {
         let path = self.path.clone();
         let err = sqlite_error("cannot close database", &path);
         // Fold the WAL back into the database so a cleanly stopped store is one self-contained file.
-        self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);").map_err(&err)?;
+        self.conn
+            .execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
+            .map_err(&err)?;
         self.conn.close().map_err(|(_, e)| err(e))
     }
 }
@@ -293,7 +333,12 @@ mod tests {
 
     fn put(backend: &mut SqliteBackend, key: &str, value: &str) {
         backend
-            .set(&scope("p"), &item(key), &SecretString::from(value), KeychainAccessible::default())
+            .set(
+                &scope("p"),
+                &item(key),
+                &SecretString::from(value),
+                KeychainAccessible::default(),
+            )
             .expect("set");
     }
 
@@ -325,7 +370,12 @@ mod tests {
                 assert_eq!(mode & 0o077, 0, "{} has mode {mode:o}", path.display());
             }
         };
-        assert!(f.config.data_dir.join(format!("{DATABASE_FILE}-wal")).exists());
+        assert!(
+            f.config
+                .data_dir
+                .join(format!("{DATABASE_FILE}-wal"))
+                .exists()
+        );
         scan("before checkpoint");
         Box::new(backend).close().expect("close");
         scan("after checkpoint");
@@ -340,11 +390,18 @@ mod tests {
 
         std::fs::remove_file(&f.config.key_file).expect("remove key");
         let err = SqliteBackend::open(&f.config).expect_err("must refuse");
-        assert!(matches!(err, BackendError::MissingMasterKey { .. }), "{err}");
-        assert!(!f.config.key_file.exists(), "no new key may be made over existing data");
+        assert!(
+            matches!(err, BackendError::MissingMasterKey { .. }),
+            "{err}"
+        );
+        assert!(
+            !f.config.key_file.exists(),
+            "no new key may be made over existing data"
+        );
 
         std::fs::write(&f.config.key_file, [9u8; 32]).expect("write key");
-        std::fs::set_permissions(&f.config.key_file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        std::fs::set_permissions(&f.config.key_file, std::fs::Permissions::from_mode(0o600))
+            .expect("chmod");
         let err = SqliteBackend::open(&f.config).expect_err("must refuse");
         assert!(matches!(err, BackendError::WrongMasterKey { .. }), "{err}");
         assert!(err.to_string().contains(DATABASE_FILE), "{err}");
@@ -353,7 +410,9 @@ mod tests {
     #[test]
     fn refuses_a_damaged_database() {
         let f = fixture();
-        Box::new(SqliteBackend::open(&f.config).expect("open")).close().expect("close");
+        Box::new(SqliteBackend::open(&f.config).expect("open"))
+            .close()
+            .expect("close");
         let db = f.config.data_dir.join(DATABASE_FILE);
         std::fs::write(&db, vec![0xA5u8; 8192]).expect("overwrite");
         let err = SqliteBackend::open(&f.config).expect_err("must refuse");
@@ -372,13 +431,18 @@ mod tests {
         let sealed_of = |backend: &SqliteBackend, key: &str| -> Vec<u8> {
             backend
                 .conn
-                .query_row("SELECT sealed FROM items WHERE key = ?1", [key], |row| row.get(0))
+                .query_row("SELECT sealed FROM items WHERE key = ?1", [key], |row| {
+                    row.get(0)
+                })
                 .expect("read sealed")
         };
         let store = |backend: &SqliteBackend, key: &str, sealed: &[u8]| {
             backend
                 .conn
-                .execute("UPDATE items SET sealed = ?1 WHERE key = ?2", params![sealed, key])
+                .execute(
+                    "UPDATE items SET sealed = ?1 WHERE key = ?2",
+                    params![sealed, key],
+                )
                 .expect("tamper");
         };
         let (a, b) = (sealed_of(&backend, "a"), sealed_of(&backend, "b"));
@@ -389,13 +453,18 @@ mod tests {
         store(&backend, "c", &c);
         put(&mut backend, "d", "value-d");
         for key in ["a", "b", "c"] {
-            let err = backend.get(&scope("p"), &item(key)).expect_err("tampered row must not open");
+            let err = backend
+                .get(&scope("p"), &item(key))
+                .expect_err("tampered row must not open");
             assert!(
                 matches!(&err, BackendError::CannotDecrypt { key: k, service } if k == key && service == "app"),
                 "{err}"
             );
         }
-        let d = backend.get(&scope("p"), &item("d")).expect("get").expect("present");
+        let d = backend
+            .get(&scope("p"), &item("d"))
+            .expect("get")
+            .expect("present");
         assert_eq!(d.value.expose_secret(), "value-d");
     }
 
@@ -403,9 +472,14 @@ mod tests {
     fn refuses_a_newer_format() {
         let f = fixture();
         let backend = SqliteBackend::open(&f.config).expect("open");
-        backend.conn.pragma_update(None, "user_version", FORMAT_VERSION + 1).expect("bump");
+        backend
+            .conn
+            .pragma_update(None, "user_version", FORMAT_VERSION + 1)
+            .expect("bump");
         Box::new(backend).close().expect("close");
         let err = SqliteBackend::open(&f.config).expect_err("must refuse");
-        assert!(matches!(err, BackendError::UnsupportedFormat { found, .. } if found == FORMAT_VERSION + 1));
+        assert!(
+            matches!(err, BackendError::UnsupportedFormat { found, .. } if found == FORMAT_VERSION + 1)
+        );
     }
 }

@@ -29,7 +29,11 @@ impl Client {
     ///
     /// # Errors
     /// As [`Client::connect`].
-    pub fn connect_with(socket: impl AsRef<Path>, project: &str, options: ConnectOptions) -> Result<Self, Error> {
+    pub fn connect_with(
+        socket: impl AsRef<Path>,
+        project: &str,
+        options: ConnectOptions,
+    ) -> Result<Self, Error> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -47,8 +51,14 @@ impl Client {
     ///
     /// # Errors
     /// As [`crate::Client::set_item`].
-    pub fn set_item(&self, key: &str, value: impl Into<SecretString>, options: SetOptions) -> Result<(), Error> {
-        self.runtime.block_on(self.inner.set_item(key, value, options))
+    pub fn set_item(
+        &self,
+        key: &str,
+        value: impl Into<SecretString>,
+        options: SetOptions,
+    ) -> Result<(), Error> {
+        self.runtime
+            .block_on(self.inner.set_item(key, value, options))
     }
 
     /// `getItem`. See [`crate::Client::get_item`].
@@ -64,7 +74,8 @@ impl Client {
     /// # Errors
     /// As [`crate::Client::get_item`].
     pub fn get_item_entry(&self, key: &str, options: GetOptions) -> Result<Option<Item>, Error> {
-        self.runtime.block_on(self.inner.get_item_entry(key, options))
+        self.runtime
+            .block_on(self.inner.get_item_entry(key, options))
     }
 
     /// `deleteItem`. See [`crate::Client::delete_item`].

@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 use securestore_proto::handshake::{self, Hello, HelloReply, PROTOCOL_VERSION};
 use securestore_proto::tarpc::{self, context};
 use securestore_proto::{
-    DeleteOptions, GetOptions, Item, Key, ProjectId, SecretString, SecureStoreClient, ServiceError, ServiceName,
-    SetOptions,
+    DeleteOptions, GetOptions, Item, Key, ProjectId, SecretString, SecureStoreClient, ServiceError,
+    ServiceName, SetOptions,
 };
 use tokio::net::UnixStream;
 
@@ -61,18 +61,27 @@ impl Client {
     ///
     /// # Errors
     /// As [`Client::connect`].
-    pub async fn connect_with(socket: impl AsRef<Path>, project: &str, options: ConnectOptions) -> Result<Self, Error> {
+    pub async fn connect_with(
+        socket: impl AsRef<Path>,
+        project: &str,
+        options: ConnectOptions,
+    ) -> Result<Self, Error> {
         let project = ProjectId::parse(project)?;
-        tokio::time::timeout(options.timeout, Self::open(socket.as_ref(), project, options.timeout))
-            .await
-            .map_err(|_| Error::TimedOut)?
+        tokio::time::timeout(
+            options.timeout,
+            Self::open(socket.as_ref(), project, options.timeout),
+        )
+        .await
+        .map_err(|_| Error::TimedOut)?
     }
 
     async fn open(socket: &Path, project: ProjectId, timeout: Duration) -> Result<Self, Error> {
-        let stream = UnixStream::connect(socket).await.map_err(|source| Error::Unreachable {
-            path: socket.to_owned(),
-            source,
-        })?;
+        let stream = UnixStream::connect(socket)
+            .await
+            .map_err(|source| Error::Unreachable {
+                path: socket.to_owned(),
+                source,
+            })?;
         let mut frames = handshake::frames(stream);
         let hello = Hello {
             protocol_version: PROTOCOL_VERSION,
@@ -121,7 +130,12 @@ impl Client {
     /// # Errors
     /// [`ServiceError::InvalidKey`], [`ServiceError::InvalidService`] or [`ServiceError::ValueTooLarge`]
     /// (checked here before sending, and again by the daemon); storage failures; transport failures.
-    pub async fn set_item(&self, key: &str, value: impl Into<SecretString>, options: SetOptions) -> Result<(), Error> {
+    pub async fn set_item(
+        &self,
+        key: &str,
+        value: impl Into<SecretString>,
+        options: SetOptions,
+    ) -> Result<(), Error> {
         let value = value.into();
         check(key, options.keychain_service.as_deref())?;
         if value.len() > self.max_value_bytes as usize {
@@ -131,7 +145,10 @@ impl Client {
             }
             .into());
         }
-        Ok(self.rpc.set_item(self.context(), key.to_owned(), value, options).await??)
+        Ok(self
+            .rpc
+            .set_item(self.context(), key.to_owned(), value, options)
+            .await??)
     }
 
     /// `getItemAsync`: the value under `key`, or `None` when there is none.
@@ -139,17 +156,31 @@ impl Client {
     /// # Errors
     /// [`ServiceError::InvalidKey`], [`ServiceError::InvalidService`], [`ServiceError::CannotDecrypt`],
     /// storage and transport failures.
-    pub async fn get_item(&self, key: &str, options: GetOptions) -> Result<Option<SecretString>, Error> {
-        Ok(self.get_item_entry(key, options).await?.map(|item| item.value))
+    pub async fn get_item(
+        &self,
+        key: &str,
+        options: GetOptions,
+    ) -> Result<Option<SecretString>, Error> {
+        Ok(self
+            .get_item_entry(key, options)
+            .await?
+            .map(|item| item.value))
     }
 
     /// As [`Client::get_item`], also returning the accessibility class the item was stored with.
     ///
     /// # Errors
     /// As [`Client::get_item`].
-    pub async fn get_item_entry(&self, key: &str, options: GetOptions) -> Result<Option<Item>, Error> {
+    pub async fn get_item_entry(
+        &self,
+        key: &str,
+        options: GetOptions,
+    ) -> Result<Option<Item>, Error> {
         check(key, options.keychain_service.as_deref())?;
-        Ok(self.rpc.get_item(self.context(), key.to_owned(), options).await??)
+        Ok(self
+            .rpc
+            .get_item(self.context(), key.to_owned(), options)
+            .await??)
     }
 
     /// `deleteItemAsync`: removes the item under `key`; removing a missing item succeeds.
@@ -158,7 +189,10 @@ impl Client {
     /// [`ServiceError::InvalidKey`], [`ServiceError::InvalidService`], storage and transport failures.
     pub async fn delete_item(&self, key: &str, options: DeleteOptions) -> Result<(), Error> {
         check(key, options.keychain_service.as_deref())?;
-        Ok(self.rpc.delete_item(self.context(), key.to_owned(), options).await??)
+        Ok(self
+            .rpc
+            .delete_item(self.context(), key.to_owned(), options)
+            .await??)
     }
 }
 

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use securestore_client::{
-    ConnectOptions, DeleteOptions, Error, GetOptions, KeychainAccessible, SOCKET_ENV, SecretString, ServiceError,
-    SetOptions, default_socket_path,
+    ConnectOptions, DeleteOptions, Error, GetOptions, KeychainAccessible, SOCKET_ENV, SecretString,
+    ServiceError, SetOptions, default_socket_path,
 };
 use securestore_proto::limits::MAX_VALUE_BYTES_CEILING;
 
@@ -92,7 +92,9 @@ impl From<Error> for Failure {
     fn from(err: Error) -> Self {
         let status = match &err {
             Error::Unreachable { .. } => Status::Unreachable,
-            Error::Service(ServiceError::Refused { .. } | ServiceError::UnsupportedVersion { .. }) => Status::Refused,
+            Error::Service(
+                ServiceError::Refused { .. } | ServiceError::UnsupportedVersion { .. },
+            ) => Status::Refused,
             Error::Service(
                 ServiceError::InvalidKey
                 | ServiceError::KeyTooLong { .. }
@@ -117,7 +119,12 @@ fn read_value_from_stdin() -> Result<SecretString, Failure> {
     (&mut stdin)
         .take(u64::from(MAX_VALUE_BYTES_CEILING) + 1)
         .read_to_end(&mut bytes)
-        .map_err(|e| Failure::new(Status::Failure, format!("cannot read the value from stdin: {e}")))?;
+        .map_err(|e| {
+            Failure::new(
+                Status::Failure,
+                format!("cannot read the value from stdin: {e}"),
+            )
+        })?;
     if bytes.last() == Some(&b'\n') {
         bytes.pop();
     }
@@ -130,10 +137,16 @@ fn read_value_from_stdin() -> Result<SecretString, Failure> {
 
 async fn run(args: Args) -> Result<(), Failure> {
     let project = args.project.ok_or_else(|| {
-        Failure::new(Status::InvalidInput, "no project: pass --project ID or set SECURESTORE_PROJECT")
+        Failure::new(
+            Status::InvalidInput,
+            "no project: pass --project ID or set SECURESTORE_PROJECT",
+        )
     })?;
     if !(args.timeout.is_finite() && args.timeout > 0.0) {
-        return Err(Failure::new(Status::InvalidInput, "--timeout must be a positive number of seconds"));
+        return Err(Failure::new(
+            Status::InvalidInput,
+            "--timeout must be a positive number of seconds",
+        ));
     }
     let options = ConnectOptions {
         timeout: Duration::from_secs_f64(args.timeout.min(3600.0)),
@@ -143,7 +156,11 @@ async fn run(args: Args) -> Result<(), Failure> {
     let service = args.service;
 
     match args.command {
-        Command::Set { key, value, accessible } => {
+        Command::Set {
+            key,
+            value,
+            accessible,
+        } => {
             let value = match value {
                 Some(value) => SecretString::new(value),
                 None => read_value_from_stdin()?,
@@ -159,17 +176,29 @@ async fn run(args: Args) -> Result<(), Failure> {
                 keychain_service: service.clone(),
             };
             let Some(value) = client.get_item(&key, options).await? else {
-                let service = service.as_deref().unwrap_or(securestore_client::DEFAULT_SERVICE);
-                return Err(Failure::new(Status::NotFound, format!("no item '{key}' in service '{service}'")));
+                let service = service
+                    .as_deref()
+                    .unwrap_or(securestore_client::DEFAULT_SERVICE);
+                return Err(Failure::new(
+                    Status::NotFound,
+                    format!("no item '{key}' in service '{service}'"),
+                ));
             };
             let mut stdout = std::io::stdout().lock();
             writeln!(stdout, "{}", value.expose_secret())
                 .and_then(|()| stdout.flush())
-                .map_err(|e| Failure::new(Status::Failure, format!("cannot write to stdout: {e}")))?;
+                .map_err(|e| {
+                    Failure::new(Status::Failure, format!("cannot write to stdout: {e}"))
+                })?;
         }
         Command::Delete { key } => {
             client
-                .delete_item(&key, DeleteOptions { keychain_service: service })
+                .delete_item(
+                    &key,
+                    DeleteOptions {
+                        keychain_service: service,
+                    },
+                )
                 .await?;
         }
     }
@@ -179,7 +208,10 @@ async fn run(args: Args) -> Result<(), Failure> {
 fn main() -> ExitCode {
     // clap exits with 2 on a usage error and 0 for --help, as the status table says.
     let args = Args::parse();
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("securestore: cannot start the async runtime: {err}");

@@ -24,9 +24,17 @@ async fn an_embedded_daemon_serves_the_client() {
         },
     ));
 
-    let client = Client::connect(&socket, "@host/app").await.expect("connect");
-    client.set_item("k", "embedded", SetOptions::default()).await.expect("set");
-    let found = client.get_item("k", GetOptions::default()).await.expect("get");
+    let client = Client::connect(&socket, "@host/app")
+        .await
+        .expect("connect");
+    client
+        .set_item("k", "embedded", SetOptions::default())
+        .await
+        .expect("set");
+    let found = client
+        .get_item("k", GetOptions::default())
+        .await
+        .expect("get");
     assert_eq!(found.as_ref().map(|v| v.expose_secret()), Some("embedded"));
 
     stop.send(()).expect("daemon running");
@@ -44,6 +52,8 @@ fn the_cli_explains_itself() {
     assert!(out.status.success());
     let help = String::from_utf8_lossy(&out.stdout);
     assert!(help.contains("Exit status"), "{help}");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_securestore")).output().expect("run");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_securestore"))
+        .output()
+        .expect("run");
     assert_eq!(out.status.code(), Some(2), "no subcommand is a usage error");
 }

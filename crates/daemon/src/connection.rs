@@ -38,13 +38,21 @@ pub(crate) async fn serve(stream: UnixStream, shared: Arc<Shared>) {
             return;
         }
     };
-    let span = tracing::info_span!("conn", peer_uid = peer.uid(), peer_pid = peer.pid().unwrap_or(0));
+    let span = tracing::info_span!(
+        "conn",
+        peer_uid = peer.uid(),
+        peer_pid = peer.pid().unwrap_or(0)
+    );
     tracing::Instrument::instrument(serve_peer(stream, peer.uid(), shared), span).await;
 }
 
 async fn serve_peer(stream: UnixStream, peer_uid: u32, shared: Arc<Shared>) {
     let mut frames = handshake::frames(stream);
-    let hello = tokio::time::timeout(shared.config.handshake_timeout, handshake::recv::<_, Hello>(&mut frames)).await;
+    let hello = tokio::time::timeout(
+        shared.config.handshake_timeout,
+        handshake::recv::<_, Hello>(&mut frames),
+    )
+    .await;
     let hello = match hello {
         Ok(Ok(hello)) => hello,
         Ok(Err(err)) => {
@@ -115,7 +123,10 @@ async fn serve_peer(stream: UnixStream, peer_uid: u32, shared: Arc<Shared>) {
 fn admit(hello: &Hello, peer_uid: u32, shared: &Shared) -> Result<ProjectScope, ServiceError> {
     if peer_uid != shared.uid && peer_uid != 0 {
         return Err(ServiceError::Refused {
-            reason: format!("peer uid {peer_uid} is neither the daemon's uid ({}) nor root", shared.uid),
+            reason: format!(
+                "peer uid {peer_uid} is neither the daemon's uid ({}) nor root",
+                shared.uid
+            ),
         });
     }
     if hello.protocol_version != PROTOCOL_VERSION {

@@ -5,7 +5,8 @@ use std::sync::Arc;
 use securestore_backends::{ItemName, ProjectScope};
 use securestore_proto::tarpc::context::Context;
 use securestore_proto::{
-    DeleteOptions, GetOptions, Item, Key, SecretString, SecureStore, ServiceError, ServiceName, SetOptions,
+    DeleteOptions, GetOptions, Item, Key, SecretString, SecureStore, ServiceError, ServiceName,
+    SetOptions,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -56,7 +57,11 @@ impl SecureStore for Handler {
                 limit: u64::from(self.max_value_bytes),
             });
         }
-        tracing::debug!(service = name.service.as_str(), key = name.key.as_str(), "set");
+        tracing::debug!(
+            service = name.service.as_str(),
+            key = name.key.as_str(),
+            "set"
+        );
         let accessible = options.keychain_accessible;
         self.store
             .set(self.scope(), name, value, accessible)
@@ -64,15 +69,33 @@ impl SecureStore for Handler {
             .map_err(to_wire)
     }
 
-    async fn get_item(self, _: Context, key: String, options: GetOptions) -> Result<Option<Item>, ServiceError> {
+    async fn get_item(
+        self,
+        _: Context,
+        key: String,
+        options: GetOptions,
+    ) -> Result<Option<Item>, ServiceError> {
         let name = self.item_name(&key, options.keychain_service.as_deref())?;
-        tracing::debug!(service = name.service.as_str(), key = name.key.as_str(), "get");
+        tracing::debug!(
+            service = name.service.as_str(),
+            key = name.key.as_str(),
+            "get"
+        );
         self.store.get(self.scope(), name).await.map_err(to_wire)
     }
 
-    async fn delete_item(self, _: Context, key: String, options: DeleteOptions) -> Result<(), ServiceError> {
+    async fn delete_item(
+        self,
+        _: Context,
+        key: String,
+        options: DeleteOptions,
+    ) -> Result<(), ServiceError> {
         let name = self.item_name(&key, options.keychain_service.as_deref())?;
-        tracing::debug!(service = name.service.as_str(), key = name.key.as_str(), "delete");
+        tracing::debug!(
+            service = name.service.as_str(),
+            key = name.key.as_str(),
+            "delete"
+        );
         self.store.delete(self.scope(), name).await.map_err(to_wire)
     }
 }

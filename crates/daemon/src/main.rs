@@ -46,9 +46,11 @@ fn xdg_dir(var: &str, fallback: &str) -> anyhow::Result<PathBuf> {
     let base = match std::env::var_os(var) {
         Some(dir) if !dir.is_empty() => PathBuf::from(dir),
         _ => {
-            let home = std::env::var_os("HOME").filter(|h| !h.is_empty()).with_context(|| {
-                format!("neither {var} nor HOME is set; pass the path explicitly")
-            })?;
+            let home = std::env::var_os("HOME")
+                .filter(|h| !h.is_empty())
+                .with_context(|| {
+                    format!("neither {var} nor HOME is set; pass the path explicitly")
+                })?;
             Path::new(&home).join(fallback)
         }
     };
@@ -68,7 +70,10 @@ fn init_logging() {
 /// Completes on SIGTERM or SIGINT.
 async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         tracing::error!("cannot install signal handlers; stop the daemon with SIGKILL");
         return std::future::pending().await;
     };

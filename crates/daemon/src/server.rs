@@ -39,7 +39,11 @@ pub async fn run(
     });
     let limit = Arc::new(Semaphore::new(shared.config.max_connections));
     let connections = TaskTracker::new();
-    tracing::info!(max_connections = shared.config.max_connections, max_value_bytes = shared.config.max_value_bytes, "accepting connections");
+    tracing::info!(
+        max_connections = shared.config.max_connections,
+        max_value_bytes = shared.config.max_value_bytes,
+        "accepting connections"
+    );
 
     tokio::pin!(shutdown);
     loop {

@@ -18,7 +18,8 @@ pub struct SocketGuard {
 
 impl Drop for SocketGuard {
     fn drop(&mut self) {
-        let ours = fs::symlink_metadata(&self.path).is_ok_and(|m| (m.dev(), m.ino()) == self.identity);
+        let ours =
+            fs::symlink_metadata(&self.path).is_ok_and(|m| (m.dev(), m.ino()) == self.identity);
         if ours && let Err(err) = fs::remove_file(&self.path) {
             tracing::warn!(path = %self.path.display(), %err, "cannot remove the socket");
         }
@@ -56,23 +57,39 @@ pub fn bind(path: &Path) -> anyhow::Result<(UnixListener, SocketGuard)> {
     }
 
     match fs::symlink_metadata(path) {
-        Ok(meta) if meta.file_type().is_socket() => match std::os::unix::net::UnixStream::connect(path) {
-            Ok(_) => bail!("another securestored is already listening on {}", path.display()),
-            Err(err) if err.kind() == ErrorKind::ConnectionRefused => {
-                tracing::info!(path = %path.display(), "replacing a stale socket");
-                fs::remove_file(path).with_context(|| format!("cannot remove the stale socket {}", path.display()))?;
+        Ok(meta) if meta.file_type().is_socket() => {
+            match std::os::unix::net::UnixStream::connect(path) {
+                Ok(_) => bail!(
+                    "another securestored is already listening on {}",
+                    path.display()
+                ),
+                Err(err) if err.kind() == ErrorKind::ConnectionRefused => {
+                    tracing::info!(path = %path.display(), "replacing a stale socket");
+                    fs::remove_file(path).with_context(|| {
+                        format!("cannot remove the stale socket {}", path.display())
+                    })?;
+                }
+                Err(err) => {
+                    return Err(err).with_context(|| {
+                        format!("cannot probe the existing socket {}", path.display())
+                    });
+                }
             }
-            Err(err) => return Err(err).with_context(|| format!("cannot probe the existing socket {}", path.display())),
-        },
-        Ok(_) => bail!("{} exists and is not a socket; refusing to replace it", path.display()),
+        }
+        Ok(_) => bail!(
+            "{} exists and is not a socket; refusing to replace it",
+            path.display()
+        ),
         Err(err) if err.kind() == ErrorKind::NotFound => {}
         Err(err) => return Err(err).with_context(|| format!("cannot stat {}", path.display())),
     }
 
-    let listener = UnixListener::bind(path).with_context(|| format!("cannot bind {}", path.display()))?;
+    let listener =
+        UnixListener::bind(path).with_context(|| format!("cannot bind {}", path.display()))?;
     fs::set_permissions(path, fs::Permissions::from_mode(0o600))
         .with_context(|| format!("cannot set the mode of {}", path.display()))?;
-    let meta = fs::symlink_metadata(path).with_context(|| format!("cannot stat {}", path.display()))?;
+    let meta =
+        fs::symlink_metadata(path).with_context(|| format!("cannot stat {}", path.display()))?;
     let guard = SocketGuard {
         path: path.to_owned(),
         identity: (meta.dev(), meta.ino()),

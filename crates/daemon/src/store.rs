@@ -8,7 +8,9 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::thread::JoinHandle;
 
-use securestore_backends::{Backend, BackendError, Item, ItemName, KeychainAccessible, ProjectScope, SecretString};
+use securestore_backends::{
+    Backend, BackendError, Item, ItemName, KeychainAccessible, ProjectScope, SecretString,
+};
 use tokio::sync::{mpsc, oneshot};
 
 /// Commands waiting for the owner; past this, senders wait (backpressure on clients).
@@ -65,14 +67,20 @@ fn own(mut backend: Box<dyn Backend>, mut queue: mpsc::Receiver<Command>) {
     let name = backend.name();
     match backend.close() {
         Ok(()) => tracing::info!(backend = name, "store closed cleanly"),
-        Err(err) => tracing::error!(backend = name, error = %anyhow::Error::from(err), "closing the store failed"),
+        Err(err) => {
+            tracing::error!(backend = name, error = %anyhow::Error::from(err), "closing the store failed")
+        }
     }
 }
 
 fn execute(backend: &mut dyn Backend, command: Command) {
     // A caller that gave up (its deadline passed) has dropped its receiver; the work stands regardless.
     match command {
-        Command::Get { project, name, reply } => {
+        Command::Get {
+            project,
+            name,
+            reply,
+        } => {
             let _ = reply.send(backend.get(&project, &name));
         }
         Command::Set {
@@ -84,25 +92,43 @@ fn execute(backend: &mut dyn Backend, command: Command) {
         } => {
             let _ = reply.send(backend.set(&project, &name, &value, accessible));
         }
-        Command::Delete { project, name, reply } => {
+        Command::Delete {
+            project,
+            name,
+            reply,
+        } => {
             let _ = reply.send(backend.delete(&project, &name));
         }
     }
 }
 
 fn owner_gone() -> BackendError {
-    BackendError::Internal("the storage call was dropped (store closed, or the call panicked)".to_owned())
+    BackendError::Internal(
+        "the storage call was dropped (store closed, or the call panicked)".to_owned(),
+    )
 }
 
 impl StoreHandle {
     async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, BackendError> {
         let (reply, answer) = oneshot::channel();
-        self.commands.send(make(reply)).await.map_err(|_| owner_gone())?;
+        self.commands
+            .send(make(reply))
+            .await
+            .map_err(|_| owner_gone())?;
         answer.await.map_err(|_| owner_gone())?
     }
 
-    pub(crate) async fn get(&self, project: ProjectScope, name: ItemName) -> Result<Option<Item>, BackendError> {
-        self.call(|reply| Command::Get { project, name, reply }).await
+    pub(crate) async fn get(
+        &self,
+        project: ProjectScope,
+        name: ItemName,
+    ) -> Result<Option<Item>, BackendError> {
+        self.call(|reply| Command::Get {
+            project,
+            name,
+            reply,
+        })
+        .await
     }
 
     pub(crate) async fn set(
@@ -122,7 +148,16 @@ impl StoreHandle {
         .await
     }
 
-    pub(crate) async fn delete(&self, project: ProjectScope, name: ItemName) -> Result<(), BackendError> {
-        self.call(|reply| Command::Delete { project, name, reply }).await
+    pub(crate) async fn delete(
+        &self,
+        project: ProjectScope,
+        name: ItemName,
+    ) -> Result<(), BackendError> {
+        self.call(|reply| Command::Delete {
+            project,
+            name,
+            reply,
+        })
+        .await
     }
 }

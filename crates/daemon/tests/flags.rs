@@ -12,10 +12,23 @@ fn help_and_version_exit_zero() {
     let help = securestored().arg("--help").output().expect("run");
     assert!(help.status.success());
     let text = String::from_utf8_lossy(&help.stdout);
-    for flag in ["--socket", "--data-dir", "--key-file", "--max-value-bytes", "SECURESTORE_SOCKET"] {
+    for flag in [
+        "--socket",
+        "--data-dir",
+        "--key-file",
+        "--max-value-bytes",
+        "SECURESTORE_SOCKET",
+    ] {
         assert!(text.contains(flag), "--help mentions {flag}");
     }
-    assert!(securestored().arg("--version").output().expect("run").status.success());
+    assert!(
+        securestored()
+            .arg("--version")
+            .output()
+            .expect("run")
+            .status
+            .success()
+    );
 }
 
 #[test]

@@ -96,7 +96,10 @@ mod tests {
     #[test]
     fn round_trips_and_rejects_trailing_bytes() {
         let bytes = encode(&("key", 7u32), 64).expect("encode");
-        assert_eq!(decode::<(String, u32)>(&bytes, 64).expect("decode"), ("key".to_owned(), 7));
+        assert_eq!(
+            decode::<(String, u32)>(&bytes, 64).expect("decode"),
+            ("key".to_owned(), 7)
+        );
         let mut longer = bytes.clone();
         longer.push(0);
         assert!(decode::<(String, u32)>(&longer, 64).is_err());

@@ -121,11 +121,17 @@ where
 }
 
 /// The client's transport once the daemon has [`Accepted`] it.
-pub fn client_transport<S: AsyncRead + AsyncWrite>(frames: Frames<S>, accepted: Accepted) -> ClientTransport<S> {
+pub fn client_transport<S: AsyncRead + AsyncWrite>(
+    frames: Frames<S>,
+    accepted: Accepted,
+) -> ClientTransport<S> {
     into_transport(frames, accepted.max_value_bytes)
 }
 
 /// The daemon's transport once it has accepted a client, with its own value limit.
-pub fn server_transport<S: AsyncRead + AsyncWrite>(frames: Frames<S>, max_value_bytes: u32) -> ServerTransport<S> {
+pub fn server_transport<S: AsyncRead + AsyncWrite>(
+    frames: Frames<S>,
+    max_value_bytes: u32,
+) -> ServerTransport<S> {
     into_transport(frames, max_value_bytes)
 }

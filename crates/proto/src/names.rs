@@ -79,7 +79,8 @@ impl ProjectId {
     /// # Errors
     /// [`ServiceError::InvalidProject`] naming the broken rule.
     pub fn parse(id: &str) -> Result<Self, ServiceError> {
-        let allowed = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'@' | b'/');
+        let allowed =
+            |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'@' | b'/');
         let reason = if id.is_empty() {
             "must not be empty".to_owned()
         } else if id.len() > MAX_PROJECT_BYTES {
@@ -117,7 +118,10 @@ mod tests {
             assert_eq!(Key::parse(bad), Err(ServiceError::InvalidKey), "{bad:?}");
         }
         let long = "k".repeat(MAX_KEY_BYTES + 1);
-        assert!(matches!(Key::parse(&long), Err(ServiceError::KeyTooLong { .. })));
+        assert!(matches!(
+            Key::parse(&long),
+            Err(ServiceError::KeyTooLong { .. })
+        ));
         assert!(Key::parse(&long[1..]).is_ok());
     }
 
@@ -132,10 +136,16 @@ mod tests {
 
     #[test]
     fn services_default_and_reject_bad_names() {
-        assert_eq!(ServiceName::parse(None).map(|s| s.0), Ok(DEFAULT_SERVICE.to_owned()));
+        assert_eq!(
+            ServiceName::parse(None).map(|s| s.0),
+            Ok(DEFAULT_SERVICE.to_owned())
+        );
         assert!(ServiceName::parse(Some("com.example:auth ✓")).is_ok());
         for bad in ["", "a\nb", "\u{7f}"] {
-            assert!(matches!(ServiceName::parse(Some(bad)), Err(ServiceError::InvalidService { .. })));
+            assert!(matches!(
+                ServiceName::parse(Some(bad)),
+                Err(ServiceError::InvalidService { .. })
+            ));
         }
         let long = "s".repeat(MAX_SERVICE_BYTES + 1);
         assert!(ServiceName::parse(Some(&long)).is_err());
@@ -143,11 +153,29 @@ mod tests {
 
     #[test]
     fn project_ids_allow_expo_scope_keys() {
-        for good in ["@owner/slug", "com.example.app", "a", &"p".repeat(MAX_PROJECT_BYTES)] {
+        for good in [
+            "@owner/slug",
+            "com.example.app",
+            "a",
+            &"p".repeat(MAX_PROJECT_BYTES),
+        ] {
             assert!(ProjectId::parse(good).is_ok(), "{good:?}");
         }
-        for bad in ["", "a b", "a:b", "a\\b", "é", &"p".repeat(MAX_PROJECT_BYTES + 1)] {
-            assert!(matches!(ProjectId::parse(bad), Err(ServiceError::InvalidProject { .. })), "{bad:?}");
+        for bad in [
+            "",
+            "a b",
+            "a:b",
+            "a\\b",
+            "é",
+            &"p".repeat(MAX_PROJECT_BYTES + 1),
+        ] {
+            assert!(
+                matches!(
+                    ProjectId::parse(bad),
+                    Err(ServiceError::InvalidProject { .. })
+                ),
+                "{bad:?}"
+            );
         }
     }
 }

@@ -80,10 +80,16 @@ impl std::str::FromStr for KeychainAccessible {
             return Self::try_from(n);
         }
         let wanted = s.to_ascii_uppercase().replace('-', "_");
-        Self::ALL.into_iter().find(|class| class.expo_name() == wanted).ok_or_else(|| {
-            let names: Vec<_> = Self::ALL.iter().map(|c| c.expo_name()).collect();
-            format!("unknown keychainAccessible class '{s}'; expected one of {}", names.join(", "))
-        })
+        Self::ALL
+            .into_iter()
+            .find(|class| class.expo_name() == wanted)
+            .ok_or_else(|| {
+                let names: Vec<_> = Self::ALL.iter().map(|c| c.expo_name()).collect();
+                format!(
+                    "unknown keychainAccessible class '{s}'; expected one of {}",
+                    names.join(", ")
+                )
+            })
     }
 }
 
@@ -134,12 +140,18 @@ mod tests {
         assert_eq!(KeychainAccessible::AfterFirstUnlock as u8, 0);
         assert_eq!(KeychainAccessible::WhenUnlocked as u8, 5);
         assert_eq!(KeychainAccessible::WhenUnlockedThisDeviceOnly as u8, 6);
-        assert_eq!(KeychainAccessible::default(), KeychainAccessible::WhenUnlocked);
+        assert_eq!(
+            KeychainAccessible::default(),
+            KeychainAccessible::WhenUnlocked
+        );
         for (n, class) in KeychainAccessible::ALL.into_iter().enumerate() {
             assert_eq!(usize::from(u8::from(class)), n);
             assert_eq!(class.expo_name().parse::<KeychainAccessible>(), Ok(class));
         }
-        assert_eq!("when-unlocked".parse(), Ok(KeychainAccessible::WhenUnlocked));
+        assert_eq!(
+            "when-unlocked".parse(),
+            Ok(KeychainAccessible::WhenUnlocked)
+        );
         assert_eq!("2".parse(), Ok(KeychainAccessible::Always));
         assert!("7".parse::<KeychainAccessible>().is_err());
         assert!("SOMETIMES".parse::<KeychainAccessible>().is_err());

@@ -12,7 +12,10 @@ pub const SOCKET_ENV: &str = "SECURESTORE_SOCKET";
 pub fn default_socket_path() -> PathBuf {
     let dir = match std::env::var_os("XDG_RUNTIME_DIR") {
         Some(runtime) if !runtime.is_empty() => PathBuf::from(runtime).join("securestore"),
-        _ => std::env::temp_dir().join(format!("securestore-{}", rustix::process::getuid().as_raw())),
+        _ => std::env::temp_dir().join(format!(
+            "securestore-{}",
+            rustix::process::getuid().as_raw()
+        )),
     };
     dir.join("securestored.sock")
 }

@@ -12,7 +12,11 @@ use crate::{DeleteOptions, GetOptions, Item, SecretString, ServiceError, SetOpti
 #[tarpc::service]
 pub trait SecureStore {
     /// `setItemAsync`: stores `value` under `key`, replacing any earlier value. Answered only once durable.
-    async fn set_item(key: String, value: SecretString, options: SetOptions) -> Result<(), ServiceError>;
+    async fn set_item(
+        key: String,
+        value: SecretString,
+        options: SetOptions,
+    ) -> Result<(), ServiceError>;
     /// `getItemAsync`: the item under `key`, or `None` when there is none.
     async fn get_item(key: String, options: GetOptions) -> Result<Option<Item>, ServiceError>;
     /// `deleteItemAsync`: removes the item under `key`; removing a missing item succeeds.
