@@ -65,7 +65,7 @@ async fn serve_peer(stream: UnixStream, peer_uid: u32, shared: Arc<Shared>) {
         }
     };
 
-    let scope = match admit(&hello, peer_uid, &shared) {
+    let scope = match admit(&hello, peer_uid, shared.uid) {
         Ok(scope) => scope,
         Err(refusal) => {
             tracing::warn!(project = %hello.project.escape_debug(), %refusal, "connection refused");
@@ -120,12 +120,11 @@ async fn serve_peer(stream: UnixStream, peer_uid: u32, shared: Arc<Shared>) {
 }
 
 /// Decides whether this peer may act for the project it names; the returned scope is the binding.
-fn admit(hello: &Hello, peer_uid: u32, shared: &Shared) -> Result<ProjectScope, ServiceError> {
-    if peer_uid != shared.uid && peer_uid != 0 {
+fn admit(hello: &Hello, peer_uid: u32, daemon_uid: u32) -> Result<ProjectScope, ServiceError> {
+    if peer_uid != daemon_uid && peer_uid != 0 {
         return Err(ServiceError::Refused {
             reason: format!(
-                "peer uid {peer_uid} is neither the daemon's uid ({}) nor root",
-                shared.uid
+                "peer uid {peer_uid} is neither the daemon's uid ({daemon_uid}) nor root"
             ),
         });
     }
@@ -137,4 +136,50 @@ fn admit(hello: &Hello, peer_uid: u32, shared: &Shared) -> Result<ProjectScope, 
     }
     let project = ProjectId::parse(&hello.project)?;
     Ok(ProjectScope::bind(project))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hello(project: &str) -> Hello {
+        Hello {
+            protocol_version: PROTOCOL_VERSION,
+            project: project.to_owned(),
+        }
+    }
+
+    #[test]
+    fn binds_the_project_named_in_the_handshake() {
+        let scope = admit(&hello("@owner/app"), 1000, 1000).expect("admitted");
+        assert_eq!(scope.project().as_str(), "@owner/app");
+        assert!(
+            admit(&hello("@owner/app"), 0, 1000).is_ok(),
+            "root is admitted"
+        );
+    }
+
+    #[test]
+    fn refuses_other_uids_before_looking_at_the_project() {
+        let refusal = admit(&hello("not a valid id"), 1001, 1000).expect_err("refused");
+        assert!(
+            matches!(refusal, ServiceError::Refused { .. }),
+            "{refusal:?}"
+        );
+        assert!(refusal.to_string().contains("1001"));
+    }
+
+    #[test]
+    fn refuses_other_versions_and_bad_ids() {
+        let mut old = hello("p");
+        old.protocol_version = PROTOCOL_VERSION.wrapping_add(1);
+        assert!(matches!(
+            admit(&old, 1, 1),
+            Err(ServiceError::UnsupportedVersion { .. })
+        ));
+        assert!(matches!(
+            admit(&hello(""), 1, 1),
+            Err(ServiceError::InvalidProject { .. })
+        ));
+    }
 }
