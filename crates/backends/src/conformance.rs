@@ -111,6 +111,18 @@ pub fn run(mut open: impl FnMut() -> Result<Box<dyn Backend>, BackendError>) {
         "the empty string is a value, not absence"
     );
 
+    // Deleting a project removes its items in every service and nothing of any other project.
+    let doomed = scope("@owner/doomed");
+    set(b, &doomed, &token, "gone");
+    set(b, &doomed, &in_service, "gone too");
+    set(b, &other, &token, "other stays");
+    b.delete_project(&doomed).expect("delete project");
+    assert_eq!(value_of(b, &doomed, &token), None);
+    assert_eq!(value_of(b, &doomed, &in_service), None);
+    assert_eq!(value_of(b, &other, &token).as_deref(), Some("other stays"));
+    assert_eq!(value_of(b, &a, &token).as_deref(), Some("default-service"));
+    b.delete(&other, &token).expect("delete");
+
     // Persistence across a reopen.
     backend.close().expect("close");
     let mut backend = open().expect("reopen backend");

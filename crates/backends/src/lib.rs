@@ -82,6 +82,13 @@ pub trait Backend: Send {
     /// Storage failures.
     fn delete(&mut self, project: &ProjectScope, name: &ItemName) -> Result<(), BackendError>;
 
+    /// Removes every item of `project`, in every service. Used when a project is unregistered, so a
+    /// project id registered again starts empty.
+    ///
+    /// # Errors
+    /// Storage failures; on failure no item is removed.
+    fn delete_project(&mut self, project: &ProjectScope) -> Result<(), BackendError>;
+
     /// Flushes and releases the store. Called once, at shutdown.
     ///
     /// # Errors

@@ -45,6 +45,11 @@ impl Backend for MemoryBackend {
         Ok(())
     }
 
+    fn delete_project(&mut self, project: &ProjectScope) -> Result<(), BackendError> {
+        self.items.retain(|(owner, _), _| owner != project);
+        Ok(())
+    }
+
     fn close(self: Box<Self>) -> Result<(), BackendError> {
         Ok(())
     }
@@ -83,6 +88,9 @@ mod tests {
             }
             fn delete(&mut self, p: &ProjectScope, n: &ItemName) -> Result<(), BackendError> {
                 self.1.as_mut().expect("open").delete(p, n)
+            }
+            fn delete_project(&mut self, p: &ProjectScope) -> Result<(), BackendError> {
+                self.1.as_mut().expect("open").delete_project(p)
             }
             fn close(mut self: Box<Self>) -> Result<(), BackendError> {
                 *self.0.lock().expect("lock") = self.1.take();

@@ -288,6 +288,14 @@ impl Backend for SqliteBackend {
         Ok(())
     }
 
+    fn delete_project(&mut self, project: &ProjectScope) -> Result<(), BackendError> {
+        self.conn
+            .prepare_cached("DELETE FROM items WHERE project = ?1")
+            .and_then(|mut stmt| stmt.execute(params![project.project().as_str()]))
+            .map_err(sqlite_error("cannot delete project", &self.path))?;
+        Ok(())
+    }
+
     fn close(self: Box<Self>) -> Result<(), BackendError> {
         let path = self.path.clone();
         let err = sqlite_error("cannot close database", &path);
