@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use securestore_client::{GetOptions, SetOptions};
 use securestore_e2e::{Daemon, PROJECT, raw_hello};
-use securestore_proto::handshake::{Hello, HelloReply, PROTOCOL_VERSION};
+use securestore_proto::handshake::{Hello, HelloReply};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 
@@ -56,10 +56,7 @@ async fn an_oversized_length_prefix_closes_the_connection() {
     assert_closed_after(&mut stream, &u32::MAX.to_be_bytes()).await;
 
     // After the handshake: one byte over the frame limit.
-    let hello = Hello {
-        protocol_version: PROTOCOL_VERSION,
-        project: PROJECT.to_owned(),
-    };
+    let hello = Hello::project(PROJECT.to_owned(), None);
     let (reply, frames) = raw_hello(&daemon.socket(), &hello).await;
     assert!(matches!(reply, HelloReply::Accepted(_)));
     let mut stream = frames.into_inner();
@@ -71,10 +68,7 @@ async fn an_oversized_length_prefix_closes_the_connection() {
 #[tokio::test]
 async fn a_malformed_request_after_the_handshake_closes_that_connection_only() {
     let daemon = Daemon::start();
-    let hello = Hello {
-        protocol_version: PROTOCOL_VERSION,
-        project: PROJECT.to_owned(),
-    };
+    let hello = Hello::project(PROJECT.to_owned(), None);
     let (_, frames) = raw_hello(&daemon.socket(), &hello).await;
     let mut stream = frames.into_inner();
     let mut frame = 64u32.to_be_bytes().to_vec();

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use securestore_proto::handshake::{self, Hello, HelloReply, PROTOCOL_VERSION};
+use securestore_proto::handshake::{self, Hello, HelloReply};
 use securestore_proto::tarpc;
 use securestore_proto::{SecureStoreClient, ServiceError};
 use tempfile::TempDir;
@@ -245,16 +245,14 @@ pub async fn raw_hello(
 
 /// A tarpc client bound to `project` that sends whatever it is given: no client-side checks.
 pub async fn raw_client(socket: &Path, project: &str) -> Result<SecureStoreClient, ServiceError> {
-    let hello = Hello {
-        protocol_version: PROTOCOL_VERSION,
-        project: project.to_owned(),
-    };
+    let hello = Hello::project(project.to_owned(), None);
     match raw_hello(socket, &hello).await {
         (HelloReply::Accepted(accepted), frames) => {
             let transport = handshake::client_transport(frames, accepted);
             Ok(SecureStoreClient::new(tarpc::client::Config::default(), transport).spawn())
         }
         (HelloReply::Rejected(refusal), _) => Err(refusal),
+        (HelloReply::Admin(_), _) => panic!("a registry answer to a project hello"),
     }
 }
 

@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use securestore_proto::handshake::{self, Hello, HelloReply, PROTOCOL_VERSION};
+use securestore_proto::handshake::{self, Frames, Hello, HelloReply, PROTOCOL_VERSION, Purpose};
 use securestore_proto::tarpc::{self, context};
 use securestore_proto::{
     DeleteOptions, GetOptions, Item, Key, ProjectId, SecretString, SecureStoreClient, ServiceError,
@@ -18,12 +18,15 @@ use crate::Error;
 pub struct ConnectOptions {
     /// Longest wait for the connection and handshake, and for each call's answer.
     pub timeout: Duration,
+    /// The project's access token, required when the project is registered with the daemon.
+    pub token: Option<SecretString>,
 }
 
 impl Default for ConnectOptions {
     fn default() -> Self {
         Self {
             timeout: Duration::from_secs(10),
+            token: None,
         }
     }
 }
@@ -67,31 +70,27 @@ impl Client {
         options: ConnectOptions,
     ) -> Result<Self, Error> {
         let project = ProjectId::parse(project)?;
-        tokio::time::timeout(
-            options.timeout,
-            Self::open(socket.as_ref(), project, options.timeout),
-        )
-        .await
-        .map_err(|_| Error::TimedOut)?
+        let timeout = options.timeout;
+        tokio::time::timeout(timeout, Self::open(socket.as_ref(), project, options))
+            .await
+            .map_err(|_| Error::TimedOut)?
     }
 
-    async fn open(socket: &Path, project: ProjectId, timeout: Duration) -> Result<Self, Error> {
-        let stream = UnixStream::connect(socket)
-            .await
-            .map_err(|source| Error::Unreachable {
-                path: socket.to_owned(),
-                source,
-            })?;
-        let mut frames = handshake::frames(stream);
-        let hello = Hello {
-            protocol_version: PROTOCOL_VERSION,
-            project: project.as_str().to_owned(),
-        };
-        let lost = |err: std::io::Error| Error::Disconnected(Some(Box::new(err)));
-        handshake::send(&mut frames, &hello).await.map_err(lost)?;
-        let accepted = match handshake::recv(&mut frames).await.map_err(lost)? {
+    async fn open(
+        socket: &Path,
+        project: ProjectId,
+        options: ConnectOptions,
+    ) -> Result<Self, Error> {
+        let hello = Hello::project(project.as_str(), options.token);
+        let (reply, frames) = greet(socket, &hello).await?;
+        let accepted = match reply {
             HelloReply::Accepted(accepted) => accepted,
             HelloReply::Rejected(refusal) => return Err(Error::Service(refusal)),
+            HelloReply::Admin(_) => {
+                return Err(Error::Protocol(
+                    "a registry answer to a project hello".to_owned(),
+                ));
+            }
         };
         if accepted.protocol_version != PROTOCOL_VERSION {
             return Err(Error::Protocol(format!(
@@ -105,7 +104,7 @@ impl Client {
             rpc,
             project,
             max_value_bytes: accepted.max_value_bytes,
-            timeout,
+            timeout: options.timeout,
         })
     }
 
@@ -194,6 +193,27 @@ impl Client {
             .delete_item(self.context(), key.to_owned(), options)
             .await??)
     }
+}
+
+/// Connects to `socket`, sends `hello` and returns the daemon's reply with the open frames.
+pub(crate) async fn greet(
+    socket: &Path,
+    hello: &Hello,
+) -> Result<(HelloReply, Frames<UnixStream>), Error> {
+    let stream = UnixStream::connect(socket)
+        .await
+        .map_err(|source| Error::Unreachable {
+            path: socket.to_owned(),
+            source,
+        })?;
+    let mut frames = handshake::frames(stream);
+    let lost = |err: std::io::Error| Error::Disconnected(Some(Box::new(err)));
+    handshake::send(&mut frames, hello).await.map_err(lost)?;
+    if matches!(hello.purpose, Purpose::Admin(_)) {
+        handshake::allow_admin_answer(&mut frames);
+    }
+    let reply = handshake::recv(&mut frames).await.map_err(lost)?;
+    Ok((reply, frames))
 }
 
 /// The client's own check of the daemon's name rules, so a bad name never costs a round trip.

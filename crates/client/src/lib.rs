@@ -15,6 +15,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod blocking;
 mod client;
 mod error;

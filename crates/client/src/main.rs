@@ -6,11 +6,12 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use securestore_client::admin;
 use securestore_client::{
     ConnectOptions, DeleteOptions, Error, GetOptions, KeychainAccessible, SOCKET_ENV, SecretString,
     ServiceError, SetOptions, default_socket_path,
 };
-use securestore_proto::limits::MAX_VALUE_BYTES_CEILING;
+use securestore_proto::limits::{MAX_TOKEN_BYTES, MAX_VALUE_BYTES_CEILING};
 
 /// Store, fetch and delete secrets through the securestore daemon.
 ///
@@ -27,6 +28,16 @@ struct Args {
     #[arg(long, env = "SECURESTORE_PROJECT", value_name = "ID", global = true)]
     project: Option<String>,
 
+    /// File holding the project's access token (needed once the project is registered). Tokens are
+    /// never taken on the command line, where other processes could see them
+    #[arg(
+        long,
+        env = "SECURESTORE_TOKEN_FILE",
+        value_name = "FILE",
+        global = true
+    )]
+    token_file: Option<PathBuf>,
+
     /// The keychainService namespace inside the project [default: app]
     #[arg(long, value_name = "NAME", global = true)]
     service: Option<String>,
@@ -41,6 +52,18 @@ struct Args {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    #[command(flatten)]
+    Item(ItemCommand),
+    /// Manage the daemon's registered projects (as the daemon's own user or root).
+    Project {
+        #[command(subcommand)]
+        action: ProjectCommand,
+    },
+}
+
+/// Expo's three calls, on one project's items.
+#[derive(Debug, Subcommand)]
+enum ItemCommand {
     /// Store VALUE under KEY. Without VALUE, reads it from stdin (one trailing newline is dropped),
     /// which keeps secrets out of shell history.
     Set {
@@ -62,6 +85,22 @@ enum Command {
         /// The key
         key: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum ProjectCommand {
+    /// Register project ID and print its new access token, once. Save it to a 0600 file.
+    Add {
+        /// The project id
+        id: String,
+    },
+    /// Unregister project ID and delete all of its items.
+    Remove {
+        /// The project id
+        id: String,
+    },
+    /// Print the registered project ids, one per line.
+    List,
 }
 
 /// The exit status for each kind of failure, as documented in `--help`.
@@ -100,7 +139,8 @@ impl From<Error> for Failure {
                 | ServiceError::KeyTooLong { .. }
                 | ServiceError::InvalidService { .. }
                 | ServiceError::InvalidProject { .. }
-                | ServiceError::ValueTooLarge { .. },
+                | ServiceError::ValueTooLarge { .. }
+                | ServiceError::AlreadyRegistered { .. },
             ) => Status::InvalidInput,
             _ => Status::Failure,
         };
@@ -135,7 +175,75 @@ fn read_value_from_stdin() -> Result<SecretString, Failure> {
     Ok(SecretString::new(value))
 }
 
+/// Reads an access token from `path`: the file's text without surrounding whitespace.
+fn read_token(path: &std::path::Path) -> Result<SecretString, Failure> {
+    let unreadable = |e: std::io::Error| {
+        Failure::new(
+            Status::InvalidInput,
+            format!("cannot read the token file {}: {e}", path.display()),
+        )
+    };
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|file| {
+            file.take(MAX_TOKEN_BYTES as u64 + 64)
+                .read_to_end(&mut bytes)
+        })
+        .map_err(unreadable)?;
+    let token = String::from_utf8(bytes)
+        .map(|text| SecretString::from(text.trim()))
+        .map_err(|e| {
+            zeroize::Zeroize::zeroize(&mut e.into_bytes());
+            Failure::new(
+                Status::InvalidInput,
+                format!("the token file {} is not text", path.display()),
+            )
+        })?;
+    if token.is_empty() || token.len() > MAX_TOKEN_BYTES {
+        return Err(Failure::new(
+            Status::InvalidInput,
+            format!("the token file {} holds no valid token", path.display()),
+        ));
+    }
+    Ok(token)
+}
+
+async fn run_project_command(
+    socket: &std::path::Path,
+    action: ProjectCommand,
+) -> Result<(), Failure> {
+    let mut out = String::new();
+    match action {
+        ProjectCommand::Add { id } => {
+            let token = admin::add_project(socket, &id).await?;
+            out.push_str(token.expose_secret());
+            out.push('\n');
+        }
+        ProjectCommand::Remove { id } => {
+            admin::remove_project(socket, &id).await?;
+        }
+        ProjectCommand::List => {
+            for id in admin::list_projects(socket).await? {
+                out.push_str(&id);
+                out.push('\n');
+            }
+        }
+    }
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(out.as_bytes())
+        .and_then(|()| stdout.flush())
+        .map_err(|e| Failure::new(Status::Failure, format!("cannot write to stdout: {e}")))?;
+    zeroize::Zeroize::zeroize(&mut out);
+    Ok(())
+}
+
 async fn run(args: Args) -> Result<(), Failure> {
+    let socket = args.socket.unwrap_or_else(default_socket_path);
+    let command = match args.command {
+        Command::Project { action } => return run_project_command(&socket, action).await,
+        Command::Item(command) => command,
+    };
     let project = args.project.ok_or_else(|| {
         Failure::new(
             Status::InvalidInput,
@@ -148,15 +256,16 @@ async fn run(args: Args) -> Result<(), Failure> {
             "--timeout must be a positive number of seconds",
         ));
     }
+    let token = args.token_file.as_deref().map(read_token).transpose()?;
     let options = ConnectOptions {
         timeout: Duration::from_secs_f64(args.timeout.min(3600.0)),
+        token,
     };
-    let socket = args.socket.unwrap_or_else(default_socket_path);
     let client = securestore_client::Client::connect_with(&socket, &project, options).await?;
     let service = args.service;
 
-    match args.command {
-        Command::Set {
+    match command {
+        ItemCommand::Set {
             key,
             value,
             accessible,
@@ -171,7 +280,7 @@ async fn run(args: Args) -> Result<(), Failure> {
             };
             client.set_item(&key, value, options).await?;
         }
-        Command::Get { key } => {
+        ItemCommand::Get { key } => {
             let options = GetOptions {
                 keychain_service: service.clone(),
             };
@@ -191,7 +300,7 @@ async fn run(args: Args) -> Result<(), Failure> {
                     Failure::new(Status::Failure, format!("cannot write to stdout: {e}"))
                 })?;
         }
-        Command::Delete { key } => {
+        ItemCommand::Delete { key } => {
             client
                 .delete_item(
                     &key,

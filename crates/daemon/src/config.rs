@@ -1,22 +1,32 @@
 //! [`Config`]: the daemon's limits, chosen by flags in `main` or by an embedding app.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use securestore_proto::limits::DEFAULT_MAX_VALUE_BYTES;
+
+use crate::registry::{Policy, Registry};
 
 /// How the daemon serves its clients. The storage backend is passed to [`crate::run`] separately.
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Largest value accepted, in bytes; also fixes the frame limit on both ends.
     pub max_value_bytes: u32,
-    /// Connections served at once; further clients wait in the socket's backlog.
+    /// Connections served at once; further clients wait in the socket's backlog until a slot frees
+    /// (silent connections free theirs after `handshake_timeout`).
     pub max_connections: usize,
     /// Requests one connection may have under way at once; more are answered with an error.
     pub max_in_flight_per_connection: usize,
     /// How long a new connection has to complete its handshake before it is closed.
     pub handshake_timeout: Duration,
+    /// How long a frame may stay half-received before its connection is closed.
+    pub frame_timeout: Duration,
     /// At shutdown, how long requests under way may take to finish before their connections close.
     pub drain_timeout: Duration,
+    /// Which projects peers may open.
+    pub policy: Policy,
+    /// Registered projects and their token hashes. Keep a clone to register projects from the host.
+    pub registry: Arc<Registry>,
 }
 
 impl Default for Config {
@@ -26,7 +36,10 @@ impl Default for Config {
             max_connections: 512,
             max_in_flight_per_connection: 64,
             handshake_timeout: Duration::from_secs(5),
+            frame_timeout: Duration::from_secs(10),
             drain_timeout: Duration::from_secs(5),
+            policy: Policy::Open,
+            registry: Arc::new(Registry::in_memory()),
         }
     }
 }

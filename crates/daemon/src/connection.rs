@@ -1,20 +1,26 @@
-//! One connection's life: check the peer, run the handshake, bind the project, serve requests.
+//! One connection's life: check the peer, run the handshake, then either answer one registry request
+//! or bind the project and serve requests.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use securestore_backends::ProjectScope;
-use securestore_proto::handshake::{self, Accepted, Hello, HelloReply, PROTOCOL_VERSION};
+use securestore_proto::handshake::{
+    self, Accepted, AdminAnswer, AdminRequest, Frames, Hello, HelloReply, PROTOCOL_VERSION, Purpose,
+};
 use securestore_proto::tarpc::server::{self as rpc, Channel};
-use securestore_proto::{ProjectId, SecureStore, ServiceError};
+use securestore_proto::{ProjectId, SecretString, SecureStore, ServiceError};
 use tokio::net::UnixStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::Config;
 use crate::handler::Handler;
+use crate::registry::{Registry, TokenHash};
 use crate::store::StoreHandle;
+use crate::watch::FrameWatch;
 
 /// After shutdown, how long a connection keeps flushing answers of requests that just finished.
 const FLUSH_AFTER_DRAIN: Duration = Duration::from_millis(100);
@@ -47,7 +53,9 @@ pub(crate) async fn serve(stream: UnixStream, shared: Arc<Shared>) {
 }
 
 async fn serve_peer(stream: UnixStream, peer_uid: u32, shared: Arc<Shared>) {
-    let mut frames = handshake::frames(stream);
+    let watched = FrameWatch::new(stream);
+    let stall = watched.stall();
+    let mut frames = handshake::frames(watched);
     let hello = tokio::time::timeout(
         shared.config.handshake_timeout,
         handshake::recv::<_, Hello>(&mut frames),
@@ -64,15 +72,27 @@ async fn serve_peer(stream: UnixStream, peer_uid: u32, shared: Arc<Shared>) {
             return;
         }
     };
+    if let Err(refusal) = check_peer(&hello, peer_uid, shared.uid) {
+        refuse(&mut frames, refusal).await;
+        return;
+    }
 
-    let scope = match admit(&hello, peer_uid, shared.uid) {
-        Ok(scope) => scope,
+    let (project, token) = match hello.purpose {
+        Purpose::Admin(request) => {
+            answer_admin(&mut frames, request, &shared).await;
+            return;
+        }
+        Purpose::Project { project, token } => (project, token),
+    };
+    let (scope, token_hash) = match bind(&project, token.as_ref(), &shared.config) {
+        Ok(bound) => bound,
         Err(refusal) => {
-            tracing::warn!(project = %hello.project.escape_debug(), %refusal, "connection refused");
-            let _ = handshake::send(&mut frames, &HelloReply::Rejected(refusal)).await;
+            tracing::warn!(project = %project.escape_debug(), "project refused");
+            refuse(&mut frames, refusal).await;
             return;
         }
     };
+    drop(token);
     let accepted = Accepted {
         protocol_version: PROTOCOL_VERSION,
         max_value_bytes: shared.config.max_value_bytes,
@@ -85,6 +105,8 @@ async fn serve_peer(stream: UnixStream, peer_uid: u32, shared: Arc<Shared>) {
 
     let handler = Handler {
         scope: Arc::new(scope),
+        token_hash,
+        registry: shared.config.registry.clone(),
         store: shared.store.clone(),
         max_value_bytes: shared.config.max_value_bytes,
         shutdown: shared.shutdown.clone(),
@@ -94,14 +116,26 @@ async fn serve_peer(stream: UnixStream, peer_uid: u32, shared: Arc<Shared>) {
         .max_concurrent_requests(shared.config.max_in_flight_per_connection)
         .execute(handler.serve());
 
+    // Cancelled when a request of this connection panics: only this connection is closed.
+    let broken = CancellationToken::new();
     let in_flight = TaskTracker::new();
     let serve = requests.for_each(|request| {
-        in_flight.spawn(request);
+        let broken = broken.clone();
+        in_flight.spawn(async move {
+            if AssertUnwindSafe(request).catch_unwind().await.is_err() {
+                tracing::error!("a request handler panicked; closing this connection");
+                broken.cancel();
+            }
+        });
         async {}
     });
     tokio::pin!(serve);
     tokio::select! {
         () = &mut serve => tracing::debug!("peer closed the connection"),
+        () = stall.stalled(shared.config.frame_timeout) => {
+            tracing::debug!("a frame stayed incomplete too long; closing");
+        }
+        () = broken.cancelled() => {}
         () = shared.shutdown.cancelled() => {
             // Let requests under way finish and their answers go out; new ones are turned away by
             // the handler. Bounded, so a stuck request cannot hold up shutdown.
@@ -119,8 +153,14 @@ async fn serve_peer(stream: UnixStream, peer_uid: u32, shared: Arc<Shared>) {
     }
 }
 
-/// Decides whether this peer may act for the project it names; the returned scope is the binding.
-fn admit(hello: &Hello, peer_uid: u32, daemon_uid: u32) -> Result<ProjectScope, ServiceError> {
+/// Answers a refusal and lets the connection close.
+async fn refuse(frames: &mut Frames<FrameWatch<UnixStream>>, refusal: ServiceError) {
+    tracing::warn!(%refusal, "connection refused");
+    let _ = handshake::send(frames, &HelloReply::Rejected(refusal)).await;
+}
+
+/// Checks who is calling and in which protocol, before anything the peer asks for is looked at.
+fn check_peer(hello: &Hello, peer_uid: u32, daemon_uid: u32) -> Result<(), ServiceError> {
     if peer_uid != daemon_uid && peer_uid != 0 {
         return Err(ServiceError::Refused {
             reason: format!(
@@ -134,52 +174,137 @@ fn admit(hello: &Hello, peer_uid: u32, daemon_uid: u32) -> Result<ProjectScope, 
             daemon: PROTOCOL_VERSION,
         });
     }
-    let project = ProjectId::parse(&hello.project)?;
-    Ok(ProjectScope::bind(project))
+    Ok(())
+}
+
+/// Decides whether the peer may act for `project`; the returned scope is the connection's binding.
+/// This is the only place a [`ProjectScope`] is made.
+fn bind(
+    project: &str,
+    token: Option<&SecretString>,
+    config: &Config,
+) -> Result<(ProjectScope, Option<TokenHash>), ServiceError> {
+    let project = ProjectId::parse(project)?;
+    let token_hash = config.registry.admit(&project, token, config.policy)?;
+    Ok((ProjectScope::bind(project), token_hash))
+}
+
+/// Runs one registry request and sends its answer; the connection closes afterwards.
+async fn answer_admin(
+    frames: &mut Frames<FrameWatch<UnixStream>>,
+    request: AdminRequest,
+    shared: &Shared,
+) {
+    tracing::info!(request = ?request, "registry request");
+    let registry = shared.config.registry.clone();
+    let answer = match request {
+        AdminRequest::AddProject { project } => blocking(move || registry.add(&project))
+            .await
+            .map(|token| AdminAnswer::Added { token }),
+        AdminRequest::RemoveProject { project } => {
+            remove_project(project, registry, &shared.store).await
+        }
+        AdminRequest::ListProjects => Ok(AdminAnswer::Projects(registry.list())),
+    };
+    let reply = match answer {
+        Ok(answer) => HelloReply::Admin(answer),
+        Err(err) => {
+            tracing::warn!(%err, "registry request failed");
+            HelloReply::Rejected(err)
+        }
+    };
+    handshake::allow_admin_answer(frames);
+    if let Err(err) = handshake::send(frames, &reply).await {
+        tracing::debug!(%err, "peer left before the registry answer");
+    }
+}
+
+/// Unregisters the project first (so its old token stops working at once), then deletes its items.
+/// The items are deleted even if it was not registered, so a failed earlier removal can be retried.
+async fn remove_project(
+    project: String,
+    registry: Arc<Registry>,
+    store: &StoreHandle,
+) -> Result<AdminAnswer, ServiceError> {
+    let id = ProjectId::parse(&project)?;
+    let existed = blocking(move || registry.remove(&project)).await?;
+    store
+        .delete_project(ProjectScope::bind(id))
+        .await
+        .map_err(crate::error::to_wire)?;
+    Ok(AdminAnswer::Removed { existed })
+}
+
+/// Runs blocking registry work (it writes a file) off the async executor.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, ServiceError> + Send + 'static,
+) -> Result<T, ServiceError> {
+    tokio::task::spawn_blocking(work).await.unwrap_or_else(|_| {
+        Err(ServiceError::Storage {
+            message: "the registry update failed unexpectedly".to_owned(),
+        })
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Policy;
 
-    fn hello(project: &str) -> Hello {
-        Hello {
-            protocol_version: PROTOCOL_VERSION,
-            project: project.to_owned(),
+    fn config(policy: Policy) -> Config {
+        Config {
+            policy,
+            ..Config::default()
         }
     }
 
     #[test]
     fn binds_the_project_named_in_the_handshake() {
-        let scope = admit(&hello("@owner/app"), 1000, 1000).expect("admitted");
+        let (scope, token) = bind("@owner/app", None, &config(Policy::Open)).expect("bound");
         assert_eq!(scope.project().as_str(), "@owner/app");
+        assert!(token.is_none());
         assert!(
-            admit(&hello("@owner/app"), 0, 1000).is_ok(),
+            check_peer(&Hello::project("p", None), 0, 1000).is_ok(),
             "root is admitted"
         );
+        assert!(check_peer(&Hello::project("p", None), 1000, 1000).is_ok());
     }
 
     #[test]
-    fn refuses_other_uids_before_looking_at_the_project() {
-        let refusal = admit(&hello("not a valid id"), 1001, 1000).expect_err("refused");
-        assert!(
-            matches!(refusal, ServiceError::Refused { .. }),
-            "{refusal:?}"
-        );
-        assert!(refusal.to_string().contains("1001"));
+    fn refuses_other_uids_whatever_they_ask() {
+        for hello in [
+            Hello::project("@o/p", None),
+            Hello::admin(AdminRequest::ListProjects),
+        ] {
+            let refusal = check_peer(&hello, 1001, 1000).expect_err("refused");
+            assert!(
+                matches!(refusal, ServiceError::Refused { .. }),
+                "{refusal:?}"
+            );
+            assert!(refusal.to_string().contains("1001"));
+        }
     }
 
     #[test]
-    fn refuses_other_versions_and_bad_ids() {
-        let mut old = hello("p");
+    fn refuses_other_versions_bad_ids_and_unregistered_projects_in_strict_mode() {
+        let mut old = Hello::project("p", None);
         old.protocol_version = PROTOCOL_VERSION.wrapping_add(1);
         assert!(matches!(
-            admit(&old, 1, 1),
+            check_peer(&old, 1, 1),
             Err(ServiceError::UnsupportedVersion { .. })
         ));
         assert!(matches!(
-            admit(&hello(""), 1, 1),
+            bind("", None, &config(Policy::Open)),
             Err(ServiceError::InvalidProject { .. })
         ));
+        assert!(matches!(
+            bind("@o/p", None, &config(Policy::Strict)),
+            Err(ServiceError::Refused { .. })
+        ));
+
+        let strict = config(Policy::Strict);
+        let token = strict.registry.add("@o/p").expect("add");
+        let (_, hash) = bind("@o/p", Some(&token), &strict).expect("registered with token");
+        assert!(hash.is_some());
     }
 }

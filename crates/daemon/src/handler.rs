@@ -11,6 +11,7 @@ use securestore_proto::{
 use tokio_util::sync::CancellationToken;
 
 use crate::error::to_wire;
+use crate::registry::{Registry, TokenHash};
 use crate::store::StoreHandle;
 
 /// Serves one connection. `scope` was fixed by the handshake; no request can change it.
@@ -18,6 +19,11 @@ use crate::store::StoreHandle;
 pub(crate) struct Handler {
     /// The project this connection is bound to.
     pub(crate) scope: Arc<ProjectScope>,
+    /// The hash of the token the connection was admitted with, if the project is registered: if the
+    /// project is removed (or re-registered with a new token), this connection stops being served.
+    pub(crate) token_hash: Option<TokenHash>,
+    /// The registry, to check `token_hash` against on every request.
+    pub(crate) registry: Arc<Registry>,
     /// The way to the storage owner.
     pub(crate) store: StoreHandle,
     /// The daemon's value limit, checked before anything is stored.
@@ -30,6 +36,15 @@ impl Handler {
     fn item_name(&self, key: &str, service: Option<&str>) -> Result<ItemName, ServiceError> {
         if self.shutdown.is_cancelled() {
             return Err(ServiceError::ShuttingDown);
+        }
+        if let Some(expected) = &self.token_hash
+            && !self
+                .registry
+                .still_registered(self.scope.project(), expected)
+        {
+            return Err(ServiceError::Refused {
+                reason: format!("project '{}' was unregistered", self.scope.project()),
+            });
         }
         Ok(ItemName {
             key: Key::parse(key)?,

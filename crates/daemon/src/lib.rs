@@ -25,9 +25,14 @@ mod config;
 mod connection;
 mod error;
 mod handler;
+mod harden;
+mod registry;
 mod server;
 pub mod socket;
 mod store;
+mod watch;
 
 pub use config::Config;
+pub use harden::harden_process;
+pub use registry::{Policy, REGISTRY_FILE, Registry};
 pub use server::run;

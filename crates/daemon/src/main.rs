@@ -2,11 +2,13 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
 use securestore_backends::sqlite::{SqliteBackend, SqliteConfig};
-use securestore_daemon::{Config, socket};
+use securestore_daemon::{Config, Policy, REGISTRY_FILE, Registry, socket};
 use securestore_proto::limits::MAX_VALUE_BYTES_CEILING;
 use securestore_proto::paths::{SOCKET_ENV, default_socket_path};
 
@@ -39,6 +41,31 @@ struct Args {
     #[arg(long, value_name = "N", default_value_t = Config::default().max_connections as u32,
           value_parser = clap::value_parser!(u32).range(1..=65_536))]
     max_connections: u32,
+
+    /// Which projects peers may open: `open` (any unregistered project, and registered ones with
+    /// their token) or `strict` (only registered projects, with their token)
+    #[arg(
+        long,
+        value_name = "POLICY",
+        default_value = "open",
+        env = "SECURESTORE_POLICY"
+    )]
+    policy: Policy,
+
+    /// Requests one connection may have under way at once
+    #[arg(long, value_name = "N", default_value_t = Config::default().max_in_flight_per_connection as u32,
+          value_parser = clap::value_parser!(u32).range(1..=4096))]
+    max_in_flight: u32,
+
+    /// Milliseconds a new connection has to complete its handshake
+    #[arg(long, value_name = "MS", default_value_t = Config::default().handshake_timeout.as_millis() as u64,
+          value_parser = clap::value_parser!(u64).range(10..=600_000), hide_short_help = true)]
+    handshake_timeout_ms: u64,
+
+    /// Milliseconds a frame may stay half-received before its connection is closed
+    #[arg(long, value_name = "MS", default_value_t = Config::default().frame_timeout.as_millis() as u64,
+          value_parser = clap::value_parser!(u64).range(10..=600_000), hide_short_help = true)]
+    frame_timeout_ms: u64,
 }
 
 /// `$VAR/securestore`, or `~/<fallback>/securestore` when the variable is unset or empty.
@@ -95,19 +122,26 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             None => xdg_dir("XDG_STATE_HOME", ".local/state")?.join("master.key"),
         },
     };
-    let config = Config {
-        max_value_bytes: args.max_value_bytes,
-        max_connections: args.max_connections as usize,
-        ..Config::default()
-    };
-
     // Bind first: if another daemon owns this socket, we must not open its store.
     let (listener, socket_guard) = socket::bind(&socket_path)?;
     let backend = SqliteBackend::open(&storage).context("cannot open the store")?;
+    let registry = Registry::open(&storage.data_dir.join(REGISTRY_FILE))
+        .context("cannot open the project registry")?;
+    let config = Config {
+        max_value_bytes: args.max_value_bytes,
+        max_connections: args.max_connections as usize,
+        max_in_flight_per_connection: args.max_in_flight as usize,
+        handshake_timeout: Duration::from_millis(args.handshake_timeout_ms),
+        frame_timeout: Duration::from_millis(args.frame_timeout_ms),
+        policy: args.policy,
+        registry: Arc::new(registry),
+        ..Config::default()
+    };
     tracing::info!(
         socket = %socket_path.display(),
         database = %backend.path().display(),
         key_file = %storage.key_file.display(),
+        policy = ?config.policy,
         "securestored ready"
     );
     securestore_daemon::run(listener, Box::new(backend), config, shutdown_signal()).await?;
@@ -118,6 +152,11 @@ async fn serve(args: Args) -> anyhow::Result<()> {
 fn main() -> ExitCode {
     let args = Args::parse();
     init_logging();
+    // Before any secret is in memory: no core dumps, no ptrace attach.
+    if let Err(err) = securestore_daemon::harden_process() {
+        eprintln!("securestored: {err:#}");
+        return ExitCode::FAILURE;
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(err) => {

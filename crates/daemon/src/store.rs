@@ -36,6 +36,10 @@ enum Command {
         name: ItemName,
         reply: Reply<()>,
     },
+    DeleteProject {
+        project: ProjectScope,
+        reply: Reply<()>,
+    },
 }
 
 /// A cheap, cloneable way to reach the storage owner. The owner stops when the last handle is dropped.
@@ -99,6 +103,9 @@ fn execute(backend: &mut dyn Backend, command: Command) {
         } => {
             let _ = reply.send(backend.delete(&project, &name));
         }
+        Command::DeleteProject { project, reply } => {
+            let _ = reply.send(backend.delete_project(&project));
+        }
     }
 }
 
@@ -159,5 +166,10 @@ impl StoreHandle {
             reply,
         })
         .await
+    }
+
+    pub(crate) async fn delete_project(&self, project: ProjectScope) -> Result<(), BackendError> {
+        self.call(|reply| Command::DeleteProject { project, reply })
+            .await
     }
 }

@@ -60,14 +60,22 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8], limit: usize) -> io::Result<T> 
 /// A `tokio-serde` codec over [`encode`] and [`decode`], for tarpc's serde transport.
 pub struct Codec<Item, SinkItem> {
     limit: usize,
+    /// Applied to every decoded item before it is handed on (the daemon clamps deadlines here).
+    on_decode: fn(&mut Item),
     _marker: PhantomData<fn(SinkItem) -> Item>,
 }
 
 impl<Item, SinkItem> Codec<Item, SinkItem> {
     /// A codec that refuses any message over `limit` bytes.
     pub fn new(limit: usize) -> Self {
+        Self::with_decode_hook(limit, |_| {})
+    }
+
+    /// As [`Codec::new`], passing every decoded item through `on_decode`.
+    pub fn with_decode_hook(limit: usize, on_decode: fn(&mut Item)) -> Self {
         Self {
             limit,
+            on_decode,
             _marker: PhantomData,
         }
     }
@@ -77,7 +85,9 @@ impl<Item: DeserializeOwned, SinkItem> tokio_serde::Deserializer<Item> for Codec
     type Error = io::Error;
 
     fn deserialize(self: Pin<&mut Self>, src: &BytesMut) -> io::Result<Item> {
-        decode(src, self.limit)
+        let mut item = decode(src, self.limit)?;
+        (self.on_decode)(&mut item);
+        Ok(item)
     }
 }
 

@@ -74,6 +74,18 @@ pub enum ServiceError {
         /// A summary without secrets.
         message: String,
     },
+    /// The project is already registered; remove it first to issue a new token.
+    #[error("project '{project}' is already registered")]
+    AlreadyRegistered {
+        /// The project id.
+        project: String,
+    },
+    /// The registry holds as many projects as it may.
+    #[error("too many registered projects: the limit is {limit}")]
+    TooManyProjects {
+        /// The limit.
+        limit: u64,
+    },
     /// The daemon is shutting down and takes no new requests.
     #[error("the daemon is shutting down")]
     ShuttingDown,

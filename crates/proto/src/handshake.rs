@@ -1,10 +1,16 @@
 //! The handshake that opens every connection, and the transports built after it.
 //!
-//! The client sends one [`Hello`] naming its project; the daemon answers one [`HelloReply`]. Only after
-//! an [`Accepted`] reply do tarpc messages flow, on the same socket, with the frame limit the daemon
-//! announced. The binding lives in the daemon's connection state for the connection's whole life.
+//! The client sends one [`Hello`] naming its [`Purpose`]; the daemon answers one [`HelloReply`].
+//!
+//! - [`Purpose::Project`] binds the connection to one project, with the project's access token when it
+//!   has one. Only after an [`Accepted`] reply do tarpc messages flow, on the same socket, with the frame
+//!   limit the daemon announced. The binding lives in the daemon's connection state for the
+//!   connection's whole life.
+//! - [`Purpose::Admin`] carries one [`AdminRequest`] on the project registry; the daemon answers with
+//!   [`HelloReply::Admin`] and closes the connection.
 
 use std::io;
+use std::time::Instant;
 
 use futures::{SinkExt, StreamExt};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
@@ -13,28 +19,99 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
 
 use crate::codec::{self, Codec};
-use crate::limits::{MAX_HANDSHAKE_FRAME, max_frame_len};
-use crate::{SecureStoreRequest, SecureStoreResponse, ServiceError};
+use crate::limits::{MAX_ADMIN_FRAME, MAX_HANDSHAKE_FRAME, MAX_REQUEST_DEADLINE, max_frame_len};
+use crate::{SecretString, SecureStoreRequest, SecureStoreResponse, ServiceError};
 
 /// The protocol version this crate speaks. Bumped on any incompatible change to a wire type.
 pub const PROTOCOL_VERSION: u16 = 1;
 
 /// The client's first message.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Hello {
     /// [`PROTOCOL_VERSION`] of the client.
     pub protocol_version: u16,
-    /// The project this connection acts for, checked with [`crate::ProjectId::parse`].
-    pub project: String,
+    /// What the connection is for.
+    pub purpose: Purpose,
+}
+
+impl Hello {
+    /// A hello that binds the connection to `project`, presenting `token` if the project has one.
+    pub fn project(project: impl Into<String>, token: Option<SecretString>) -> Self {
+        Self {
+            protocol_version: PROTOCOL_VERSION,
+            purpose: Purpose::Project {
+                project: project.into(),
+                token,
+            },
+        }
+    }
+
+    /// A hello that carries one registry request.
+    pub fn admin(request: AdminRequest) -> Self {
+        Self {
+            protocol_version: PROTOCOL_VERSION,
+            purpose: Purpose::Admin(request),
+        }
+    }
+}
+
+/// What a connection is for, fixed for its whole life.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Purpose {
+    /// Serve Expo's calls for one project.
+    Project {
+        /// The project, checked with [`crate::ProjectId::parse`].
+        project: String,
+        /// The project's access token, required when the project is registered.
+        token: Option<SecretString>,
+    },
+    /// One request on the project registry.
+    Admin(AdminRequest),
+}
+
+/// A request on the daemon's project registry. Only the daemon's own uid or root may send one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AdminRequest {
+    /// Register a project and issue its access token.
+    AddProject {
+        /// The project id.
+        project: String,
+    },
+    /// Unregister a project and delete all of its items.
+    RemoveProject {
+        /// The project id.
+        project: String,
+    },
+    /// The ids of all registered projects.
+    ListProjects,
+}
+
+/// The daemon's answer to an [`AdminRequest`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum AdminAnswer {
+    /// The project is registered; this is its token, shown this once.
+    Added {
+        /// The new access token.
+        token: SecretString,
+    },
+    /// The project is gone, with its items.
+    Removed {
+        /// Whether it was registered.
+        existed: bool,
+    },
+    /// The registered project ids, sorted.
+    Projects(Vec<String>),
 }
 
 /// The daemon's answer to a [`Hello`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum HelloReply {
     /// The connection is bound to the project; requests may follow.
     Accepted(Accepted),
     /// The connection is refused and will be closed.
     Rejected(ServiceError),
+    /// The answer to an [`AdminRequest`]; the connection closes after it.
+    Admin(AdminAnswer),
 }
 
 /// What a client learns when its connection is accepted.
@@ -82,8 +159,15 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
     T: Serialize,
 {
-    let bytes = codec::encode(message, MAX_HANDSHAKE_FRAME)?;
+    let limit = frames.codec().max_frame_length();
+    let bytes = codec::encode(message, limit)?;
     frames.send(bytes::Bytes::from(bytes)).await
+}
+
+/// Raises the frame limit to [`MAX_ADMIN_FRAME`], for the one admin answer (a project list can be
+/// larger than a handshake frame). The daemon calls it before sending, the client before receiving.
+pub fn allow_admin_answer<S>(frames: &mut Frames<S>) {
+    frames.codec_mut().set_max_frame_length(MAX_ADMIN_FRAME);
 }
 
 /// Receives one handshake message.
@@ -96,8 +180,9 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
     T: DeserializeOwned,
 {
+    let limit = frames.codec().max_frame_length();
     match frames.next().await {
-        Some(frame) => codec::decode(&frame?, MAX_HANDSHAKE_FRAME),
+        Some(frame) => codec::decode(&frame?, limit),
         None => Err(io::Error::new(
             io::ErrorKind::UnexpectedEof,
             "the peer closed the connection during the handshake",
@@ -109,6 +194,7 @@ where
 fn into_transport<S, Item, SinkItem>(
     mut frames: Frames<S>,
     max_value_bytes: u32,
+    on_decode: fn(&mut Item),
 ) -> tarpc::serde_transport::Transport<S, Item, SinkItem, Codec<Item, SinkItem>>
 where
     S: AsyncRead + AsyncWrite,
@@ -117,7 +203,18 @@ where
 {
     let limit = max_frame_len(max_value_bytes);
     frames.codec_mut().set_max_frame_length(limit);
-    tarpc::serde_transport::new(frames, Codec::new(limit))
+    tarpc::serde_transport::new(frames, Codec::with_decode_hook(limit, on_decode))
+}
+
+/// Caps a request's deadline at [`MAX_REQUEST_DEADLINE`] from now, so no client can make the daemon
+/// keep a request alive for longer.
+pub fn clamp_deadline(message: &mut ClientMessage<SecureStoreRequest>) {
+    if let ClientMessage::Request(request) = message {
+        let latest = Instant::now() + MAX_REQUEST_DEADLINE;
+        if request.context.deadline > latest {
+            request.context.deadline = latest;
+        }
+    }
 }
 
 /// The client's transport once the daemon has [`Accepted`] it.
@@ -125,13 +222,14 @@ pub fn client_transport<S: AsyncRead + AsyncWrite>(
     frames: Frames<S>,
     accepted: Accepted,
 ) -> ClientTransport<S> {
-    into_transport(frames, accepted.max_value_bytes)
+    into_transport(frames, accepted.max_value_bytes, |_| {})
 }
 
-/// The daemon's transport once it has accepted a client, with its own value limit.
+/// The daemon's transport once it has accepted a client, with its own value limit. Every request's
+/// deadline passes through [`clamp_deadline`] as it is decoded.
 pub fn server_transport<S: AsyncRead + AsyncWrite>(
     frames: Frames<S>,
     max_value_bytes: u32,
 ) -> ServerTransport<S> {
-    into_transport(frames, max_value_bytes)
+    into_transport(frames, max_value_bytes, clamp_deadline)
 }

@@ -18,8 +18,21 @@ pub const MAX_SERVICE_BYTES: usize = 255;
 /// Longest project id, in bytes (ids are ASCII, so also in characters).
 pub const MAX_PROJECT_BYTES: usize = 255;
 
-/// Largest handshake frame, in either direction. A hello carries a project id and a few integers.
+/// Largest handshake frame, in either direction. A hello carries a project id, a token and a few
+/// integers.
 pub const MAX_HANDSHAKE_FRAME: usize = 4 * 1024;
+
+/// Largest admin answer frame: room for [`MAX_PROJECTS`] ids.
+pub const MAX_ADMIN_FRAME: usize = MAX_PROJECTS * (MAX_PROJECT_BYTES + 8) + 1024;
+
+/// Most projects the registry holds.
+pub const MAX_PROJECTS: usize = 4096;
+
+/// Longest access token, in bytes, accepted in a handshake or a token file.
+pub const MAX_TOKEN_BYTES: usize = 128;
+
+/// Latest deadline a request may carry; a client asking for more gets this.
+pub const MAX_REQUEST_DEADLINE: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Room in a request frame for everything but the value: the tarpc envelope (request id, deadline,
 /// trace context), the key, the service and the enum tags, with ample slack.

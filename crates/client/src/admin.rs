@@ -1,0 +1,74 @@
+//! The project registry, from a host process or the `securestore project` commands.
+//!
+//! Each call opens its own connection, sends one request and reads one answer. The daemon accepts
+//! them only from its own uid or root.
+
+use std::path::Path;
+
+use securestore_proto::handshake::{AdminAnswer, AdminRequest, Hello, HelloReply};
+use securestore_proto::{ProjectId, SecretString};
+
+use crate::Error;
+use crate::client::greet;
+
+async fn ask(socket: &Path, request: AdminRequest) -> Result<AdminAnswer, Error> {
+    match greet(socket, &Hello::admin(request)).await?.0 {
+        HelloReply::Admin(answer) => Ok(answer),
+        HelloReply::Rejected(refusal) => Err(Error::Service(refusal)),
+        HelloReply::Accepted(_) => Err(Error::Protocol(
+            "a project answer to a registry request".to_owned(),
+        )),
+    }
+}
+
+fn unexpected(answer: &AdminAnswer) -> Error {
+    let kind = match answer {
+        AdminAnswer::Added { .. } => "added",
+        AdminAnswer::Removed { .. } => "removed",
+        AdminAnswer::Projects(_) => "projects",
+    };
+    Error::Protocol(format!("unexpected registry answer '{kind}'"))
+}
+
+/// Registers `project` and returns its access token. The daemon keeps only a hash: this is the one
+/// time the token can be read, so hand it to the project's processes now (e.g. in a 0600 file).
+///
+/// # Errors
+/// [`securestore_proto::ServiceError::AlreadyRegistered`] if it is registered already;
+/// [`securestore_proto::ServiceError::InvalidProject`]; transport failures.
+pub async fn add_project(socket: impl AsRef<Path>, project: &str) -> Result<SecretString, Error> {
+    ProjectId::parse(project)?;
+    let request = AdminRequest::AddProject {
+        project: project.to_owned(),
+    };
+    match ask(socket.as_ref(), request).await? {
+        AdminAnswer::Added { token } => Ok(token),
+        other => Err(unexpected(&other)),
+    }
+}
+
+/// Unregisters `project` and deletes all of its items; returns whether it was registered.
+///
+/// # Errors
+/// [`securestore_proto::ServiceError::InvalidProject`]; storage and transport failures.
+pub async fn remove_project(socket: impl AsRef<Path>, project: &str) -> Result<bool, Error> {
+    ProjectId::parse(project)?;
+    let request = AdminRequest::RemoveProject {
+        project: project.to_owned(),
+    };
+    match ask(socket.as_ref(), request).await? {
+        AdminAnswer::Removed { existed } => Ok(existed),
+        other => Err(unexpected(&other)),
+    }
+}
+
+/// The registered project ids, sorted.
+///
+/// # Errors
+/// Transport failures, or a refusal.
+pub async fn list_projects(socket: impl AsRef<Path>) -> Result<Vec<String>, Error> {
+    match ask(socket.as_ref(), AdminRequest::ListProjects).await? {
+        AdminAnswer::Projects(projects) => Ok(projects),
+        other => Err(unexpected(&other)),
+    }
+}

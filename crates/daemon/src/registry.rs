@@ -1,0 +1,345 @@
+//! The project registry: which projects have an access token, and the SHA-256 of each token.
+//!
+//! A token is 256 random bits, shown once when the project is added; the registry keeps only its hash,
+//! which is enough for a secret of that strength (no password stretching needed). The file is small,
+//! rewritten whole (write, fsync, rename) on each change, and lives in the data folder.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use anyhow::{Context as _, bail};
+use securestore_proto::limits::{MAX_PROJECTS, MAX_TOKEN_BYTES};
+use securestore_proto::{ProjectId, SecretString, ServiceError};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+/// File name of the registry inside the data folder.
+pub const REGISTRY_FILE: &str = "projects";
+
+const HEADER: &str = "# securestore project registry v1: <project id> <sha256 of token, hex>";
+const TOKEN_PREFIX: &str = "sst1_";
+
+/// Which projects a peer may open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Policy {
+    /// Any peer the uid check admits may open any unregistered project; registered projects still
+    /// need their token.
+    #[default]
+    Open,
+    /// Only registered projects can be opened, and only with their token.
+    Strict,
+}
+
+impl std::str::FromStr for Policy {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "open" => Ok(Self::Open),
+            "strict" => Ok(Self::Strict),
+            other => Err(format!(
+                "unknown policy '{other}'; expected 'open' or 'strict'"
+            )),
+        }
+    }
+}
+
+/// SHA-256 of an access token.
+pub(crate) type TokenHash = [u8; 32];
+
+/// Registered projects and their token hashes; shared by every connection.
+#[derive(Debug)]
+pub struct Registry {
+    /// Where changes are saved; `None` keeps the registry in memory only.
+    path: Option<PathBuf>,
+    projects: Mutex<BTreeMap<ProjectId, TokenHash>>,
+}
+
+fn hash(token: &str) -> TokenHash {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(text: &str) -> Option<TokenHash> {
+    if text.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+fn storage_failure(err: anyhow::Error) -> ServiceError {
+    tracing::error!(error = %format!("{err:#}"), "cannot save the project registry");
+    ServiceError::Storage {
+        message: "cannot save the project registry".to_owned(),
+    }
+}
+
+impl Registry {
+    /// A registry that lives in memory only, for an embedding host that registers its projects at
+    /// every start.
+    pub fn in_memory() -> Self {
+        Self {
+            path: None,
+            projects: Mutex::default(),
+        }
+    }
+
+    /// Loads the registry at `path`, or starts an empty one there if the file does not exist.
+    ///
+    /// # Errors
+    /// If the file cannot be read or is malformed; the daemon must not start with a partial registry.
+    pub fn open(path: &Path) -> anyhow::Result<Self> {
+        let mut projects = BTreeMap::new();
+        match fs::read_to_string(path) {
+            Ok(text) => {
+                for (n, line) in text.lines().enumerate() {
+                    if line.starts_with('#') || line.trim().is_empty() {
+                        continue;
+                    }
+                    let parsed = line.split_once(' ').and_then(|(id, digest)| {
+                        Some((ProjectId::parse(id).ok()?, unhex(digest)?))
+                    });
+                    let Some((id, digest)) = parsed else {
+                        bail!("{}: line {} is malformed", path.display(), n + 1);
+                    };
+                    projects.insert(id, digest);
+                }
+            }
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(err) => return Err(err).with_context(|| format!("cannot read {}", path.display())),
+        }
+        Ok(Self {
+            path: Some(path.to_owned()),
+            projects: Mutex::new(projects),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<ProjectId, TokenHash>> {
+        // The map is only ever replaced whole, so a panic while it was held left it consistent.
+        self.projects
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Registers `project` and returns its new token. Blocking: it writes the file.
+    ///
+    /// # Errors
+    /// [`ServiceError::InvalidProject`], [`ServiceError::AlreadyRegistered`],
+    /// [`ServiceError::TooManyProjects`], or [`ServiceError::Storage`] if the file cannot be saved.
+    pub fn add(&self, project: &str) -> Result<SecretString, ServiceError> {
+        let id = ProjectId::parse(project)?;
+        let mut random = zeroize::Zeroizing::new([0u8; 32]);
+        getrandom::fill(random.as_mut_slice())
+            .map_err(|e| storage_failure(anyhow::anyhow!("no randomness: {e}")))?;
+        let token = SecretString::new(format!("{TOKEN_PREFIX}{}", hex(random.as_slice())));
+
+        let mut projects = self.lock();
+        if projects.contains_key(&id) {
+            return Err(ServiceError::AlreadyRegistered {
+                project: id.to_string(),
+            });
+        }
+        if projects.len() >= MAX_PROJECTS {
+            return Err(ServiceError::TooManyProjects {
+                limit: MAX_PROJECTS as u64,
+            });
+        }
+        let mut next = projects.clone();
+        next.insert(id.clone(), hash(token.expose_secret()));
+        self.save(&next).map_err(storage_failure)?;
+        *projects = next;
+        tracing::info!(project = %id, "project registered");
+        Ok(token)
+    }
+
+    /// Unregisters `project`; returns whether it was registered. Blocking: it writes the file.
+    ///
+    /// # Errors
+    /// [`ServiceError::InvalidProject`], or [`ServiceError::Storage`] if the file cannot be saved.
+    pub fn remove(&self, project: &str) -> Result<bool, ServiceError> {
+        let id = ProjectId::parse(project)?;
+        let mut projects = self.lock();
+        if !projects.contains_key(&id) {
+            return Ok(false);
+        }
+        let mut next = projects.clone();
+        next.remove(&id);
+        self.save(&next).map_err(storage_failure)?;
+        *projects = next;
+        tracing::info!(project = %id, "project unregistered");
+        Ok(true)
+    }
+
+    /// The registered project ids, sorted.
+    pub fn list(&self) -> Vec<String> {
+        self.lock()
+            .keys()
+            .map(|id| id.as_str().to_owned())
+            .collect()
+    }
+
+    /// Whether a peer presenting `token` may open `project` under `policy`. Returns the token's hash
+    /// when the project is registered, so the connection can check later that it still is.
+    ///
+    /// # Errors
+    /// [`ServiceError::Refused`] naming the project, never the token.
+    pub(crate) fn admit(
+        &self,
+        project: &ProjectId,
+        token: Option<&SecretString>,
+        policy: Policy,
+    ) -> Result<Option<TokenHash>, ServiceError> {
+        let expected = self.lock().get(project).copied();
+        let refused = |reason: String| Err(ServiceError::Refused { reason });
+        match (expected, token) {
+            (Some(expected), Some(token)) if token.len() <= MAX_TOKEN_BYTES => {
+                if bool::from(hash(token.expose_secret()).ct_eq(&expected)) {
+                    Ok(Some(expected))
+                } else {
+                    refused(format!("wrong access token for project '{project}'"))
+                }
+            }
+            (Some(_), Some(_)) => refused(format!("wrong access token for project '{project}'")),
+            (Some(_), None) => refused(format!("project '{project}' requires an access token")),
+            (None, _) if policy == Policy::Strict => refused(format!(
+                "project '{project}' is not registered and the daemon runs in strict mode"
+            )),
+            (None, _) => Ok(None),
+        }
+    }
+
+    /// Whether `project` is still registered with the token hashed as `expected` (it may have been
+    /// removed, or removed and added again, since a connection was admitted).
+    pub(crate) fn still_registered(&self, project: &ProjectId, expected: &TokenHash) -> bool {
+        self.lock()
+            .get(project)
+            .is_some_and(|current| bool::from(current.ct_eq(expected)))
+    }
+
+    fn save(&self, projects: &BTreeMap<ProjectId, TokenHash>) -> anyhow::Result<()> {
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
+        let mut text = format!("{HEADER}\n");
+        for (id, digest) in projects {
+            text.push_str(&format!("{id} {}\n", hex(digest)));
+        }
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let tmp = path.with_extension("tmp");
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
+        file.set_permissions(fs::Permissions::from_mode(0o600))?;
+        file.write_all(text.as_bytes())?;
+        file.sync_all()?;
+        fs::rename(&tmp, path).with_context(|| format!("cannot replace {}", path.display()))?;
+        File::open(dir)?.sync_all()?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(s: &str) -> ProjectId {
+        ProjectId::parse(s).expect("id")
+    }
+
+    #[test]
+    fn tokens_admit_only_their_project() {
+        let registry = Registry::in_memory();
+        let a = registry.add("@o/a").expect("add a");
+        let b = registry.add("@o/b").expect("add b");
+        assert!(a.expose_secret().starts_with(TOKEN_PREFIX) && a.len() == TOKEN_PREFIX.len() + 64);
+        assert_ne!(a.expose_secret(), b.expose_secret());
+
+        assert!(
+            registry
+                .admit(&id("@o/a"), Some(&a), Policy::Strict)
+                .is_ok()
+        );
+        for (token, why) in [
+            (None, "missing"),
+            (Some(&b), "replayed from b"),
+            (Some(&SecretString::from("sst1_00")), "wrong"),
+        ] {
+            let refusal = registry
+                .admit(&id("@o/a"), token, Policy::Open)
+                .expect_err(why);
+            assert!(matches!(refusal, ServiceError::Refused { .. }), "{why}");
+            assert!(
+                !refusal.to_string().contains(b.expose_secret()),
+                "the refusal never shows a token"
+            );
+        }
+        assert!(
+            registry
+                .admit(&id("@o/unregistered"), None, Policy::Open)
+                .is_ok()
+        );
+        assert!(
+            registry
+                .admit(&id("@o/unregistered"), None, Policy::Strict)
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn persists_only_hashes_and_survives_reopen() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(REGISTRY_FILE);
+        let registry = Registry::open(&path).expect("open");
+        let token = registry.add("@o/a").expect("add");
+        assert_eq!(
+            registry.add("@o/a").expect_err("twice"),
+            ServiceError::AlreadyRegistered {
+                project: "@o/a".into()
+            }
+        );
+        registry.add("@o/b").expect("add");
+        assert!(registry.remove("@o/b").expect("remove"));
+        assert!(!registry.remove("@o/b").expect("remove again"));
+
+        let text = fs::read_to_string(&path).expect("read");
+        assert!(
+            !text.contains(token.expose_secret()),
+            "the token itself is never stored"
+        );
+        assert_eq!(
+            fs::metadata(&path).expect("stat").permissions().mode() & 0o777,
+            0o600
+        );
+
+        let reopened = Registry::open(&path).expect("reopen");
+        assert_eq!(reopened.list(), vec!["@o/a".to_owned()]);
+        assert!(
+            reopened
+                .admit(&id("@o/a"), Some(&token), Policy::Strict)
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn a_malformed_file_is_an_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(REGISTRY_FILE);
+        fs::write(&path, "@o/a not-hex\n").expect("write");
+        assert!(Registry::open(&path).is_err());
+    }
+}
