@@ -8,10 +8,13 @@
 
 mod api;
 mod at_rest;
+mod bounds;
 mod cli;
 mod concurrency;
 mod identity;
 mod isolation;
 mod lifecycle;
+mod tamper;
+mod tokens;
 mod validation;
 mod wire;

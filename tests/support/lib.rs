@@ -281,3 +281,25 @@ pub fn parse_whole_value(found: &str) -> Option<(u32, u32)> {
 pub fn is_whole_value(found: &str) -> bool {
     parse_whole_value(found).is_some()
 }
+
+/// Writes `token` to a new 0600 file in `dir` and returns its path, for `--token-file`.
+pub fn token_file(dir: &Path, name: &str, token: &str) -> PathBuf {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = dir.join(name);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .expect("create token file");
+    writeln!(file, "{token}").expect("write token");
+    path
+}
+
+/// Encodes one frame as the wire carries it: a u32 big-endian length, then the body.
+pub fn frame(body: &[u8]) -> Vec<u8> {
+    let mut out = (body.len() as u32).to_be_bytes().to_vec();
+    out.extend_from_slice(body);
+    out
+}

@@ -4,6 +4,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use securestore_proto::handshake::{self, Frames, Hello, HelloReply, PROTOCOL_VERSION, Purpose};
+use securestore_proto::limits::MAX_REQUEST_DEADLINE;
 use securestore_proto::tarpc::{self, context};
 use securestore_proto::{
     DeleteOptions, GetOptions, Item, Key, ProjectId, SecretString, SecureStoreClient, ServiceError,
@@ -120,7 +121,8 @@ impl Client {
 
     fn context(&self) -> context::Context {
         let mut ctx = context::current();
-        ctx.deadline = Instant::now() + self.timeout;
+        // The daemon clamps deadlines to this anyway; tarpc's own timers cannot hold much more.
+        ctx.deadline = Instant::now() + self.timeout.min(MAX_REQUEST_DEADLINE);
         ctx
     }
 
