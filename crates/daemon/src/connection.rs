@@ -179,7 +179,7 @@ fn check_peer(hello: &Hello, peer_uid: u32, daemon_uid: u32) -> Result<(), Servi
 
 /// Decides whether the peer may act for `project`; the returned scope is the connection's binding.
 /// This is the only place a [`ProjectScope`] is made.
-fn bind(
+pub(crate) fn bind(
     project: &str,
     token: Option<&SecretString>,
     config: &Config,

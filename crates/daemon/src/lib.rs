@@ -24,6 +24,8 @@
 mod config;
 mod connection;
 mod error;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 mod handler;
 mod harden;
 mod registry;
