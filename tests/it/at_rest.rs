@@ -29,7 +29,9 @@ fn assert_no_marker_in(dir: &Path, when: &str) -> usize {
 async fn files_and_logs_hold_no_value_in_clear() {
     let mut daemon = Daemon::start_logging(&[], "trace");
     // A registered project, so a token crosses the wire and must stay out of the log too.
-    let token = securestore_client::admin::add_project(daemon.socket(), PROJECT).await.expect("add");
+    let token = securestore_client::admin::add_project(daemon.socket(), PROJECT)
+        .await
+        .expect("add");
     let options = securestore_client::ConnectOptions {
         token: Some(token.clone()),
         ..Default::default()
@@ -68,8 +70,14 @@ async fn files_and_logs_hold_no_value_in_clear() {
         "the trace log names keys, so it really was written: {log}"
     );
     assert!(!log.contains(MARKER), "the trace log holds a value");
-    assert!(!log.contains(token.expose_secret()), "the trace log holds the access token");
-    assert!(!log.contains(&token.expose_secret()[5..20]), "the trace log holds part of the access token");
+    assert!(
+        !log.contains(token.expose_secret()),
+        "the trace log holds the access token"
+    );
+    assert!(
+        !log.contains(&token.expose_secret()[5..20]),
+        "the trace log holds part of the access token"
+    );
     let key = std::fs::read(daemon.key_file()).expect("key");
     let key_hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
     assert!(!log.contains(&key_hex), "the log holds the master key");

@@ -11,6 +11,7 @@ mod at_rest;
 mod bounds;
 mod cli;
 mod concurrency;
+mod crash;
 mod fuzz;
 mod identity;
 mod isolation;

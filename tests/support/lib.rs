@@ -310,3 +310,19 @@ pub fn frame(body: &[u8]) -> Vec<u8> {
     out.extend_from_slice(body);
     out
 }
+
+/// The value the crash writer `writer` sets at `seq`: a header, then a body derived from the seq.
+pub fn crash_value(writer: u32, seq: u64) -> String {
+    let header = format!("w{writer}-s{seq}-");
+    let body: String = seq.to_string().chars().cycle().take(200).collect();
+    format!("{header}{body}")
+}
+
+/// The (writer, seq) of a value [`crash_value`] made, or `None` if `found` is not exactly one.
+pub fn parse_crash_value(found: &str) -> Option<(u32, u64)> {
+    let rest = found.strip_prefix('w')?;
+    let (writer, rest) = rest.split_once("-s")?;
+    let (seq, _) = rest.split_once('-')?;
+    let (writer, seq) = (writer.parse().ok()?, seq.parse().ok()?);
+    (found == crash_value(writer, seq)).then_some((writer, seq))
+}
