@@ -12,6 +12,7 @@ mod bounds;
 mod cli;
 mod concurrency;
 mod crash;
+mod disk_full;
 mod fuzz;
 mod identity;
 mod isolation;

@@ -45,6 +45,8 @@ pub struct Daemon {
     child: Option<Child>,
     extra_args: Vec<String>,
     log_level: String,
+    /// Where the database lives, if not in `dir` (e.g. on a small tmpfs).
+    data_dir: Option<PathBuf>,
 }
 
 impl Daemon {
@@ -69,6 +71,24 @@ impl Daemon {
             child: None,
             extra_args: args.iter().map(|a| (*a).to_owned()).collect(),
             log_level: log_level.to_owned(),
+            data_dir: None,
+        };
+        daemon.spawn().expect("daemon starts");
+        daemon
+    }
+
+    /// Starts a daemon whose database lives in `data_dir`.
+    pub fn start_with_data_dir(data_dir: &Path) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("securestore-it")
+            .tempdir()
+            .expect("tempdir");
+        let mut daemon = Self {
+            dir,
+            child: None,
+            extra_args: Vec::new(),
+            log_level: "debug".to_owned(),
+            data_dir: Some(data_dir.to_owned()),
         };
         daemon.spawn().expect("daemon starts");
         daemon
@@ -81,7 +101,9 @@ impl Daemon {
 
     /// The data folder.
     pub fn data_dir(&self) -> PathBuf {
-        self.dir.path().join("data")
+        self.data_dir
+            .clone()
+            .unwrap_or_else(|| self.dir.path().join("data"))
     }
 
     /// The master key file.
