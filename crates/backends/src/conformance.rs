@@ -5,7 +5,7 @@
 
 use crate::{
     Backend, BackendError, ItemName, Key, KeychainAccessible, ProjectId, ProjectScope,
-    SecretString, ServiceName,
+    SecretString, ServiceName, Write,
 };
 
 fn scope(id: &str) -> ProjectScope {
@@ -122,6 +122,51 @@ pub fn run(mut open: impl FnMut() -> Result<Box<dyn Backend>, BackendError>) {
     assert_eq!(value_of(b, &other, &token).as_deref(), Some("other stays"));
     assert_eq!(value_of(b, &a, &token).as_deref(), Some("default-service"));
     b.delete(&other, &token).expect("delete");
+
+    // A batch applies every write in order and answers each; a reader sees what was acknowledged.
+    let batch: Vec<Write> = (0..20)
+        .map(|i| Write::Set {
+            project: a.clone(),
+            name: name(Some("batch"), &format!("k{i}")),
+            value: SecretString::from(format!("v{i}")),
+            accessible: KeychainAccessible::default(),
+        })
+        .chain([Write::Delete {
+            project: a.clone(),
+            name: name(Some("batch"), "k0"),
+        }])
+        .collect();
+    let results = b.write_batch(&batch);
+    assert_eq!(results.len(), batch.len());
+    assert!(
+        results.iter().all(Result::is_ok),
+        "every write of the batch succeeds"
+    );
+    assert_eq!(
+        value_of(b, &a, &name(Some("batch"), "k0")),
+        None,
+        "writes apply in order"
+    );
+    assert_eq!(
+        value_of(b, &a, &name(Some("batch"), "k19")).as_deref(),
+        Some("v19")
+    );
+    if let Some(mut reader) = b.reader().expect("reader") {
+        let read = |reader: &mut Box<dyn crate::Reader>, key: &str| {
+            reader
+                .get(&a, &name(Some("batch"), key))
+                .expect("reader get")
+                .map(|item| item.value.expose_secret().to_owned())
+        };
+        assert_eq!(read(&mut reader, "k7").as_deref(), Some("v7"));
+        set(b, &a, &name(Some("batch"), "k7"), "changed");
+        assert_eq!(
+            read(&mut reader, "k7").as_deref(),
+            Some("changed"),
+            "the reader sees new writes"
+        );
+        assert_eq!(read(&mut reader, "k0"), None);
+    }
 
     // Persistence across a reopen.
     backend.close().expect("close");

@@ -17,7 +17,8 @@ const FORMAT: u8 = 1;
 const NONCE_LEN: usize = 24;
 const TAG_LEN: usize = 16;
 
-/// Holds the master key (inside the cipher) and seals and opens values with it.
+/// Holds the master key (inside the cipher, which zeroizes it on drop) and seals and opens values.
+#[derive(Clone)]
 pub(crate) struct Sealer {
     cipher: XChaCha20Poly1305,
 }

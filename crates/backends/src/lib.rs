@@ -46,6 +46,48 @@ pub struct ItemName {
     pub key: Key,
 }
 
+/// One write, as the daemon's storage owner hands them over in batches.
+#[derive(Debug)]
+pub enum Write {
+    /// [`Backend::set`].
+    Set {
+        /// The connection's binding.
+        project: ProjectScope,
+        /// The item.
+        name: ItemName,
+        /// The value.
+        value: SecretString,
+        /// Its class.
+        accessible: KeychainAccessible,
+    },
+    /// [`Backend::delete`].
+    Delete {
+        /// The connection's binding.
+        project: ProjectScope,
+        /// The item.
+        name: ItemName,
+    },
+    /// [`Backend::delete_project`].
+    DeleteProject {
+        /// The project to empty.
+        project: ProjectScope,
+    },
+}
+
+/// Reads served on their own thread, beside the owner's writes, so a read never waits for a
+/// write's sync. A backend offers one through [`Backend::reader`] when its storage allows it.
+pub trait Reader: Send {
+    /// As [`Backend::get`]; sees every write that has been acknowledged.
+    ///
+    /// # Errors
+    /// As [`Backend::get`].
+    fn get(
+        &mut self,
+        project: &ProjectScope,
+        name: &ItemName,
+    ) -> Result<Option<Item>, BackendError>;
+}
+
 /// A place values are stored. Driven by one owner thread; blocking calls are expected.
 ///
 /// Implementations turn their platform's failures into [`BackendError`] in one place.
@@ -88,6 +130,39 @@ pub trait Backend: Send {
     /// # Errors
     /// Storage failures; on failure no item is removed.
     fn delete_project(&mut self, project: &ProjectScope) -> Result<(), BackendError>;
+
+    /// Applies one [`Write`] with the single-item calls above.
+    ///
+    /// # Errors
+    /// As the call it makes.
+    fn apply(&mut self, write: &Write) -> Result<(), BackendError> {
+        match write {
+            Write::Set {
+                project,
+                name,
+                value,
+                accessible,
+            } => self.set(project, name, value, *accessible),
+            Write::Delete { project, name } => self.delete(project, name),
+            Write::DeleteProject { project } => self.delete_project(project),
+        }
+    }
+
+    /// Applies `writes` in order, as one durable unit where the backend can (one transaction, one
+    /// sync: group commit), and returns each write's own result. Every write is durable when this
+    /// returns. The default applies them one by one.
+    fn write_batch(&mut self, writes: &[Write]) -> Vec<Result<(), BackendError>> {
+        writes.iter().map(|write| self.apply(write)).collect()
+    }
+
+    /// A [`Reader`] on the same storage, for a thread of its own; `None` if reads must go through
+    /// this backend.
+    ///
+    /// # Errors
+    /// If the backend offers a reader but cannot open one.
+    fn reader(&mut self) -> Result<Option<Box<dyn Reader>>, BackendError> {
+        Ok(None)
+    }
 
     /// Flushes and releases the store. Called once, at shutdown.
     ///

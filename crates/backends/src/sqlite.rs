@@ -12,9 +12,10 @@ use std::path::{Path, PathBuf};
 use crate::crypto::{Sealer, item_aad};
 use crate::keyfile::{self, create_private_dir};
 use crate::{
-    Backend, BackendError, Item, ItemName, KeychainAccessible, ProjectScope, SecretString,
+    Backend, BackendError, Item, ItemName, KeychainAccessible, ProjectScope, Reader, SecretString,
+    Write,
 };
-use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
+use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params};
 
 /// File name of the database inside the data folder.
 pub const DATABASE_FILE: &str = "securestore.db";
@@ -196,6 +197,88 @@ impl SqliteBackend {
     }
 }
 
+/// Reads and opens one item; shared by the backend and its [`SqliteReader`].
+fn read_item(
+    conn: &Connection,
+    sealer: &Sealer,
+    path: &Path,
+    project: &ProjectScope,
+    name: &ItemName,
+) -> Result<Option<Item>, BackendError> {
+    let err = sqlite_error("cannot read item", path);
+    let row: Option<(u8, Vec<u8>)> = conn
+        .prepare_cached(
+            "SELECT accessible, sealed FROM items WHERE project = ?1 AND service = ?2 AND key = ?3",
+        )
+        .map_err(&err)?
+        .query_row(
+            params![
+                project.project().as_str(),
+                name.service.as_str(),
+                name.key.as_str()
+            ],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .optional()
+        .map_err(&err)?;
+    let Some((class, sealed)) = row else {
+        return Ok(None);
+    };
+    let cannot_decrypt = || BackendError::CannotDecrypt {
+        service: name.service.as_str().to_owned(),
+        key: name.key.as_str().to_owned(),
+    };
+    let aad = item_aad(
+        project.project().as_str(),
+        name.service.as_str(),
+        name.key.as_str(),
+        class,
+    );
+    let plaintext = sealer.open(&aad, &sealed).ok_or_else(cannot_decrypt)?;
+    // The class is authenticated by the AAD, so a tampered class has already failed above.
+    let accessible = KeychainAccessible::try_from(class).map_err(|_| cannot_decrypt())?;
+    let value = std::str::from_utf8(&plaintext).map_err(|_| cannot_decrypt())?;
+    Ok(Some(Item {
+        value: SecretString::from(value),
+        accessible,
+    }))
+}
+
+/// A second, read-only connection to the same database, for the daemon's reader thread. WAL lets it
+/// read while the owner's connection writes and syncs.
+pub struct SqliteReader {
+    conn: Connection,
+    sealer: Sealer,
+    path: PathBuf,
+}
+
+impl Reader for SqliteReader {
+    fn get(
+        &mut self,
+        project: &ProjectScope,
+        name: &ItemName,
+    ) -> Result<Option<Item>, BackendError> {
+        read_item(&self.conn, &self.sealer, &self.path, project, name)
+    }
+}
+
+impl SqliteBackend {
+    /// Applies `writes` inside one transaction: one WAL sync for all of them.
+    fn apply_in_one_transaction(&mut self, writes: &[Write]) -> Result<(), BackendError> {
+        let path = self.path.clone();
+        let err = sqlite_error("cannot commit a batch", &path);
+        self.conn.execute_batch("BEGIN IMMEDIATE").map_err(&err)?;
+        let applied = writes
+            .iter()
+            .try_for_each(|write| self.apply(write))
+            .and_then(|()| self.conn.execute_batch("COMMIT").map_err(&err));
+        if applied.is_err() && !self.conn.is_autocommit() {
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+        applied
+    }
+}
+
 impl Backend for SqliteBackend {
     fn name(&self) -> &'static str {
         "sqlite"
@@ -206,38 +289,7 @@ impl Backend for SqliteBackend {
         project: &ProjectScope,
         name: &ItemName,
     ) -> Result<Option<Item>, BackendError> {
-        let err = sqlite_error("cannot read item", &self.path);
-        let row: Option<(u8, Vec<u8>)> = self
-            .conn
-            .prepare_cached("SELECT accessible, sealed FROM items WHERE project = ?1 AND service = ?2 AND key = ?3")
-            .map_err(&err)?
-            .query_row(
-                params![project.project().as_str(), name.service.as_str(), name.key.as_str()],
-                |row| Ok((row.get(0)?, row.get(1)?)),
-            )
-            .optional()
-            .map_err(&err)?;
-        let Some((class, sealed)) = row else {
-            return Ok(None);
-        };
-        let cannot_decrypt = || BackendError::CannotDecrypt {
-            service: name.service.as_str().to_owned(),
-            key: name.key.as_str().to_owned(),
-        };
-        let aad = item_aad(
-            project.project().as_str(),
-            name.service.as_str(),
-            name.key.as_str(),
-            class,
-        );
-        let plaintext = self.sealer.open(&aad, &sealed).ok_or_else(cannot_decrypt)?;
-        // The class is authenticated by the AAD, so a tampered class has already failed above.
-        let accessible = KeychainAccessible::try_from(class).map_err(|_| cannot_decrypt())?;
-        let value = std::str::from_utf8(&plaintext).map_err(|_| cannot_decrypt())?;
-        Ok(Some(Item {
-            value: SecretString::from(value),
-            accessible,
-        }))
+        read_item(&self.conn, &self.sealer, &self.path, project, name)
     }
 
     fn set(
@@ -294,6 +346,31 @@ impl Backend for SqliteBackend {
             .and_then(|mut stmt| stmt.execute(params![project.project().as_str()]))
             .map_err(sqlite_error("cannot delete project", &self.path))?;
         Ok(())
+    }
+
+    fn write_batch(&mut self, writes: &[Write]) -> Vec<Result<(), BackendError>> {
+        if writes.len() > 1 {
+            match self.apply_in_one_transaction(writes) {
+                Ok(()) => return writes.iter().map(|_| Ok(())).collect(),
+                // Rolled back: apply each on its own, so each write gets its own error (or success).
+                Err(err) => {
+                    tracing::debug!(%err, writes = writes.len(), "batch failed; applying its writes one by one")
+                }
+            }
+        }
+        writes.iter().map(|write| self.apply(write)).collect()
+    }
+
+    fn reader(&mut self) -> Result<Option<Box<dyn Reader>>, BackendError> {
+        let conn = Connection::open_with_flags(&self.path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(sqlite_error("cannot open a reader", &self.path))?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(sqlite_error("cannot configure a reader", &self.path))?;
+        Ok(Some(Box::new(SqliteReader {
+            conn,
+            sealer: self.sealer.clone(),
+            path: self.path.clone(),
+        })))
     }
 
     fn close(self: Box<Self>) -> Result<(), BackendError> {
