@@ -57,3 +57,51 @@ async fn eight_processes_on_shared_keys_leave_whole_values() {
     }
     assert_eq!(last_writers.len() as u32, KEYS);
 }
+
+#[tokio::test]
+async fn sixty_four_concurrent_writers_are_all_committed() {
+    let daemon = Daemon::start();
+    let socket = daemon.socket();
+    let writers = (0..64).map(|w| {
+        let socket = socket.clone();
+        tokio::spawn(async move {
+            let client = securestore_client::Client::connect(&socket, PROJECT)
+                .await
+                .expect("connect");
+            for i in 0..10 {
+                client
+                    .set_item(
+                        &format!("w{w}-k{i}"),
+                        format!("w{w}-v{i}"),
+                        securestore_client::SetOptions::default(),
+                    )
+                    .await
+                    .expect("set");
+            }
+        })
+    });
+    for writer in futures::future::join_all(writers).await {
+        writer.expect("writer");
+    }
+    let client = daemon.client(PROJECT).await;
+    for w in 0..64 {
+        for i in 0..10 {
+            let found = client
+                .get_item(&format!("w{w}-k{i}"), GetOptions::default())
+                .await
+                .expect("get");
+            assert_eq!(
+                found.map(|v| v.expose_secret().to_owned()),
+                Some(format!("w{w}-v{i}"))
+            );
+        }
+    }
+    let mut daemon = daemon;
+    daemon.stop();
+    let log = daemon.log();
+    let totals = log
+        .lines()
+        .find(|l| l.contains("group-commit batches"))
+        .expect("totals logged");
+    assert!(totals.contains("writes=640"), "{totals}");
+}

@@ -21,7 +21,7 @@ use crate::store::{self, StoreHandle};
 pub struct Harness {
     runtime: tokio::runtime::Runtime,
     store: Option<StoreHandle>,
-    owner: Option<std::thread::JoinHandle<()>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
     config: Config,
 }
 
@@ -35,11 +35,11 @@ impl Harness {
             .enable_all()
             .build()
             .expect("runtime");
-        let (store, owner) = store::spawn(backend).expect("storage owner");
+        let (store, threads) = store::spawn(backend).expect("storage threads");
         Self {
             runtime,
             store: Some(store),
-            owner: Some(owner),
+            threads,
             config,
         }
     }
@@ -72,8 +72,8 @@ impl Harness {
 impl Drop for Harness {
     fn drop(&mut self) {
         drop(self.store.take());
-        if let Some(owner) = self.owner.take() {
-            let _ = owner.join();
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
         }
     }
 }

@@ -29,7 +29,8 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let (store, owner) = store::spawn(backend).context("cannot start the storage owner thread")?;
+    let (store, storage_threads) =
+        store::spawn(backend).context("cannot start the storage threads")?;
     let token = CancellationToken::new();
     let shared = Arc::new(Shared {
         uid: rustix::process::getuid().as_raw(),
@@ -77,12 +78,20 @@ pub async fn run(
     token.cancel();
     connections.close();
     connections.wait().await;
+    let stats = shared.store.stats.clone();
+    tracing::info!(
+        writes = stats.writes.load(std::sync::atomic::Ordering::Relaxed),
+        batches = stats.batches.load(std::sync::atomic::Ordering::Relaxed),
+        "writes applied this run, and the group-commit batches they shared"
+    );
     // The last handle goes with `shared`; the owner then closes the backend and ends.
     drop(shared);
-    tokio::task::spawn_blocking(move || owner.join())
-        .await
-        .context("cannot join the storage owner")?
-        .map_err(|_| anyhow::anyhow!("the storage owner thread panicked"))?;
+    for thread in storage_threads {
+        tokio::task::spawn_blocking(move || thread.join())
+            .await
+            .context("cannot join a storage thread")?
+            .map_err(|_| anyhow::anyhow!("a storage thread panicked"))?;
+    }
     tracing::info!("stopped");
     Ok(())
 }

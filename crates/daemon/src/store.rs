@@ -1,20 +1,31 @@
-//! The storage owner: one thread that holds the backend and runs every storage call in turn.
+//! The storage owner: one thread that holds the backend and applies every write, in batches, plus a
+//! reader thread for gets when the backend offers one.
 //!
-//! Async code sends a [`Command`] over a bounded channel and awaits its answer, so blocking SQLite
-//! work never runs on the executor's threads and no two calls touch the backend at once. Because one
-//! thread applies them one after another, concurrent sets of one key are each applied whole, in the
-//! order they arrive.
+//! Async code sends a [`Command`] over a bounded channel and awaits its answer, so blocking storage
+//! work never runs on the executor's threads and no two writes touch the backend at once.
+//!
+//! Group commit: the owner takes the first waiting write, then every write already queued behind it
+//! (up to [`MAX_BATCH`]), and hands them to [`Backend::write_batch`] as one durable unit, one sync.
+//! It never waits for more to arrive, so a lone writer's set is committed at once; under load, the
+//! writes that queue up during one sync share the next. Each write is still answered only after its
+//! own batch is durable. Gets go to the reader thread, so they never wait behind a sync.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 
 use securestore_backends::{
-    Backend, BackendError, Item, ItemName, KeychainAccessible, ProjectScope, SecretString,
+    Backend, BackendError, Item, ItemName, KeychainAccessible, ProjectScope, Reader, SecretString,
+    Write,
 };
 use tokio::sync::{mpsc, oneshot};
 
-/// Commands waiting for the owner; past this, senders wait (backpressure on clients).
+/// Commands waiting for a thread; past this, senders wait (backpressure on clients).
 const QUEUE_DEPTH: usize = 1024;
+
+/// Most writes in one batch, bounding one transaction's size and the wait of its first writer.
+pub(crate) const MAX_BATCH: usize = 256;
 
 type Reply<T> = oneshot::Sender<Result<T, BackendError>>;
 
@@ -24,49 +35,107 @@ enum Command {
         name: ItemName,
         reply: Reply<Option<Item>>,
     },
-    Set {
-        project: ProjectScope,
-        name: ItemName,
-        value: SecretString,
-        accessible: KeychainAccessible,
-        reply: Reply<()>,
-    },
-    Delete {
-        project: ProjectScope,
-        name: ItemName,
-        reply: Reply<()>,
-    },
-    DeleteProject {
-        project: ProjectScope,
+    Write {
+        write: Write,
         reply: Reply<()>,
     },
 }
 
-/// A cheap, cloneable way to reach the storage owner. The owner stops when the last handle is dropped.
+/// Counters of the owner's work, for logs, tests and the benchmark.
+#[derive(Debug, Default)]
+pub(crate) struct Stats {
+    /// Batches handed to the backend.
+    pub(crate) batches: AtomicU64,
+    /// Writes in those batches.
+    pub(crate) writes: AtomicU64,
+}
+
+/// A cheap, cloneable way to reach the storage threads. They stop when the last handle is dropped.
 #[derive(Clone)]
 pub(crate) struct StoreHandle {
-    commands: mpsc::Sender<Command>,
+    writes: mpsc::Sender<Command>,
+    /// The reader thread's queue, or the owner's when the backend has no reader.
+    reads: mpsc::Sender<Command>,
+    pub(crate) stats: Arc<Stats>,
 }
 
-/// Starts the owner thread on `backend`. Join the returned thread after dropping every handle; it
-/// closes the backend before it ends.
-pub(crate) fn spawn(backend: Box<dyn Backend>) -> std::io::Result<(StoreHandle, JoinHandle<()>)> {
-    let (commands, queue) = mpsc::channel(QUEUE_DEPTH);
-    let thread = std::thread::Builder::new()
-        .name("securestore-storage".to_owned())
-        .spawn(move || own(backend, queue))?;
-    Ok((StoreHandle { commands }, thread))
-}
-
-fn own(mut backend: Box<dyn Backend>, mut queue: mpsc::Receiver<Command>) {
-    tracing::debug!(backend = backend.name(), "storage owner started");
-    while let Some(command) = queue.blocking_recv() {
-        // A panic in one call must not end storage for everyone: report it to that caller only.
-        // The backends keep no state between calls that a panic could leave half-changed.
-        let outcome = catch_unwind(AssertUnwindSafe(|| execute(backend.as_mut(), command)));
-        if outcome.is_err() {
-            tracing::error!("a storage call panicked; its caller gets an error, storage continues");
+/// Starts the owner thread on `backend`, and a reader thread if the backend offers a reader. Join the
+/// returned threads after dropping every handle; the owner closes the backend before it ends.
+pub(crate) fn spawn(
+    mut backend: Box<dyn Backend>,
+) -> std::io::Result<(StoreHandle, Vec<JoinHandle<()>>)> {
+    let stats = Arc::new(Stats::default());
+    let (writes, write_queue) = mpsc::channel(QUEUE_DEPTH);
+    let mut threads = Vec::new();
+    let reads = match backend.reader() {
+        Ok(Some(reader)) => {
+            let (reads, read_queue) = mpsc::channel(QUEUE_DEPTH);
+            threads.push(
+                std::thread::Builder::new()
+                    .name("securestore-reader".to_owned())
+                    .spawn(move || read(reader, read_queue))?,
+            );
+            reads
         }
+        Ok(None) => writes.clone(),
+        Err(err) => {
+            tracing::warn!(error = %anyhow::Error::from(err), "no separate reader; gets go through the owner");
+            writes.clone()
+        }
+    };
+    let owner_stats = stats.clone();
+    threads.push(
+        std::thread::Builder::new()
+            .name("securestore-storage".to_owned())
+            .spawn(move || own(backend, write_queue, &owner_stats))?,
+    );
+    Ok((
+        StoreHandle {
+            writes,
+            reads,
+            stats,
+        },
+        threads,
+    ))
+}
+
+/// Runs `work`, containing a panic so one bad call cannot end storage for everyone: its callers get
+/// an error (their reply senders are dropped). The backends keep no state between calls that a panic
+/// could leave half-changed; SQLite rolls back an unfinished transaction.
+fn contained(work: impl FnOnce()) {
+    if catch_unwind(AssertUnwindSafe(work)).is_err() {
+        tracing::error!("a storage call panicked; its callers get an error, storage continues");
+    }
+}
+
+fn own(mut backend: Box<dyn Backend>, mut queue: mpsc::Receiver<Command>, stats: &Stats) {
+    tracing::debug!(backend = backend.name(), "storage owner started");
+    let mut pending: Vec<(Write, Reply<()>)> = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = queue.blocking_recv() {
+        let mut next = Some(first);
+        while let Some(command) = next {
+            match command {
+                Command::Write { write, reply } => pending.push((write, reply)),
+                // A get queued behind writes must see them: commit those first.
+                Command::Get {
+                    project,
+                    name,
+                    reply,
+                } => {
+                    commit(backend.as_mut(), &mut pending, stats);
+                    contained(|| {
+                        let _ = reply.send(backend.get(&project, &name));
+                    });
+                }
+            }
+            // Take only what is already queued; never wait for more.
+            next = if pending.len() < MAX_BATCH {
+                queue.try_recv().ok()
+            } else {
+                None
+            };
+        }
+        commit(backend.as_mut(), &mut pending, stats);
     }
     let name = backend.name();
     match backend.close() {
@@ -77,34 +146,42 @@ fn own(mut backend: Box<dyn Backend>, mut queue: mpsc::Receiver<Command>) {
     }
 }
 
-fn execute(backend: &mut dyn Backend, command: Command) {
-    // A caller that gave up (its deadline passed) has dropped its receiver; the work stands regardless.
-    match command {
-        Command::Get {
-            project,
-            name,
-            reply,
-        } => {
-            let _ = reply.send(backend.get(&project, &name));
+/// Applies the pending writes as one batch and answers each writer. A caller that gave up (its
+/// deadline passed) has dropped its receiver; its write stands regardless.
+fn commit(backend: &mut dyn Backend, pending: &mut Vec<(Write, Reply<()>)>, stats: &Stats) {
+    if pending.is_empty() {
+        return;
+    }
+    let (writes, replies): (Vec<Write>, Vec<Reply<()>>) = pending.drain(..).unzip();
+    stats.batches.fetch_add(1, Ordering::Relaxed);
+    stats
+        .writes
+        .fetch_add(writes.len() as u64, Ordering::Relaxed);
+    tracing::trace!(writes = writes.len(), "committing a batch");
+    contained(|| {
+        let results = backend.write_batch(&writes);
+        for (reply, result) in replies.into_iter().zip(results) {
+            let _ = reply.send(result);
         }
-        Command::Set {
-            project,
-            name,
-            value,
-            accessible,
-            reply,
-        } => {
-            let _ = reply.send(backend.set(&project, &name, &value, accessible));
-        }
-        Command::Delete {
-            project,
-            name,
-            reply,
-        } => {
-            let _ = reply.send(backend.delete(&project, &name));
-        }
-        Command::DeleteProject { project, reply } => {
-            let _ = reply.send(backend.delete_project(&project));
+    });
+}
+
+fn read(mut reader: Box<dyn Reader>, mut queue: mpsc::Receiver<Command>) {
+    while let Some(command) = queue.blocking_recv() {
+        match command {
+            Command::Get {
+                project,
+                name,
+                reply,
+            } => contained(|| {
+                let _ = reply.send(reader.get(&project, &name));
+            }),
+            Command::Write { reply, .. } => {
+                // Never sent here: writes always go to the owner.
+                let _ = reply.send(Err(BackendError::Internal(
+                    "a write reached the reader".to_owned(),
+                )));
+            }
         }
     }
 }
@@ -116,13 +193,19 @@ fn owner_gone() -> BackendError {
 }
 
 impl StoreHandle {
-    async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, BackendError> {
+    async fn call<T>(
+        &self,
+        queue: &mpsc::Sender<Command>,
+        make: impl FnOnce(Reply<T>) -> Command,
+    ) -> Result<T, BackendError> {
         let (reply, answer) = oneshot::channel();
-        self.commands
-            .send(make(reply))
-            .await
-            .map_err(|_| owner_gone())?;
+        queue.send(make(reply)).await.map_err(|_| owner_gone())?;
         answer.await.map_err(|_| owner_gone())?
+    }
+
+    async fn write(&self, write: Write) -> Result<(), BackendError> {
+        self.call(&self.writes, |reply| Command::Write { write, reply })
+            .await
     }
 
     pub(crate) async fn get(
@@ -130,7 +213,7 @@ impl StoreHandle {
         project: ProjectScope,
         name: ItemName,
     ) -> Result<Option<Item>, BackendError> {
-        self.call(|reply| Command::Get {
+        self.call(&self.reads, |reply| Command::Get {
             project,
             name,
             reply,
@@ -145,12 +228,11 @@ impl StoreHandle {
         value: SecretString,
         accessible: KeychainAccessible,
     ) -> Result<(), BackendError> {
-        self.call(|reply| Command::Set {
+        self.write(Write::Set {
             project,
             name,
             value,
             accessible,
-            reply,
         })
         .await
     }
@@ -160,16 +242,142 @@ impl StoreHandle {
         project: ProjectScope,
         name: ItemName,
     ) -> Result<(), BackendError> {
-        self.call(|reply| Command::Delete {
-            project,
-            name,
-            reply,
-        })
-        .await
+        self.write(Write::Delete { project, name }).await
     }
 
     pub(crate) async fn delete_project(&self, project: ProjectScope) -> Result<(), BackendError> {
-        self.call(|reply| Command::DeleteProject { project, reply })
+        self.write(Write::DeleteProject { project }).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use securestore_backends::memory::MemoryBackend;
+    use securestore_backends::{Key, ProjectId, ServiceName};
+
+    use super::*;
+
+    /// A memory backend that records the size of every batch and takes `sync` to "sync" each one.
+    struct Recording {
+        inner: MemoryBackend,
+        batches: Arc<Mutex<Vec<usize>>>,
+        sync: Duration,
+    }
+
+    impl Backend for Recording {
+        fn name(&self) -> &'static str {
+            "recording"
+        }
+        fn get(&mut self, p: &ProjectScope, n: &ItemName) -> Result<Option<Item>, BackendError> {
+            self.inner.get(p, n)
+        }
+        fn set(
+            &mut self,
+            p: &ProjectScope,
+            n: &ItemName,
+            v: &SecretString,
+            a: KeychainAccessible,
+        ) -> Result<(), BackendError> {
+            self.inner.set(p, n, v, a)
+        }
+        fn delete(&mut self, p: &ProjectScope, n: &ItemName) -> Result<(), BackendError> {
+            self.inner.delete(p, n)
+        }
+        fn delete_project(&mut self, p: &ProjectScope) -> Result<(), BackendError> {
+            self.inner.delete_project(p)
+        }
+        fn write_batch(&mut self, writes: &[Write]) -> Vec<Result<(), BackendError>> {
+            self.batches.lock().expect("lock").push(writes.len());
+            std::thread::sleep(self.sync);
+            writes.iter().map(|w| self.inner.apply(w)).collect()
+        }
+        fn close(self: Box<Self>) -> Result<(), BackendError> {
+            Ok(())
+        }
+    }
+
+    fn start(sync: Duration) -> (StoreHandle, Vec<JoinHandle<()>>, Arc<Mutex<Vec<usize>>>) {
+        let batches = Arc::new(Mutex::new(Vec::new()));
+        let backend = Recording {
+            inner: MemoryBackend::default(),
+            batches: batches.clone(),
+            sync,
+        };
+        let (store, threads) = spawn(Box::new(backend)).expect("spawn");
+        (store, threads, batches)
+    }
+
+    fn item(key: &str) -> (ProjectScope, ItemName) {
+        let project = ProjectScope::bind(ProjectId::parse("p").expect("project"));
+        let name = ItemName {
+            service: ServiceName::parse(None).expect("service"),
+            key: Key::parse(key).expect("key"),
+        };
+        (project, name)
+    }
+
+    async fn set(store: &StoreHandle, key: &str) {
+        let (project, name) = item(key);
+        store
+            .set(
+                project,
+                name,
+                SecretString::from(key),
+                KeychainAccessible::default(),
+            )
             .await
+            .expect("set");
+    }
+
+    #[tokio::test]
+    async fn a_lone_writer_commits_each_set_at_once() {
+        let (store, threads, batches) = start(Duration::from_millis(1));
+        for i in 0..20 {
+            set(&store, &format!("k{i}")).await;
+        }
+        drop(store);
+        threads.into_iter().for_each(|t| t.join().expect("join"));
+        // Each set was its own batch: the owner never waited for company.
+        assert_eq!(*batches.lock().expect("lock"), vec![1; 20]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_writers_share_syncs_and_every_write_lands() {
+        let (store, threads, batches) = start(Duration::from_millis(20));
+        let writers: Vec<_> = (0..64)
+            .map(|i| {
+                let store = store.clone();
+                tokio::spawn(async move { set(&store, &format!("k{i}")).await })
+            })
+            .collect();
+        for writer in writers {
+            writer.await.expect("writer");
+        }
+        for i in 0..64 {
+            let (project, name) = item(&format!("k{i}"));
+            let found = store
+                .get(project, name)
+                .await
+                .expect("get")
+                .expect("present");
+            assert_eq!(found.value.expose_secret(), format!("k{i}"));
+        }
+        assert_eq!(store.stats.writes.load(Ordering::Relaxed), 64);
+        drop(store);
+        threads.into_iter().for_each(|t| t.join().expect("join"));
+        let batches = batches.lock().expect("lock");
+        assert_eq!(
+            batches.iter().sum::<usize>(),
+            64,
+            "every write was in exactly one batch"
+        );
+        assert!(
+            batches.len() < 64,
+            "64 concurrent writers behind a 20 ms sync must share: {batches:?}"
+        );
+        assert!(batches.iter().all(|&n| n <= MAX_BATCH));
     }
 }
