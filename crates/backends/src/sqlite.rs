@@ -21,7 +21,11 @@ use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params};
 pub const DATABASE_FILE: &str = "securestore.db";
 
 /// The format version this build writes, recorded in `PRAGMA user_version`.
-pub const FORMAT_VERSION: i64 = 1;
+///
+/// - 1: `meta` (the key check) and `items`.
+/// - 2: `items.written_at`, the time of the item's last write (Unix milliseconds; 0 for items written
+///   by format 1), for listing and change notification.
+pub const FORMAT_VERSION: i64 = 2;
 
 const KEY_CHECK_AAD: &[u8] = b"securestore/key-check/v1";
 const KEY_CHECK_PLAINTEXT: &[u8] = b"securestore master key check";
@@ -174,7 +178,14 @@ impl SqliteBackend {
             )
             .map_err(&err)?;
         }
+        if version < 2 {
+            tx.execute_batch("ALTER TABLE items ADD COLUMN written_at INTEGER NOT NULL DEFAULT 0;")
+                .map_err(&err)?;
+        }
         // Later formats add their steps here, each `if version < N { ... }`, in this same transaction.
+        if version < FORMAT_VERSION && version > 0 {
+            tracing::info!(from = version, to = FORMAT_VERSION, database = %path.display(), "migrating the database format");
+        }
         tx.pragma_update(None, "user_version", FORMAT_VERSION)
             .map_err(&err)?;
 
@@ -195,6 +206,13 @@ impl SqliteBackend {
         }
         tx.commit().map_err(&err)
     }
+}
+
+/// Now, in milliseconds since the Unix epoch (0 if the clock is before it).
+fn unix_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// Reads and opens one item; shared by the backend and its [`SqliteReader`].
@@ -309,9 +327,11 @@ impl Backend for SqliteBackend {
         let sealed = self.sealer.seal(&aad, value.expose_secret().as_bytes())?;
         self.conn
             .prepare_cached(
-                "INSERT INTO items (project, service, key, accessible, sealed) VALUES (?1, ?2, ?3, ?4, ?5)
+                "INSERT INTO items (project, service, key, accessible, sealed, written_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                  ON CONFLICT (project, service, key) DO UPDATE
-                 SET accessible = excluded.accessible, sealed = excluded.sealed",
+                 SET accessible = excluded.accessible, sealed = excluded.sealed,
+                     written_at = excluded.written_at",
             )
             .and_then(|mut stmt| {
                 stmt.execute(params![
@@ -319,7 +339,8 @@ impl Backend for SqliteBackend {
                     name.service.as_str(),
                     name.key.as_str(),
                     class,
-                    sealed
+                    sealed,
+                    unix_millis()
                 ])
             })
             .map_err(sqlite_error("cannot write item", &self.path))?;
@@ -551,6 +572,27 @@ mod tests {
             .expect("get")
             .expect("present");
         assert_eq!(d.value.expose_secret(), "value-d");
+    }
+
+    /// Process-kill tests cannot tell whether a commit reached the disk; this checks the setting
+    /// that makes it so (WAL, synced on every commit).
+    #[test]
+    fn commits_are_synced_in_wal_mode() {
+        let f = fixture();
+        let backend = SqliteBackend::open(&f.config).expect("open");
+        let journal: String = backend
+            .conn
+            .pragma_query_value(None, "journal_mode", |r| r.get(0))
+            .expect("journal");
+        let synchronous: i64 = backend
+            .conn
+            .pragma_query_value(None, "synchronous", |r| r.get(0))
+            .expect("sync");
+        assert_eq!(
+            (journal.as_str(), synchronous),
+            ("wal", 2),
+            "WAL with synchronous=FULL"
+        );
     }
 
     #[test]
