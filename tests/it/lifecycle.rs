@@ -176,7 +176,12 @@ async fn a_missing_master_key_stops_the_daemon_from_starting() {
 #[tokio::test]
 async fn a_damaged_database_or_a_wrong_key_stops_the_daemon_from_starting() {
     let mut daemon = Daemon::start();
-    daemon.client(PROJECT).await.set_item("k", "v", SetOptions::default()).await.expect("set");
+    daemon
+        .client(PROJECT)
+        .await
+        .set_item("k", "v", SetOptions::default())
+        .await
+        .expect("set");
     daemon.stop();
 
     // Another key in the key file: refused, naming both files; the database is untouched.
@@ -185,8 +190,15 @@ async fn a_damaged_database_or_a_wrong_key_stops_the_daemon_from_starting() {
     let db_before = std::fs::read(&db).expect("db");
     std::fs::write(daemon.key_file(), [0x42u8; 32]).expect("write wrong key");
     let err = daemon.spawn().expect_err("refuses a wrong key");
-    assert!(err.contains("does not match") && err.contains("securestore.db"), "{err}");
-    assert_eq!(std::fs::read(&db).expect("db"), db_before, "the database is untouched");
+    assert!(
+        err.contains("does not match") && err.contains("securestore.db"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(&db).expect("db"),
+        db_before,
+        "the database is untouched"
+    );
     std::fs::write(daemon.key_file(), &key).expect("restore key");
 
     // A damaged database: refused, naming the file; never replaced by an empty one.
@@ -194,11 +206,23 @@ async fn a_damaged_database_or_a_wrong_key_stops_the_daemon_from_starting() {
     damaged[..16].copy_from_slice(b"not a database!!");
     std::fs::write(&db, &damaged).expect("damage");
     let err = daemon.spawn().expect_err("refuses a damaged database");
-    assert!(err.contains("damaged") && err.contains("securestore.db"), "{err}");
-    assert_eq!(std::fs::read(&db).expect("db"), damaged, "the damaged file is left for recovery");
+    assert!(
+        err.contains("damaged") && err.contains("securestore.db"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(&db).expect("db"),
+        damaged,
+        "the damaged file is left for recovery"
+    );
 
     std::fs::write(&db, &db_before).expect("repair");
     daemon.spawn().expect("starts again once repaired");
-    let found = daemon.client(PROJECT).await.get_item("k", GetOptions::default()).await.expect("get");
+    let found = daemon
+        .client(PROJECT)
+        .await
+        .get_item("k", GetOptions::default())
+        .await
+        .expect("get");
     assert_eq!(found.as_ref().map(|v| v.expose_secret()), Some("v"));
 }
