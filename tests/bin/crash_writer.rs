@@ -27,7 +27,7 @@ fn main() {
         seq += 1;
         let key = format!("w{writer}-k{}", seq % 16);
         // One op in eight is a delete, so acknowledged deletes are checked under crashes too.
-        let delete = seq % 8 == 0;
+        let delete = seq.is_multiple_of(8);
         let _ = writeln!(out, "S {seq} {} {key}", if delete { "del" } else { "set" });
         let _ = out.flush();
         let result = if delete {

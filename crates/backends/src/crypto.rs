@@ -10,6 +10,7 @@ use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use zeroize::Zeroizing;
 
 use crate::BackendError;
+use crate::locked::Locked;
 
 /// Length of a master key, in bytes.
 pub(crate) const KEY_LEN: usize = 32;
@@ -17,10 +18,18 @@ const FORMAT: u8 = 1;
 const NONCE_LEN: usize = 24;
 const TAG_LEN: usize = 16;
 
-/// Holds the master key (inside the cipher, which zeroizes it on drop) and seals and opens values.
-#[derive(Clone)]
+/// Holds the master key (inside the cipher, which zeroizes it on drop, on locked pages) and seals
+/// and opens values.
 pub(crate) struct Sealer {
-    cipher: XChaCha20Poly1305,
+    cipher: Locked<XChaCha20Poly1305>,
+}
+
+impl Clone for Sealer {
+    fn clone(&self) -> Self {
+        Self {
+            cipher: Locked::new(XChaCha20Poly1305::clone(&self.cipher)),
+        }
+    }
 }
 
 /// The associated data for one item: a domain tag and each part length-prefixed, so no two distinct
@@ -40,7 +49,14 @@ impl Sealer {
     pub(crate) fn new(key: &Zeroizing<[u8; KEY_LEN]>) -> Self {
         let cipher = XChaCha20Poly1305::new_from_slice(key.as_slice())
             .expect("the key has the cipher's length");
-        Self { cipher }
+        Self {
+            cipher: Locked::new(cipher),
+        }
+    }
+
+    /// Whether the key's memory is locked against swapping.
+    pub(crate) fn is_locked(&self) -> bool {
+        self.cipher.is_locked()
     }
 
     /// Encrypts `plaintext` bound to `aad`.

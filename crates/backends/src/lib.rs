@@ -4,11 +4,13 @@
 //! connection's [`ProjectScope`] first, so a backend addresses rows by (project, service, key) and no
 //! call can name another project's rows. The default backend, [`sqlite::SqliteBackend`], seals every
 //! value with an AEAD bound to its row and commits durably before it returns.
-#![forbid(unsafe_code)]
+// `unsafe` is denied everywhere but `locked`, which pins the master key's memory (one syscall).
+#![deny(unsafe_code)]
 
 mod crypto;
 mod error;
 mod keyfile;
+mod locked;
 pub mod memory;
 pub mod sqlite;
 

@@ -91,6 +91,7 @@ impl SqliteBackend {
                 }
             })?;
         let sealer = Sealer::new(&key);
+        tracing::debug!(locked = sealer.is_locked(), "master key loaded");
 
         // Create the file ourselves so it is 0600 from its first byte; SQLite gives its WAL and
         // shared-memory files the database's mode.

@@ -299,7 +299,10 @@ mod tests {
         }
     }
 
-    fn start(sync: Duration) -> (StoreHandle, Vec<JoinHandle<()>>, Arc<Mutex<Vec<usize>>>) {
+    /// Batch sizes, in the order the backend saw them.
+    type Batches = Arc<Mutex<Vec<usize>>>;
+
+    fn start(sync: Duration) -> (StoreHandle, Vec<JoinHandle<()>>, Batches) {
         let batches = Arc::new(Mutex::new(Vec::new()));
         let backend = Recording {
             inner: MemoryBackend::default(),
