@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use securestore_client::{GetOptions, SetOptions};
+use securestore_client::{ConnectOptions, GetOptions, SetOptions};
 use securestore_e2e::{Daemon, PROJECT};
 
 const MARKER: &str = "CLEARTEXT-CANARY-4b1d";
@@ -29,9 +29,13 @@ fn assert_no_marker_in(dir: &Path, when: &str) -> usize {
 async fn files_and_logs_hold_no_value_in_clear() {
     let mut daemon = Daemon::start_logging(&[], "trace");
     // A registered project, so a token crosses the wire and must stay out of the log too.
-    let token = securestore_client::admin::add_project(daemon.socket(), PROJECT)
-        .await
-        .expect("add");
+    let token = securestore_client::admin::add_project(
+        daemon.socket(),
+        PROJECT,
+        &ConnectOptions::default(),
+    )
+    .await
+    .expect("add");
     let options = securestore_client::ConnectOptions {
         token: Some(token.clone()),
         ..Default::default()

@@ -91,10 +91,10 @@ fn cli_registers_a_project_and_the_token_file_opens_it() {
 #[tokio::test]
 async fn a_token_replayed_for_another_project_is_refused() {
     let daemon = Daemon::start();
-    let a = admin::add_project(daemon.socket(), "@o/a")
+    let a = admin::add_project(daemon.socket(), "@o/a", &ConnectOptions::default())
         .await
         .expect("add a");
-    admin::add_project(daemon.socket(), "@o/b")
+    admin::add_project(daemon.socket(), "@o/b", &ConnectOptions::default())
         .await
         .expect("add b");
     let err = securestore_client::Client::connect_with(daemon.socket(), "@o/b", with_token(&a))
@@ -119,7 +119,7 @@ async fn strict_mode_serves_only_registered_projects() {
         .expect_err("unregistered");
     assert!(err.to_string().contains("strict mode"), "{err}");
 
-    let token = admin::add_project(daemon.socket(), "@o/registered")
+    let token = admin::add_project(daemon.socket(), "@o/registered", &ConnectOptions::default())
         .await
         .expect("add");
     let client = securestore_client::Client::connect_with(
@@ -138,7 +138,7 @@ async fn strict_mode_serves_only_registered_projects() {
 #[tokio::test]
 async fn removing_a_project_revokes_its_token_and_deletes_its_items() {
     let daemon = Daemon::start();
-    let token = admin::add_project(daemon.socket(), "@o/doomed")
+    let token = admin::add_project(daemon.socket(), "@o/doomed", &ConnectOptions::default())
         .await
         .expect("add");
     let client =
@@ -155,8 +155,15 @@ async fn removing_a_project_revokes_its_token_and_deletes_its_items() {
         .await
         .expect("set");
 
+    let err = admin::remove_project(daemon.socket(), "@o/doomed", &ConnectOptions::default())
+        .await
+        .expect_err("removing a registered project needs its token");
     assert!(
-        admin::remove_project(daemon.socket(), "@o/doomed")
+        matches!(err, Error::Service(ServiceError::Refused { .. })),
+        "{err:?}"
+    );
+    assert!(
+        admin::remove_project(daemon.socket(), "@o/doomed", &with_token(&token))
             .await
             .expect("remove")
     );
@@ -171,7 +178,7 @@ async fn removing_a_project_revokes_its_token_and_deletes_its_items() {
     );
 
     // Registering the id again yields a new token and an empty project: no takeover of old items.
-    let again = admin::add_project(daemon.socket(), "@o/doomed")
+    let again = admin::add_project(daemon.socket(), "@o/doomed", &ConnectOptions::default())
         .await
         .expect("add again");
     assert_ne!(again.expose_secret(), token.expose_secret());
@@ -202,12 +209,14 @@ async fn removing_a_project_revokes_its_token_and_deletes_its_items() {
 #[tokio::test]
 async fn registrations_survive_a_restart() {
     let mut daemon = Daemon::start_with(&["--policy", "strict"]);
-    let token = admin::add_project(daemon.socket(), "@o/p")
+    let token = admin::add_project(daemon.socket(), "@o/p", &ConnectOptions::default())
         .await
         .expect("add");
     daemon.restart();
     assert_eq!(
-        admin::list_projects(daemon.socket()).await.expect("list"),
+        admin::list_projects(daemon.socket(), &ConnectOptions::default())
+            .await
+            .expect("list"),
         vec!["@o/p".to_owned()]
     );
     assert!(
@@ -221,4 +230,47 @@ async fn registrations_survive_a_restart() {
         !registry.contains(token.expose_secret()),
         "only a hash of the token is stored"
     );
+}
+
+#[tokio::test]
+async fn a_connection_opened_before_registration_loses_access() {
+    let daemon = Daemon::start();
+    let early = daemon.client("@acme/wallet").await;
+    early
+        .set_item("k", "before", SetOptions::default())
+        .await
+        .expect("unregistered: open");
+
+    let token = admin::add_project(daemon.socket(), "@acme/wallet", &ConnectOptions::default())
+        .await
+        .expect("add");
+    let err = early
+        .get_item("k", GetOptions::default())
+        .await
+        .expect_err("the old tokenless connection must not read a now-registered project");
+    assert!(
+        matches!(err, Error::Service(ServiceError::Refused { .. })),
+        "{err:?}"
+    );
+    let err = early
+        .set_item("k", "overwrite", SetOptions::default())
+        .await
+        .expect_err("nor write");
+    assert!(
+        matches!(err, Error::Service(ServiceError::Refused { .. })),
+        "{err:?}"
+    );
+
+    let owner = securestore_client::Client::connect_with(
+        daemon.socket(),
+        "@acme/wallet",
+        with_token(&token),
+    )
+    .await
+    .expect("with its token");
+    let found = owner
+        .get_item("k", GetOptions::default())
+        .await
+        .expect("get");
+    assert_eq!(found.as_ref().map(|v| v.expose_secret()), Some("before"));
 }

@@ -1,18 +1,24 @@
 //! The project registry, from a host process or the `securestore project` commands.
 //!
-//! Each call opens its own connection, sends one request and reads one answer. The daemon accepts
-//! them only from its own uid or root.
+//! Each call opens its own connection, sends one request and reads one answer, within
+//! [`ConnectOptions::timeout`]. The daemon accepts them only from its own uid or root.
 
 use std::path::Path;
 
 use securestore_proto::handshake::{AdminAnswer, AdminRequest, Hello, HelloReply};
 use securestore_proto::{ProjectId, SecretString};
 
-use crate::Error;
 use crate::client::greet;
+use crate::{ConnectOptions, Error};
 
-async fn ask(socket: &Path, request: AdminRequest) -> Result<AdminAnswer, Error> {
-    match greet(socket, &Hello::admin(request)).await?.0 {
+async fn ask(
+    socket: &Path,
+    request: AdminRequest,
+    options: &ConnectOptions,
+) -> Result<AdminAnswer, Error> {
+    let hello = Hello::admin(request);
+    let greeting = tokio::time::timeout(options.timeout, greet(socket, &hello));
+    match greeting.await.map_err(|_| Error::TimedOut)??.0 {
         HelloReply::Admin(answer) => Ok(answer),
         HelloReply::Rejected(refusal) => Err(Error::Service(refusal)),
         HelloReply::Accepted(_) => Err(Error::Protocol(
@@ -36,27 +42,38 @@ fn unexpected(answer: &AdminAnswer) -> Error {
 /// # Errors
 /// [`securestore_proto::ServiceError::AlreadyRegistered`] if it is registered already;
 /// [`securestore_proto::ServiceError::InvalidProject`]; transport failures.
-pub async fn add_project(socket: impl AsRef<Path>, project: &str) -> Result<SecretString, Error> {
+pub async fn add_project(
+    socket: impl AsRef<Path>,
+    project: &str,
+    options: &ConnectOptions,
+) -> Result<SecretString, Error> {
     ProjectId::parse(project)?;
     let request = AdminRequest::AddProject {
         project: project.to_owned(),
     };
-    match ask(socket.as_ref(), request).await? {
+    match ask(socket.as_ref(), request, options).await? {
         AdminAnswer::Added { token } => Ok(token),
         other => Err(unexpected(&other)),
     }
 }
 
-/// Unregisters `project` and deletes all of its items; returns whether it was registered.
+/// Unregisters `project` and deletes all of its items; returns whether it was registered. A
+/// registered project's own token must be in `options.token`.
 ///
 /// # Errors
+/// [`securestore_proto::ServiceError::Refused`] without the project's token;
 /// [`securestore_proto::ServiceError::InvalidProject`]; storage and transport failures.
-pub async fn remove_project(socket: impl AsRef<Path>, project: &str) -> Result<bool, Error> {
+pub async fn remove_project(
+    socket: impl AsRef<Path>,
+    project: &str,
+    options: &ConnectOptions,
+) -> Result<bool, Error> {
     ProjectId::parse(project)?;
     let request = AdminRequest::RemoveProject {
         project: project.to_owned(),
+        token: options.token.clone(),
     };
-    match ask(socket.as_ref(), request).await? {
+    match ask(socket.as_ref(), request, options).await? {
         AdminAnswer::Removed { existed } => Ok(existed),
         other => Err(unexpected(&other)),
     }
@@ -66,8 +83,11 @@ pub async fn remove_project(socket: impl AsRef<Path>, project: &str) -> Result<b
 ///
 /// # Errors
 /// Transport failures, or a refusal.
-pub async fn list_projects(socket: impl AsRef<Path>) -> Result<Vec<String>, Error> {
-    match ask(socket.as_ref(), AdminRequest::ListProjects).await? {
+pub async fn list_projects(
+    socket: impl AsRef<Path>,
+    options: &ConnectOptions,
+) -> Result<Vec<String>, Error> {
+    match ask(socket.as_ref(), AdminRequest::ListProjects, options).await? {
         AdminAnswer::Projects(projects) => Ok(projects),
         other => Err(unexpected(&other)),
     }

@@ -94,7 +94,7 @@ enum ProjectCommand {
         /// The project id
         id: String,
     },
-    /// Unregister project ID and delete all of its items.
+    /// Unregister project ID and delete all of its items (needs the project's --token-file).
     Remove {
         /// The project id
         id: String,
@@ -211,19 +211,20 @@ fn read_token(path: &std::path::Path) -> Result<SecretString, Failure> {
 async fn run_project_command(
     socket: &std::path::Path,
     action: ProjectCommand,
+    options: &ConnectOptions,
 ) -> Result<(), Failure> {
     let mut out = String::new();
     match action {
         ProjectCommand::Add { id } => {
-            let token = admin::add_project(socket, &id).await?;
+            let token = admin::add_project(socket, &id, options).await?;
             out.push_str(token.expose_secret());
             out.push('\n');
         }
         ProjectCommand::Remove { id } => {
-            admin::remove_project(socket, &id).await?;
+            admin::remove_project(socket, &id, options).await?;
         }
         ProjectCommand::List => {
-            for id in admin::list_projects(socket).await? {
+            for id in admin::list_projects(socket, options).await? {
                 out.push_str(&id);
                 out.push('\n');
             }
@@ -240,16 +241,6 @@ async fn run_project_command(
 
 async fn run(args: Args) -> Result<(), Failure> {
     let socket = args.socket.unwrap_or_else(default_socket_path);
-    let command = match args.command {
-        Command::Project { action } => return run_project_command(&socket, action).await,
-        Command::Item(command) => command,
-    };
-    let project = args.project.ok_or_else(|| {
-        Failure::new(
-            Status::InvalidInput,
-            "no project: pass --project ID or set SECURESTORE_PROJECT",
-        )
-    })?;
     if !(args.timeout.is_finite() && args.timeout > 0.0) {
         return Err(Failure::new(
             Status::InvalidInput,
@@ -261,6 +252,18 @@ async fn run(args: Args) -> Result<(), Failure> {
         timeout: Duration::from_secs_f64(args.timeout.min(3600.0)),
         token,
     };
+    let command = match args.command {
+        Command::Project { action } => {
+            return run_project_command(&socket, action, &options).await;
+        }
+        Command::Item(command) => command,
+    };
+    let project = args.project.ok_or_else(|| {
+        Failure::new(
+            Status::InvalidInput,
+            "no project: pass --project ID or set SECURESTORE_PROJECT",
+        )
+    })?;
     let client = securestore_client::Client::connect_with(&socket, &project, options).await?;
     let service = args.service;
 

@@ -201,8 +201,8 @@ async fn answer_admin(
         AdminRequest::AddProject { project } => blocking(move || registry.add(&project))
             .await
             .map(|token| AdminAnswer::Added { token }),
-        AdminRequest::RemoveProject { project } => {
-            remove_project(project, registry, &shared.store).await
+        AdminRequest::RemoveProject { project, token } => {
+            remove_project(&project, token.as_ref(), &shared.config, &shared.store).await
         }
         AdminRequest::ListProjects => Ok(AdminAnswer::Projects(registry.list())),
     };
@@ -214,22 +214,35 @@ async fn answer_admin(
         }
     };
     handshake::allow_admin_answer(frames);
-    if let Err(err) = handshake::send(frames, &reply).await {
-        tracing::debug!(%err, "peer left before the registry answer");
+    // A project list can outgrow the socket buffer: a peer that never reads must not hold us.
+    match tokio::time::timeout(
+        shared.config.handshake_timeout,
+        handshake::send(frames, &reply),
+    )
+    .await
+    {
+        Ok(Ok(())) => {}
+        Ok(Err(err)) => tracing::debug!(%err, "peer left before the registry answer"),
+        Err(_) => tracing::debug!("peer did not read the registry answer in time"),
     }
 }
 
-/// Unregisters the project first (so its old token stops working at once), then deletes its items.
-/// The items are deleted even if it was not registered, so a failed earlier removal can be retried.
+/// Unregisters the project first (so its token stops working at once), then deletes its items.
+/// The project is bound exactly as a connection would be, so a registered project's token is required
+/// and this is still the only way to a [`ProjectScope`]. The items are deleted even if it was not
+/// registered, so a failed earlier removal can be retried.
 async fn remove_project(
-    project: String,
-    registry: Arc<Registry>,
+    project: &str,
+    token: Option<&SecretString>,
+    config: &Config,
     store: &StoreHandle,
 ) -> Result<AdminAnswer, ServiceError> {
-    let id = ProjectId::parse(&project)?;
-    let existed = blocking(move || registry.remove(&project)).await?;
+    let (scope, _) = bind(project, token, config)?;
+    let registry = config.registry.clone();
+    let id = scope.project().as_str().to_owned();
+    let existed = blocking(move || registry.remove(&id)).await?;
     store
-        .delete_project(ProjectScope::bind(id))
+        .delete_project(scope)
         .await
         .map_err(crate::error::to_wire)?;
     Ok(AdminAnswer::Removed { existed })

@@ -19,8 +19,8 @@ use crate::store::StoreHandle;
 pub(crate) struct Handler {
     /// The project this connection is bound to.
     pub(crate) scope: Arc<ProjectScope>,
-    /// The hash of the token the connection was admitted with, if the project is registered: if the
-    /// project is removed (or re-registered with a new token), this connection stops being served.
+    /// The hash of the token the connection was admitted with, or `None` if its project was
+    /// unregistered then. If the project's registration changes, this connection stops being served.
     pub(crate) token_hash: Option<TokenHash>,
     /// The registry, to check `token_hash` against on every request.
     pub(crate) registry: Arc<Registry>,
@@ -37,13 +37,16 @@ impl Handler {
         if self.shutdown.is_cancelled() {
             return Err(ServiceError::ShuttingDown);
         }
-        if let Some(expected) = &self.token_hash
-            && !self
-                .registry
-                .still_registered(self.scope.project(), expected)
+        // Registration can change while a connection is open: re-check it on every request.
+        if !self
+            .registry
+            .still_admits(self.scope.project(), self.token_hash.as_ref())
         {
             return Err(ServiceError::Refused {
-                reason: format!("project '{}' was unregistered", self.scope.project()),
+                reason: format!(
+                    "project '{}' was registered, removed or re-registered since this connection opened; reconnect",
+                    self.scope.project()
+                ),
             });
         }
         Ok(ItemName {
@@ -96,7 +99,21 @@ impl SecureStore for Handler {
             key = name.key.as_str(),
             "get"
         );
-        self.store.get(self.scope(), name).await.map_err(to_wire)
+        let item = self.store.get(self.scope(), name).await.map_err(to_wire)?;
+        match item {
+            // Stored under a larger --max-value-bytes: it would not fit this connection's frames.
+            Some(item) if item.value.len() > self.max_value_bytes as usize => {
+                tracing::warn!(
+                    size = item.value.len(),
+                    "a stored value exceeds the current --max-value-bytes; raise it to read the value"
+                );
+                Err(ServiceError::ValueTooLarge {
+                    size: item.value.len() as u64,
+                    limit: u64::from(self.max_value_bytes),
+                })
+            }
+            item => Ok(item),
+        }
     }
 
     async fn delete_item(

@@ -219,12 +219,20 @@ impl Registry {
         }
     }
 
-    /// Whether `project` is still registered with the token hashed as `expected` (it may have been
-    /// removed, or removed and added again, since a connection was admitted).
-    pub(crate) fn still_registered(&self, project: &ProjectId, expected: &TokenHash) -> bool {
-        self.lock()
-            .get(project)
-            .is_some_and(|current| bool::from(current.ct_eq(expected)))
+    /// Whether a connection admitted to `project` with `admitted_with` (the hash of its token, or
+    /// `None` if the project was unregistered then) would still be admitted: the project must be
+    /// registered exactly as it was. A project registered, removed or re-registered since then ends
+    /// the connection's access.
+    pub(crate) fn still_admits(
+        &self,
+        project: &ProjectId,
+        admitted_with: Option<&TokenHash>,
+    ) -> bool {
+        match (self.lock().get(project), admitted_with) {
+            (Some(current), Some(expected)) => bool::from(current.ct_eq(expected)),
+            (None, None) => true,
+            _ => false,
+        }
     }
 
     fn save(&self, projects: &BTreeMap<ProjectId, TokenHash>) -> anyhow::Result<()> {

@@ -77,7 +77,17 @@ pub async fn run(
     drop(listener);
     token.cancel();
     connections.close();
-    connections.wait().await;
+    // Each connection drains within `drain_timeout`; the margin covers the last answers' flush.
+    let deadline = shared.config.drain_timeout + std::time::Duration::from_secs(2);
+    if tokio::time::timeout(deadline, connections.wait())
+        .await
+        .is_err()
+    {
+        // A connection is stuck past its own bounds (a bug). Its storage handle keeps the owner
+        // alive, so do not wait for the storage threads: every acknowledged write is durable already.
+        tracing::error!("connections did not finish in time; stopping without closing the store");
+        return Ok(());
+    }
     let stats = shared.store.stats.clone();
     tracing::info!(
         writes = stats.writes.load(std::sync::atomic::Ordering::Relaxed),

@@ -70,17 +70,20 @@ pub enum Purpose {
 }
 
 /// A request on the daemon's project registry. Only the daemon's own uid or root may send one.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum AdminRequest {
     /// Register a project and issue its access token.
     AddProject {
         /// The project id.
         project: String,
     },
-    /// Unregister a project and delete all of its items.
+    /// Unregister a project and delete all of its items. A registered project's own token is
+    /// required, so one project's process cannot wipe another's items.
     RemoveProject {
         /// The project id.
         project: String,
+        /// The project's access token (required if it is registered).
+        token: Option<SecretString>,
     },
     /// The ids of all registered projects.
     ListProjects,

@@ -57,7 +57,8 @@ fn service_error() -> impl Strategy<Value = ServiceError> {
 fn admin_request() -> impl Strategy<Value = AdminRequest> {
     prop_oneof![
         text().prop_map(|project| AdminRequest::AddProject { project }),
-        text().prop_map(|project| AdminRequest::RemoveProject { project }),
+        (text(), proptest::option::of(secret()))
+            .prop_map(|(project, token)| AdminRequest::RemoveProject { project, token }),
         Just(AdminRequest::ListProjects),
     ]
 }
