@@ -23,7 +23,7 @@ fn a_second_daemon_on_a_live_socket_refuses_to_start() {
     let out = daemon.command().output().expect("run second daemon");
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("already listening"), "{stderr}");
+    assert!(stderr.contains("already using the socket"), "{stderr}");
     // The first daemon is untouched.
     assert!(std::os::unix::net::UnixStream::connect(daemon.socket()).is_ok());
 }
@@ -225,4 +225,82 @@ async fn a_damaged_database_or_a_wrong_key_stops_the_daemon_from_starting() {
         .await
         .expect("get");
     assert_eq!(found.as_ref().map(|v| v.expose_secret()), Some("v"));
+}
+
+#[test]
+fn a_second_daemon_on_the_same_data_folder_refuses_to_start() {
+    let daemon = Daemon::start();
+    let other_run = tempfile::tempdir().expect("tempdir");
+    let out = std::process::Command::new(bin("securestored"))
+        .arg("--socket")
+        .arg(other_run.path().join("run/other.sock"))
+        .arg("--data-dir")
+        .arg(daemon.data_dir())
+        .arg("--key-file")
+        .arg(daemon.key_file())
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("another securestored is already using the data folder"),
+        "{stderr}"
+    );
+    assert!(
+        !other_run.path().join("run/other.sock").exists(),
+        "it cleaned up its socket"
+    );
+    assert!(
+        std::os::unix::net::UnixStream::connect(daemon.socket()).is_ok(),
+        "the first is untouched"
+    );
+}
+
+#[tokio::test]
+async fn sigterm_with_writes_in_flight_loses_no_acknowledged_write() {
+    let mut daemon = Daemon::start();
+    let socket = daemon.socket();
+    let writers: Vec<_> = (0..16)
+        .map(|w| {
+            let socket = socket.clone();
+            tokio::spawn(async move {
+                let mut acknowledged = Vec::new();
+                let Ok(client) = securestore_client::Client::connect(&socket, PROJECT).await else {
+                    return acknowledged;
+                };
+                for i in 0.. {
+                    let key = format!("w{w}-k{i}");
+                    match client.set_item(&key, "v", SetOptions::default()).await {
+                        Ok(()) => acknowledged.push(key),
+                        Err(_) => break,
+                    }
+                }
+                acknowledged
+            })
+        })
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let status = daemon.stop();
+    assert!(status.success(), "a clean exit under load: {status}");
+    let mut acknowledged = Vec::new();
+    for writer in writers {
+        acknowledged.extend(writer.await.expect("writer ends once the daemon stops"));
+    }
+    assert!(
+        acknowledged.len() > 16,
+        "the writers made progress before the stop"
+    );
+
+    daemon.spawn().expect("restart");
+    let client = daemon.client(PROJECT).await;
+    for key in &acknowledged {
+        let found = client
+            .get_item(key, GetOptions::default())
+            .await
+            .expect("get");
+        assert!(
+            found.is_some(),
+            "{key} was acknowledged before SIGTERM and must be stored"
+        );
+    }
 }

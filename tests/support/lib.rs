@@ -163,7 +163,7 @@ impl Daemon {
                     self.log()
                 ));
             }
-            if StdUnixStream::connect(self.socket()).is_ok() {
+            if answers(&self.socket()) {
                 return Ok(());
             }
             if Instant::now() > deadline {
@@ -236,6 +236,21 @@ impl Drop for Daemon {
             let _ = child.wait();
         }
     }
+}
+
+/// Whether a daemon at `socket` answers a handshake. A bare `connect` is not enough: the socket is
+/// bound before the store is opened, and a daemon that then fails to open it exits.
+fn answers(socket: &Path) -> bool {
+    use securestore_proto::handshake::AdminRequest;
+    use std::io::{Read, Write};
+    let Ok(mut stream) = StdUnixStream::connect(socket) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let hello = securestore_proto::codec::encode(&Hello::admin(AdminRequest::ListProjects), 4096)
+        .expect("encode hello");
+    let mut len = [0u8; 4];
+    stream.write_all(&frame(&hello)).is_ok() && stream.read_exact(&mut len).is_ok()
 }
 
 /// Runs `cmd` with `stdin` as its input and returns its output.

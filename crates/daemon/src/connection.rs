@@ -18,7 +18,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::Config;
 use crate::handler::Handler;
-use crate::registry::{Registry, TokenHash};
+use crate::registry::TokenHash;
 use crate::store::StoreHandle;
 use crate::watch::FrameWatch;
 

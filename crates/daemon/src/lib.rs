@@ -28,6 +28,7 @@ mod error;
 pub mod fuzzing;
 mod handler;
 mod harden;
+pub mod lock;
 mod registry;
 mod server;
 pub mod socket;

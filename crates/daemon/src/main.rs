@@ -1,5 +1,6 @@
 //! `securestored`: parses flags, binds the socket, opens the store, and calls [`securestore_daemon::run`].
 
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -8,6 +9,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Parser;
 use securestore_backends::sqlite::{SqliteBackend, SqliteConfig};
+use securestore_daemon::lock::LockFile;
 use securestore_daemon::{Config, Policy, REGISTRY_FILE, Registry, socket};
 use securestore_proto::limits::MAX_VALUE_BYTES_CEILING;
 use securestore_proto::paths::{SOCKET_ENV, default_socket_path};
@@ -122,8 +124,18 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             None => xdg_dir("XDG_STATE_HOME", ".local/state")?.join("master.key"),
         },
     };
-    // Bind first: if another daemon owns this socket, we must not open its store.
+    // Bind first: if another daemon owns this socket, we must not open its store. Then lock the data
+    // folder, so a second daemon on another socket cannot share the database and registry.
     let (listener, socket_guard) = socket::bind(&socket_path)?;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&storage.data_dir)
+        .with_context(|| format!("cannot create {}", storage.data_dir.display()))?;
+    let _data_lock = LockFile::acquire(
+        &storage.data_dir.join("securestored.lock"),
+        &format!("the data folder {}", storage.data_dir.display()),
+    )?;
     let backend = SqliteBackend::open(&storage).context("cannot open the store")?;
     let registry = Registry::open(&storage.data_dir.join(REGISTRY_FILE))
         .context("cannot open the project registry")?;

@@ -8,12 +8,17 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, bail};
 use tokio::net::UnixListener;
 
+use crate::lock::LockFile;
+
 /// Removes the socket file when dropped, if it is still the one this daemon bound.
 #[derive(Debug)]
 pub struct SocketGuard {
     path: PathBuf,
     /// Device and inode of the bound socket, so a successor's socket at the same path is left alone.
     identity: (u64, u64),
+    /// `<socket>.lock`, held while the socket is ours, so two daemons starting at once cannot both
+    /// take the path. Dropped after the socket is removed (fields drop after `drop` runs).
+    _lock: LockFile,
 }
 
 impl Drop for SocketGuard {
@@ -56,6 +61,14 @@ pub fn bind(path: &Path) -> anyhow::Result<(UnixListener, SocketGuard)> {
         );
     }
 
+    // Whoever holds this lock owns the path: probing, replacing and binding happen under it.
+    let mut lock_path = path.as_os_str().to_owned();
+    lock_path.push(".lock");
+    let lock = LockFile::acquire(
+        Path::new(&lock_path),
+        &format!("the socket {}", path.display()),
+    )?;
+
     match fs::symlink_metadata(path) {
         Ok(meta) if meta.file_type().is_socket() => {
             match std::os::unix::net::UnixStream::connect(path) {
@@ -93,6 +106,7 @@ pub fn bind(path: &Path) -> anyhow::Result<(UnixListener, SocketGuard)> {
     let guard = SocketGuard {
         path: path.to_owned(),
         identity: (meta.dev(), meta.ino()),
+        _lock: lock,
     };
     Ok((listener, guard))
 }
