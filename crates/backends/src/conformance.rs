@@ -1,12 +1,100 @@
 //! One suite every backend must pass, written once.
 //!
 //! A backend's test module calls [`run`] with a function that opens the backend afresh on the same
-//! storage (so persistence is checked too). Adding a backend to the suite is one call.
+//! storage (so persistence is checked too), or [`run_with_faults`] with [`Faults`] that can damage
+//! that storage, which adds the failure policies. Adding a backend to the suite is one call.
+
+use std::path::PathBuf;
+
+use securestore_proto::limits::{DEFAULT_MAX_VALUE_BYTES, MAX_VALUE_BYTES_CEILING};
 
 use crate::{
     Backend, BackendError, ItemName, Key, KeychainAccessible, ProjectId, ProjectScope,
     SecretString, ServiceName, Write,
 };
+
+/// Damage done to a backend's storage while it is closed, to check its failure policies.
+pub trait Faults {
+    /// Flips one bit of the stored ciphertext of `name` in `project`.
+    fn flip_ciphertext(&mut self, project: &ProjectScope, name: &ItemName);
+
+    /// Whether anything is still stored for `name` in `project`.
+    fn is_stored(&mut self, project: &ProjectScope, name: &ItemName) -> bool;
+
+    /// Deletes the platform key that protects `name` in `project` (a keystore entry), as an app
+    /// reinstall or a restored backup would; `false` when the backend has no such key, and the
+    /// lost-key checks are skipped.
+    fn delete_platform_key(&mut self, project: &ProjectScope, name: &ItemName) -> bool;
+}
+
+/// [`Faults`] on a securestore SQLite database file, where the SQLite and Android backends keep rows.
+/// It has no platform key to delete.
+#[derive(Debug, Clone)]
+pub struct SqliteFaults {
+    /// The database file.
+    pub database: PathBuf,
+}
+
+impl SqliteFaults {
+    fn connection(&self) -> rusqlite::Connection {
+        rusqlite::Connection::open(&self.database).expect("open the database")
+    }
+}
+
+impl Faults for SqliteFaults {
+    fn flip_ciphertext(&mut self, project: &ProjectScope, name: &ItemName) {
+        let conn = self.connection();
+        let where_row = "project = ?1 AND service = ?2 AND key = ?3";
+        let row = (
+            project.project().as_str(),
+            name.service.as_str(),
+            name.key.as_str(),
+        );
+        let mut sealed: Vec<u8> = conn
+            .query_row(
+                &format!("SELECT sealed FROM items WHERE {where_row}"),
+                row,
+                |r| r.get(0),
+            )
+            .expect("the row to flip");
+        // The last byte is inside the tag for every sealer: a bit flip no cipher may miss.
+        let last = sealed.len() - 1;
+        sealed[last] ^= 0x01;
+        conn.execute(
+            &format!("UPDATE items SET sealed = ?4 WHERE {where_row}"),
+            (row.0, row.1, row.2, sealed),
+        )
+        .expect("flip");
+    }
+
+    fn is_stored(&mut self, project: &ProjectScope, name: &ItemName) -> bool {
+        self.connection()
+            .query_row(
+                "SELECT count(*) FROM items WHERE project = ?1 AND service = ?2 AND key = ?3",
+                (
+                    project.project().as_str(),
+                    name.service.as_str(),
+                    name.key.as_str(),
+                ),
+                |r| r.get::<_, i64>(0),
+            )
+            .expect("count")
+            > 0
+    }
+
+    fn delete_platform_key(&mut self, _project: &ProjectScope, _name: &ItemName) -> bool {
+        false
+    }
+}
+
+/// A value of exactly `bytes` UTF-8 bytes, mostly two-byte characters.
+fn value_of_size(bytes: usize) -> String {
+    let mut value = "é".repeat(bytes / 2);
+    if bytes % 2 == 1 {
+        value.push('x');
+    }
+    value
+}
 
 fn scope(id: &str) -> ProjectScope {
     ProjectScope::bind(ProjectId::parse(id).expect("valid project"))
@@ -111,6 +199,41 @@ pub fn run(mut open: impl FnMut() -> Result<Box<dyn Backend>, BackendError>) {
         "the empty string is a value, not absence"
     );
 
+    // A changed class takes effect on overwrite.
+    let reclassed = name(Some("classes"), "reclassed");
+    b.set(
+        &a,
+        &reclassed,
+        &SecretString::from("old"),
+        KeychainAccessible::WhenUnlocked,
+    )
+    .expect("set");
+    b.set(
+        &a,
+        &reclassed,
+        &SecretString::from("new"),
+        KeychainAccessible::AfterFirstUnlockThisDeviceOnly,
+    )
+    .expect("set");
+    let item = b.get(&a, &reclassed).expect("get").expect("present");
+    assert_eq!(
+        (item.value.expose_secret(), item.accessible),
+        ("new", KeychainAccessible::AfterFirstUnlockThisDeviceOnly),
+        "the new class replaces the old"
+    );
+
+    // Values up to the daemon's default limit, and up to the largest limit it can be given, survive.
+    for size in [DEFAULT_MAX_VALUE_BYTES, MAX_VALUE_BYTES_CEILING] {
+        let big = value_of_size(size as usize);
+        let item = name(Some("sizes"), &format!("b{size}"));
+        set(b, &a, &item, &big);
+        assert!(
+            value_of(b, &a, &item).as_deref() == Some(big.as_str()),
+            "a {size}-byte value round-trips"
+        );
+        b.delete(&a, &item).expect("delete");
+    }
+
     // Deleting a project removes its items in every service and nothing of any other project.
     let doomed = scope("@owner/doomed");
     set(b, &doomed, &token, "gone");
@@ -183,5 +306,101 @@ pub fn run(mut open: impl FnMut() -> Result<Box<dyn Backend>, BackendError>) {
     );
     assert_eq!(value_of(b, &a, &empty).as_deref(), Some(""));
     assert_eq!(value_of(b, &other, &token), None);
+    backend.close().expect("close");
+}
+
+/// [`run`], then the failure policies, damaging the storage through `faults` between reopens:
+///
+/// - a flipped ciphertext is [`BackendError::CannotDecrypt`] naming its key and service, the row is
+///   kept, other items still read, and a new write replaces it;
+/// - a lost platform key (when the backend has one) makes its items read as absent and removes them,
+///   leaves other services and projects alone, and a new write works again.
+///
+/// # Panics
+/// On the first check the backend fails.
+pub fn run_with_faults(
+    mut open: impl FnMut() -> Result<Box<dyn Backend>, BackendError>,
+    faults: &mut dyn Faults,
+) {
+    run(&mut open);
+    let (a, other) = (scope("@owner/app"), scope("@owner/other"));
+
+    // A flipped ciphertext.
+    let (flipped, intact) = (
+        name(Some("faults"), "flipped"),
+        name(Some("faults"), "intact"),
+    );
+    let mut backend = open().expect("open backend");
+    set(backend.as_mut(), &a, &flipped, "will be damaged");
+    set(backend.as_mut(), &a, &intact, "stays readable");
+    backend.close().expect("close");
+    faults.flip_ciphertext(&a, &flipped);
+    let mut backend = open().expect("reopen backend");
+    let b = backend.as_mut();
+    match b.get(&a, &flipped) {
+        Err(BackendError::CannotDecrypt { service, key }) => {
+            assert_eq!((service.as_str(), key.as_str()), ("faults", "flipped"));
+        }
+        other => panic!("a flipped ciphertext must be CannotDecrypt, got {other:?}"),
+    }
+    assert_eq!(value_of(b, &a, &intact).as_deref(), Some("stays readable"));
+    backend.close().expect("close");
+    assert!(
+        faults.is_stored(&a, &flipped),
+        "a row that fails authentication is kept"
+    );
+    let mut backend = open().expect("reopen backend");
+    set(backend.as_mut(), &a, &flipped, "repaired");
+    assert_eq!(
+        value_of(backend.as_mut(), &a, &flipped).as_deref(),
+        Some("repaired")
+    );
+
+    // A platform key lost (app reinstalled, backup restored).
+    let (lost, same_key) = (name(Some("lost"), "k1"), name(Some("lost"), "k2"));
+    let (elsewhere, other_project) = (name(Some("kept"), "k1"), name(Some("lost"), "k1"));
+    set(backend.as_mut(), &a, &lost, "gone");
+    set(backend.as_mut(), &a, &same_key, "gone too");
+    set(backend.as_mut(), &a, &elsewhere, "another service");
+    set(backend.as_mut(), &other, &other_project, "another project");
+    backend.close().expect("close");
+    if !faults.delete_platform_key(&a, &lost) {
+        return;
+    }
+    let mut backend = open().expect("reopen backend");
+    let b = backend.as_mut();
+    assert_eq!(
+        value_of(b, &a, &lost),
+        None,
+        "an item whose key is gone reads as absent"
+    );
+    assert_eq!(
+        value_of(b, &a, &same_key),
+        None,
+        "so does every item under that key"
+    );
+    assert_eq!(
+        value_of(b, &a, &elsewhere).as_deref(),
+        Some("another service")
+    );
+    assert_eq!(
+        value_of(b, &other, &other_project).as_deref(),
+        Some("another project")
+    );
+    backend.close().expect("close");
+    assert!(
+        !faults.is_stored(&a, &lost) && !faults.is_stored(&a, &same_key),
+        "items whose key is gone are removed once read"
+    );
+    assert!(faults.is_stored(&other, &other_project));
+    let mut backend = open().expect("reopen backend");
+    set(backend.as_mut(), &a, &lost, "fresh");
+    backend.close().expect("close");
+    let mut backend = open().expect("reopen backend");
+    assert_eq!(
+        value_of(backend.as_mut(), &a, &lost).as_deref(),
+        Some("fresh"),
+        "a new key is made and persisted"
+    );
     backend.close().expect("close");
 }

@@ -90,4 +90,32 @@ pub enum BackendError {
     /// The random generator or the cipher failed.
     #[error("crypto failure: {0}")]
     Crypto(String),
+    /// The Android Keystore (or the Java runtime reached through JNI) failed.
+    #[error("android keystore: {action}: {detail}")]
+    Keystore {
+        /// What was being done, e.g. "cannot create the key".
+        action: &'static str,
+        /// The Java exception's class and message, or the JNI failure.
+        detail: String,
+    },
+    /// The iOS Keychain answered with an error status.
+    #[error("keychain: {action}: {message} (OSStatus {status})")]
+    Keychain {
+        /// What was being done, e.g. "cannot add the item".
+        action: &'static str,
+        /// The `OSStatus`.
+        status: i32,
+        /// What the status means.
+        message: String,
+    },
+    /// The item exists but its class makes it unreadable now (the device is locked).
+    #[error(
+        "the value for key '{key}' under keychainService '{service}' cannot be read while the device is locked"
+    )]
+    Locked {
+        /// The item's service.
+        service: String,
+        /// The item's key.
+        key: String,
+    },
 }

@@ -7,6 +7,8 @@
 // `unsafe` is denied everywhere but `locked`, which pins the master key's memory (one syscall).
 #![deny(unsafe_code)]
 
+#[cfg(feature = "android")]
+pub mod android;
 mod crypto;
 mod error;
 mod keyfile;

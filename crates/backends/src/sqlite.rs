@@ -1,9 +1,14 @@
-//! The default backend: one SQLite file, every value sealed under a master key kept in another file.
+//! The default backend: one SQLite file, every value sealed under a master key kept in another file;
+//! and the durable row store that other sealers (the Android Keystore) share.
 //!
 //! Layout: `<data-dir>/securestore.db` (mode 0600, WAL journal beside it) and the master key file named
 //! by [`SqliteConfig::key_file`]. Each write is its own transaction with `synchronous=FULL`, so it is
 //! on disk before the call returns. The database records its format in `PRAGMA user_version` and a
 //! key check in `meta`, so a wrong or missing key is refused at open instead of starting empty.
+//!
+//! The rows and their durability live in [`SealedStore`], which never sees a value in clear: it hands
+//! each value to a [`RowSealer`] with the row's identity, and stores what comes back. The master key
+//! ([`MasterKey`]) is one sealer; `android::KeystoreSealer` is another.
 
 use std::fs::OpenOptions;
 use std::os::unix::fs::OpenOptionsExt;
@@ -15,7 +20,8 @@ use crate::{
     Backend, BackendError, Item, ItemName, KeychainAccessible, ProjectScope, Reader, SecretString,
     Write,
 };
-use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params};
+use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, Transaction, params};
+use zeroize::Zeroizing;
 
 /// File name of the database inside the data folder.
 pub const DATABASE_FILE: &str = "securestore.db";
@@ -40,23 +46,8 @@ pub struct SqliteConfig {
     pub key_file: PathBuf,
 }
 
-/// The encrypted, durable default store.
-pub struct SqliteBackend {
-    conn: Connection,
-    sealer: Sealer,
-    path: PathBuf,
-}
-
-impl std::fmt::Debug for SqliteBackend {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteBackend")
-            .field("path", &self.path)
-            .finish_non_exhaustive()
-    }
-}
-
 /// Turns SQLite's failures into [`BackendError`]: the one place its error codes are read.
-fn sqlite_error<'a>(
+pub(crate) fn sqlite_error<'a>(
     action: &'static str,
     path: &'a Path,
 ) -> impl Fn(rusqlite::Error) -> BackendError + 'a {
@@ -67,6 +58,165 @@ fn sqlite_error<'a>(
             source,
         },
         _ => BackendError::Sqlite { action, source },
+    }
+}
+
+/// One item's identity as a sealer binds it: the row's key columns and its class.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Row<'a> {
+    /// The bound project.
+    pub(crate) project: &'a str,
+    /// The item's service.
+    pub(crate) service: &'a str,
+    /// The item's key.
+    pub(crate) key: &'a str,
+    /// The item's class, as Expo numbers it; bound too, so a changed class fails to open.
+    pub(crate) class: u8,
+}
+
+impl<'a> Row<'a> {
+    fn new(project: &'a ProjectScope, name: &'a ItemName, class: u8) -> Self {
+        Self {
+            project: project.project().as_str(),
+            service: name.service.as_str(),
+            key: name.key.as_str(),
+            class,
+        }
+    }
+
+    /// The associated data every sealer binds a value to.
+    pub(crate) fn aad(&self) -> Vec<u8> {
+        item_aad(self.project, self.service, self.key, self.class)
+    }
+}
+
+/// What opening a sealed value gave.
+pub(crate) enum Opened {
+    /// The value, authenticated against its row.
+    Value(Zeroizing<Vec<u8>>),
+    /// The value was altered, or moved from another row: reported as
+    /// [`BackendError::CannotDecrypt`].
+    NotAuthentic,
+    /// The key that sealed the value no longer exists (a platform keystore lost it): the item is
+    /// unrecoverable and is removed, as Expo does.
+    #[cfg_attr(not(feature = "android"), allow(dead_code))]
+    KeyGone,
+}
+
+/// Seals values for a [`SealedStore`]: one implementation per place keys live.
+pub(crate) trait RowSealer: Send {
+    /// The backend name for logs, e.g. `"sqlite"`.
+    fn name(&self) -> &'static str;
+
+    /// Encrypts `plaintext` bound to `row`.
+    fn seal(&mut self, row: &Row<'_>, plaintext: &[u8]) -> Result<Vec<u8>, BackendError>;
+
+    /// Decrypts `sealed`, checking it belongs to `row`.
+    fn open(&mut self, row: &Row<'_>, sealed: &[u8]) -> Result<Opened, BackendError>;
+
+    /// Runs inside the transaction that opens the database: records this sealer's check in `meta`
+    /// when the schema was just `created`, and verifies it otherwise, so a store is never opened with
+    /// the wrong keys.
+    fn check_store(
+        &mut self,
+        tx: &Transaction<'_>,
+        created: bool,
+        database: &Path,
+    ) -> Result<(), BackendError>;
+
+    /// Called after a project's rows are deleted, to drop keys kept for it alone.
+    fn forget_project(&mut self, _project: &str) -> Result<(), BackendError> {
+        Ok(())
+    }
+
+    /// A sealer for the reader thread, when this one may be copied to another thread.
+    fn for_reader(&self) -> Option<Box<dyn RowSealer>> {
+        None
+    }
+}
+
+/// The master key as a [`RowSealer`]: XChaCha20-Poly1305 in-process (`crypto.rs`).
+pub(crate) struct MasterKey {
+    sealer: Sealer,
+    /// Named in the error when the key does not open the database.
+    key_file: PathBuf,
+}
+
+impl RowSealer for MasterKey {
+    fn name(&self) -> &'static str {
+        "sqlite"
+    }
+
+    fn seal(&mut self, row: &Row<'_>, plaintext: &[u8]) -> Result<Vec<u8>, BackendError> {
+        self.sealer.seal(&row.aad(), plaintext)
+    }
+
+    fn open(&mut self, row: &Row<'_>, sealed: &[u8]) -> Result<Opened, BackendError> {
+        Ok(match self.sealer.open(&row.aad(), sealed) {
+            Some(plaintext) => Opened::Value(plaintext),
+            None => Opened::NotAuthentic,
+        })
+    }
+
+    fn check_store(
+        &mut self,
+        tx: &Transaction<'_>,
+        created: bool,
+        database: &Path,
+    ) -> Result<(), BackendError> {
+        let err = sqlite_error("cannot check the master key", database);
+        if created {
+            let check = self.sealer.seal(KEY_CHECK_AAD, KEY_CHECK_PLAINTEXT)?;
+            tx.execute(
+                "INSERT INTO meta (name, value) VALUES ('key_check', ?1)",
+                params![check],
+            )
+            .map_err(&err)?;
+        }
+        let check: Option<Vec<u8>> = tx
+            .query_row(
+                "SELECT value FROM meta WHERE name = 'key_check'",
+                [],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(&err)?;
+        if check.is_some_and(|check| self.sealer.open(KEY_CHECK_AAD, &check).is_some()) {
+            Ok(())
+        } else {
+            Err(BackendError::WrongMasterKey {
+                key_file: self.key_file.clone(),
+                database: database.to_owned(),
+            })
+        }
+    }
+
+    fn for_reader(&self) -> Option<Box<dyn RowSealer>> {
+        Some(Box::new(Self {
+            sealer: self.sealer.clone(),
+            key_file: self.key_file.clone(),
+        }))
+    }
+}
+
+/// The durable rows: one SQLite database in WAL mode with `synchronous=FULL`, each value sealed by
+/// `S` before it is written.
+pub(crate) struct SealedStore<S> {
+    conn: Connection,
+    sealer: S,
+    path: PathBuf,
+}
+
+/// The encrypted, durable default store.
+pub struct SqliteBackend {
+    store: SealedStore<MasterKey>,
+}
+
+impl std::fmt::Debug for SqliteBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteBackend")
+            .field("path", &self.store.path)
+            .finish_non_exhaustive()
     }
 }
 
@@ -92,7 +242,25 @@ impl SqliteBackend {
             })?;
         let sealer = Sealer::new(&key);
         tracing::debug!(locked = sealer.is_locked(), "master key loaded");
+        let sealer = MasterKey {
+            sealer,
+            key_file: config.key_file.clone(),
+        };
+        Ok(Self {
+            store: SealedStore::open(path, sealer)?,
+        })
+    }
 
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.store.path
+    }
+}
+
+impl<S: RowSealer> SealedStore<S> {
+    /// Opens (creating when missing) the database at `path`, in a folder that already exists, and
+    /// brings it to [`FORMAT_VERSION`], with `sealer` checking that it holds this store's keys.
+    pub(crate) fn open(path: PathBuf, sealer: S) -> Result<Self, BackendError> {
         // Create the file ourselves so it is 0600 from its first byte; SQLite gives its WAL and
         // shared-memory files the database's mode.
         OpenOptions::new()
@@ -107,14 +275,15 @@ impl SqliteBackend {
                 source,
             })?;
         let conn = Connection::open(&path).map_err(sqlite_error("cannot open database", &path))?;
-        let mut backend = Self { conn, sealer, path };
-        backend.configure()?;
-        backend.migrate(&config.key_file)?;
-        Ok(backend)
+        let mut store = Self { conn, sealer, path };
+        store.configure()?;
+        store.migrate()?;
+        Ok(store)
     }
 
     /// The database file.
-    pub fn path(&self) -> &Path {
+    #[cfg_attr(not(feature = "android"), allow(dead_code))]
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
@@ -138,8 +307,8 @@ impl SqliteBackend {
             .map_err(&err)
     }
 
-    /// Brings the schema to [`FORMAT_VERSION`] in one transaction and checks the master key.
-    fn migrate(&mut self, key_file: &Path) -> Result<(), BackendError> {
+    /// Brings the schema to [`FORMAT_VERSION`] in one transaction and lets the sealer check its keys.
+    fn migrate(&mut self) -> Result<(), BackendError> {
         let path = self.path.clone();
         let err = sqlite_error("cannot migrate database", &path);
         let tx = self
@@ -172,12 +341,6 @@ impl SqliteBackend {
                  ) WITHOUT ROWID;",
             )
             .map_err(&err)?;
-            let check = self.sealer.seal(KEY_CHECK_AAD, KEY_CHECK_PLAINTEXT)?;
-            tx.execute(
-                "INSERT INTO meta (name, value) VALUES ('key_check', ?1)",
-                params![check],
-            )
-            .map_err(&err)?;
         }
         if version < 2 {
             tx.execute_batch("ALTER TABLE items ADD COLUMN written_at INTEGER NOT NULL DEFAULT 0;")
@@ -189,22 +352,7 @@ impl SqliteBackend {
         }
         tx.pragma_update(None, "user_version", FORMAT_VERSION)
             .map_err(&err)?;
-
-        let check: Option<Vec<u8>> = tx
-            .query_row(
-                "SELECT value FROM meta WHERE name = 'key_check'",
-                [],
-                |row| row.get(0),
-            )
-            .optional()
-            .map_err(&err)?;
-        let opens = check.is_some_and(|check| self.sealer.open(KEY_CHECK_AAD, &check).is_some());
-        if !opens {
-            return Err(BackendError::WrongMasterKey {
-                key_file: key_file.to_owned(),
-                database: path.clone(),
-            });
-        }
+        self.sealer.check_store(&tx, version < 1, &path)?;
         tx.commit().map_err(&err)
     }
 }
@@ -216,14 +364,22 @@ fn unix_millis() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-/// Reads and opens one item; shared by the backend and its [`SqliteReader`].
+/// What a read found.
+enum Found {
+    Item(Item),
+    Absent,
+    /// The row exists but its key is gone ([`Opened::KeyGone`]).
+    KeyGone,
+}
+
+/// Reads and opens one item; shared by the store and its [`SqliteReader`].
 fn read_item(
     conn: &Connection,
-    sealer: &Sealer,
+    sealer: &mut dyn RowSealer,
     path: &Path,
     project: &ProjectScope,
     name: &ItemName,
-) -> Result<Option<Item>, BackendError> {
+) -> Result<Found, BackendError> {
     let err = sqlite_error("cannot read item", path);
     let row: Option<(u8, Vec<u8>)> = conn
         .prepare_cached(
@@ -241,33 +397,41 @@ fn read_item(
         .optional()
         .map_err(&err)?;
     let Some((class, sealed)) = row else {
-        return Ok(None);
+        return Ok(Found::Absent);
     };
     let cannot_decrypt = || BackendError::CannotDecrypt {
         service: name.service.as_str().to_owned(),
         key: name.key.as_str().to_owned(),
     };
-    let aad = item_aad(
-        project.project().as_str(),
-        name.service.as_str(),
-        name.key.as_str(),
-        class,
-    );
-    let plaintext = sealer.open(&aad, &sealed).ok_or_else(cannot_decrypt)?;
+    let plaintext = match sealer.open(&Row::new(project, name, class), &sealed)? {
+        Opened::Value(plaintext) => plaintext,
+        Opened::NotAuthentic => return Err(cannot_decrypt()),
+        Opened::KeyGone => return Ok(Found::KeyGone),
+    };
     // The class is authenticated by the AAD, so a tampered class has already failed above.
     let accessible = KeychainAccessible::try_from(class).map_err(|_| cannot_decrypt())?;
     let value = std::str::from_utf8(&plaintext).map_err(|_| cannot_decrypt())?;
-    Ok(Some(Item {
+    Ok(Found::Item(Item {
         value: SecretString::from(value),
         accessible,
     }))
+}
+
+fn key_gone_warning(backend: &str, project: &ProjectScope, name: &ItemName) {
+    tracing::warn!(
+        backend,
+        project = %project.project(),
+        service = name.service.as_str(),
+        key = name.key.as_str(),
+        "the key that sealed this item is gone (app reinstalled or data restored from a backup); the item cannot be recovered and is removed"
+    );
 }
 
 /// A second, read-only connection to the same database, for the daemon's reader thread. WAL lets it
 /// read while the owner's connection writes and syncs.
 pub struct SqliteReader {
     conn: Connection,
-    sealer: Sealer,
+    sealer: Box<dyn RowSealer>,
     path: PathBuf,
 }
 
@@ -277,11 +441,26 @@ impl Reader for SqliteReader {
         project: &ProjectScope,
         name: &ItemName,
     ) -> Result<Option<Item>, BackendError> {
-        read_item(&self.conn, &self.sealer, &self.path, project, name)
+        match read_item(&self.conn, self.sealer.as_mut(), &self.path, project, name)? {
+            Found::Item(item) => Ok(Some(item)),
+            Found::Absent => Ok(None),
+            // Only the owner writes; it removes the row the next time it reads the item.
+            Found::KeyGone => {
+                key_gone_warning(self.sealer.name(), project, name);
+                Ok(None)
+            }
+        }
     }
 }
 
-impl SqliteBackend {
+impl<S: RowSealer> SealedStore<S> {
+    /// Drops the keys the sealer kept for `project` alone, once its rows are deleted.
+    fn forget_project_keys(&mut self, project: &ProjectScope) {
+        if let Err(err) = self.sealer.forget_project(project.project().as_str()) {
+            tracing::warn!(project = %project.project(), %err, "cannot remove the project's keys; its items are deleted");
+        }
+    }
+
     /// Applies `writes` inside one transaction: one WAL sync for all of them.
     fn apply_in_one_transaction(&mut self, writes: &[Write]) -> Result<(), BackendError> {
         let path = self.path.clone();
@@ -298,9 +477,9 @@ impl SqliteBackend {
     }
 }
 
-impl Backend for SqliteBackend {
+impl<S: RowSealer> Backend for SealedStore<S> {
     fn name(&self) -> &'static str {
-        "sqlite"
+        self.sealer.name()
     }
 
     fn get(
@@ -308,7 +487,15 @@ impl Backend for SqliteBackend {
         project: &ProjectScope,
         name: &ItemName,
     ) -> Result<Option<Item>, BackendError> {
-        read_item(&self.conn, &self.sealer, &self.path, project, name)
+        match read_item(&self.conn, &mut self.sealer, &self.path, project, name)? {
+            Found::Item(item) => Ok(Some(item)),
+            Found::Absent => Ok(None),
+            Found::KeyGone => {
+                key_gone_warning(self.sealer.name(), project, name);
+                self.delete(project, name)?;
+                Ok(None)
+            }
+        }
     }
 
     fn set(
@@ -319,13 +506,10 @@ impl Backend for SqliteBackend {
         accessible: KeychainAccessible,
     ) -> Result<(), BackendError> {
         let class = u8::from(accessible);
-        let aad = item_aad(
-            project.project().as_str(),
-            name.service.as_str(),
-            name.key.as_str(),
-            class,
-        );
-        let sealed = self.sealer.seal(&aad, value.expose_secret().as_bytes())?;
+        let sealed = self.sealer.seal(
+            &Row::new(project, name, class),
+            value.expose_secret().as_bytes(),
+        )?;
         self.conn
             .prepare_cached(
                 "INSERT INTO items (project, service, key, accessible, sealed, written_at)
@@ -367,13 +551,26 @@ impl Backend for SqliteBackend {
             .prepare_cached("DELETE FROM items WHERE project = ?1")
             .and_then(|mut stmt| stmt.execute(params![project.project().as_str()]))
             .map_err(sqlite_error("cannot delete project", &self.path))?;
+        // The rows go first (durably, unless a batch's transaction is open: then `write_batch`
+        // forgets the keys after its commit); a key left behind if this fails only costs space.
+        if self.conn.is_autocommit() {
+            self.forget_project_keys(project);
+        }
         Ok(())
     }
 
     fn write_batch(&mut self, writes: &[Write]) -> Vec<Result<(), BackendError>> {
         if writes.len() > 1 {
             match self.apply_in_one_transaction(writes) {
-                Ok(()) => return writes.iter().map(|_| Ok(())).collect(),
+                Ok(()) => {
+                    // Keys of projects deleted inside the transaction go once it has committed.
+                    for write in writes {
+                        if let Write::DeleteProject { project } = write {
+                            self.forget_project_keys(project);
+                        }
+                    }
+                    return writes.iter().map(|_| Ok(())).collect();
+                }
                 // Rolled back: apply each on its own, so each write gets its own error (or success).
                 Err(err) => {
                     tracing::debug!(%err, writes = writes.len(), "batch failed; applying its writes one by one")
@@ -384,13 +581,16 @@ impl Backend for SqliteBackend {
     }
 
     fn reader(&mut self) -> Result<Option<Box<dyn Reader>>, BackendError> {
+        let Some(sealer) = self.sealer.for_reader() else {
+            return Ok(None);
+        };
         let conn = Connection::open_with_flags(&self.path, OpenFlags::SQLITE_OPEN_READ_ONLY)
             .map_err(sqlite_error("cannot open a reader", &self.path))?;
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(sqlite_error("cannot configure a reader", &self.path))?;
         Ok(Some(Box::new(SqliteReader {
             conn,
-            sealer: self.sealer.clone(),
+            sealer,
             path: self.path.clone(),
         })))
     }
@@ -405,6 +605,62 @@ impl Backend for SqliteBackend {
         self.conn.close().map_err(|(_, e)| err(e))
     }
 }
+
+/// Implements [`Backend`] for a public backend type by handing every call to its `SealedStore` field.
+macro_rules! delegate_to_store {
+    ($backend:ty, $field:ident) => {
+        impl $crate::Backend for $backend {
+            fn name(&self) -> &'static str {
+                $crate::Backend::name(&self.$field)
+            }
+            fn get(
+                &mut self,
+                project: &$crate::ProjectScope,
+                name: &$crate::ItemName,
+            ) -> Result<Option<$crate::Item>, $crate::BackendError> {
+                $crate::Backend::get(&mut self.$field, project, name)
+            }
+            fn set(
+                &mut self,
+                project: &$crate::ProjectScope,
+                name: &$crate::ItemName,
+                value: &$crate::SecretString,
+                accessible: $crate::KeychainAccessible,
+            ) -> Result<(), $crate::BackendError> {
+                $crate::Backend::set(&mut self.$field, project, name, value, accessible)
+            }
+            fn delete(
+                &mut self,
+                project: &$crate::ProjectScope,
+                name: &$crate::ItemName,
+            ) -> Result<(), $crate::BackendError> {
+                $crate::Backend::delete(&mut self.$field, project, name)
+            }
+            fn delete_project(
+                &mut self,
+                project: &$crate::ProjectScope,
+            ) -> Result<(), $crate::BackendError> {
+                $crate::Backend::delete_project(&mut self.$field, project)
+            }
+            fn write_batch(
+                &mut self,
+                writes: &[$crate::Write],
+            ) -> Vec<Result<(), $crate::BackendError>> {
+                $crate::Backend::write_batch(&mut self.$field, writes)
+            }
+            fn reader(&mut self) -> Result<Option<Box<dyn $crate::Reader>>, $crate::BackendError> {
+                $crate::Backend::reader(&mut self.$field)
+            }
+            fn close(self: Box<Self>) -> Result<(), $crate::BackendError> {
+                $crate::Backend::close(Box::new(self.$field))
+            }
+        }
+    };
+}
+#[cfg(feature = "android")]
+pub(crate) use delegate_to_store;
+
+delegate_to_store!(SqliteBackend, store);
 
 #[cfg(test)]
 mod tests {
@@ -452,7 +708,13 @@ mod tests {
     #[test]
     fn conformance() {
         let f = fixture();
-        crate::conformance::run(|| Ok(Box::new(SqliteBackend::open(&f.config)?)));
+        let mut faults = crate::conformance::SqliteFaults {
+            database: f.config.data_dir.join(DATABASE_FILE),
+        };
+        crate::conformance::run_with_faults(
+            || Ok(Box::new(SqliteBackend::open(&f.config)?)),
+            &mut faults,
+        );
     }
 
     #[test]
@@ -537,6 +799,7 @@ mod tests {
         // Swap a's and b's ciphertexts; flip one bit of c's.
         let sealed_of = |backend: &SqliteBackend, key: &str| -> Vec<u8> {
             backend
+                .store
                 .conn
                 .query_row("SELECT sealed FROM items WHERE key = ?1", [key], |row| {
                     row.get(0)
@@ -545,6 +808,7 @@ mod tests {
         };
         let store = |backend: &SqliteBackend, key: &str, sealed: &[u8]| {
             backend
+                .store
                 .conn
                 .execute(
                     "UPDATE items SET sealed = ?1 WHERE key = ?2",
@@ -582,10 +846,12 @@ mod tests {
         let f = fixture();
         let backend = SqliteBackend::open(&f.config).expect("open");
         let journal: String = backend
+            .store
             .conn
             .pragma_query_value(None, "journal_mode", |r| r.get(0))
             .expect("journal");
         let synchronous: i64 = backend
+            .store
             .conn
             .pragma_query_value(None, "synchronous", |r| r.get(0))
             .expect("sync");
@@ -601,6 +867,7 @@ mod tests {
         let f = fixture();
         let backend = SqliteBackend::open(&f.config).expect("open");
         backend
+            .store
             .conn
             .pragma_update(None, "user_version", FORMAT_VERSION + 1)
             .expect("bump");

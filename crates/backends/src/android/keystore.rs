@@ -1,0 +1,438 @@
+//! [`KeystoreSealer`]: seals rows with AES-256-GCM keys held in a Java `KeyStore`, over JNI.
+//!
+//! Every JNI failure becomes a [`BackendError`] in [`keystore_error`], the one place Java's
+//! exceptions are read (except the two the failure policy turns into answers: a bad tag, a lost key).
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::Write as _;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use jni::errors::Error as JniError;
+use jni::objects::{Global, JObject};
+use jni::{Env, JavaVM};
+use rusqlite::{OptionalExtension, Transaction, params};
+use zeroize::Zeroizing;
+
+use super::java::{
+    ByteArrayInputStream, ByteArrayOutputStream, Cipher, GcmParameterSpec,
+    KeyGenParameterSpecBuilder, KeyGenerator, KeyStore, byte_array, caught, char_array, checked,
+    wipe,
+};
+use super::{KeystoreKind, key_alias, project_alias_prefix};
+use crate::BackendError;
+use crate::sqlite::{Opened, Row, RowSealer, sqlite_error};
+
+/// First byte of a value sealed by this backend (the master-key sealer writes 1).
+const FORMAT: u8 = 2;
+const TRANSFORMATION: &str = "AES/GCM/NoPadding";
+const KEY_BITS: i32 = 256;
+const TAG_BITS: i32 = 128;
+/// What this sealer records in `meta`, so neither backend opens the other's database.
+const SEALER_MARK: &[u8] = b"android-keystore/v1";
+
+/// Java exceptions the failure policy reads, by class name.
+const BAD_TAG: &str = "javax.crypto.AEADBadTagException";
+const KEY_INVALIDATED: &str = "android.security.keystore.KeyPermanentlyInvalidatedException";
+
+/// Turns a JNI failure into [`BackendError::Keystore`]: the one place they are mapped.
+fn keystore_error(action: &'static str) -> impl Fn(JniError) -> BackendError {
+    move |err| BackendError::Keystore {
+        action,
+        detail: describe(&err),
+    }
+}
+
+/// A Java exception as `class: message` (without its stack), any other JNI failure as jni prints it.
+fn describe(err: &JniError) -> String {
+    match err {
+        JniError::CaughtJavaException { name, msg, .. } => format!("{name}: {msg}"),
+        other => other.to_string(),
+    }
+}
+
+fn is_exception(err: &JniError, class: &str) -> bool {
+    matches!(err, JniError::CaughtJavaException { name, .. } if name == class)
+}
+
+/// The keys of one Java `KeyStore`, used through `Cipher`.
+pub(crate) struct KeystoreSealer {
+    vm: JavaVM,
+    kind: KeystoreKind,
+    /// The loaded `java.security.KeyStore`.
+    keystore: Global<JObject<'static>>,
+    /// Keys already looked up, by alias: a `getKey` per operation would be a keystore round trip.
+    keys: HashMap<String, Global<JObject<'static>>>,
+}
+
+impl KeystoreSealer {
+    /// Loads the keystore (creating an empty PKCS12 file on first start).
+    pub(crate) fn open(vm: JavaVM, kind: KeystoreKind) -> Result<Self, BackendError> {
+        let file_bytes = match &kind {
+            KeystoreKind::AndroidKeyStore => None,
+            KeystoreKind::Pkcs12 { file, .. } => match fs::read(file) {
+                Ok(bytes) => Some(Zeroizing::new(bytes)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                Err(source) => {
+                    return Err(BackendError::Io {
+                        action: "cannot read the keystore file",
+                        path: file.clone(),
+                        source,
+                    });
+                }
+            },
+        };
+        let keystore = vm
+            .attach_current_thread(|env| -> Result<_, JniError> {
+                checked(env, |env| {
+                    let keystore = KeyStore::get_instance(env, kind.java_type())?;
+                    let (stream, password) = match (&kind, &file_bytes) {
+                        (KeystoreKind::Pkcs12 { password, .. }, bytes) => (
+                            match bytes {
+                                Some(bytes) => ByteArrayInputStream::new_instance(env, bytes)?,
+                                None => JObject::null(),
+                            },
+                            char_array(env, Some(password.expose_secret()))?,
+                        ),
+                        (KeystoreKind::AndroidKeyStore, _) => (JObject::null(), JObject::null()),
+                    };
+                    KeyStore(&keystore).load(env, &stream, &password)?;
+                    env.new_global_ref(keystore)
+                })
+            })
+            .map_err(keystore_error("cannot open the keystore"))?;
+        let sealer = Self {
+            vm,
+            kind,
+            keystore,
+            keys: HashMap::new(),
+        };
+        if let KeystoreKind::Pkcs12 { file, .. } = &sealer.kind
+            && !file.exists()
+        {
+            sealer.persist()?;
+            tracing::info!(path = %file.display(), "created a new PKCS12 keystore");
+        }
+        Ok(sealer)
+    }
+
+    /// The entry password: `null` for AndroidKeyStore, the file's password for PKCS12.
+    fn password<'local>(&self, env: &mut Env<'local>) -> Result<JObject<'local>, JniError> {
+        match &self.kind {
+            KeystoreKind::AndroidKeyStore => Ok(JObject::null()),
+            KeystoreKind::Pkcs12 { password, .. } => {
+                char_array(env, Some(password.expose_secret()))
+            }
+        }
+    }
+
+    /// Writes a PKCS12 keystore to its file durably: written beside it, synced, renamed, folder
+    /// synced. A key must be on disk before any row it sealed is committed. AndroidKeyStore persists
+    /// by itself.
+    fn persist(&self) -> Result<(), BackendError> {
+        let KeystoreKind::Pkcs12 { file, .. } = &self.kind else {
+            return Ok(());
+        };
+        let bytes = self
+            .vm
+            .attach_current_thread(|env| -> Result<_, JniError> {
+                checked(env, |env| {
+                    let password = self.password(env)?;
+                    let out = ByteArrayOutputStream::new_instance(env)?;
+                    KeyStore(&self.keystore).store(env, &out, &password)?;
+                    ByteArrayOutputStream(&out).to_byte_array(env)
+                })
+            })
+            .map_err(keystore_error("cannot save the keystore"))?;
+        write_durably(file, &bytes)
+    }
+
+    /// Makes sure the key for `alias` is in `self.keys`: from the keystore, or (when `create`) newly
+    /// generated inside it. `false` when it does not exist and may not be created.
+    fn load_key(&mut self, alias: &str, create: bool) -> Result<bool, BackendError> {
+        if self.keys.contains_key(alias) {
+            return Ok(true);
+        }
+        let found = self
+            .vm
+            .attach_current_thread(|env| -> Result<_, JniError> {
+                checked(env, |env| {
+                    let password = self.password(env)?;
+                    let key = KeyStore(&self.keystore).get_key(env, alias, &password)?;
+                    if key.is_null() {
+                        Ok(None)
+                    } else {
+                        env.new_global_ref(key).map(Some)
+                    }
+                })
+            })
+            .map_err(keystore_error("cannot read a key"))?;
+        let key = match found {
+            Some(key) => key,
+            None if !create => return Ok(false),
+            None => {
+                let key = self.generate(alias)?;
+                tracing::info!(
+                    alias,
+                    keystore = self.kind.java_type(),
+                    "created a keystore key"
+                );
+                key
+            }
+        };
+        self.keys.insert(alias.to_owned(), key);
+        Ok(true)
+    }
+
+    /// Generates an AES-256 key inside the keystore under `alias`, durably.
+    fn generate(&mut self, alias: &str) -> Result<Global<JObject<'static>>, BackendError> {
+        let key = self
+            .vm
+            .attach_current_thread(|env| -> Result<_, JniError> {
+                checked(env, |env| match &self.kind {
+                    KeystoreKind::AndroidKeyStore => {
+                        let builder = KeyGenParameterSpecBuilder::new_instance(
+                            env,
+                            alias,
+                            KeyGenParameterSpecBuilder::PURPOSE_ENCRYPT_DECRYPT,
+                        )?;
+                        let spec_builder = KeyGenParameterSpecBuilder(&builder);
+                        spec_builder.set_key_size(env, KEY_BITS)?;
+                        spec_builder.set_block_modes(env, &["GCM"])?;
+                        spec_builder.set_encryption_paddings(env, &["NoPadding"])?;
+                        let spec = spec_builder.build(env)?;
+                        let generator =
+                            KeyGenerator::get_instance(env, "AES", Some("AndroidKeyStore"))?;
+                        KeyGenerator(&generator).init_spec(env, &spec)?;
+                        let key = KeyGenerator(&generator).generate_key(env)?;
+                        env.new_global_ref(key)
+                    }
+                    KeystoreKind::Pkcs12 { .. } => {
+                        let generator = KeyGenerator::get_instance(env, "AES", None)?;
+                        KeyGenerator(&generator).init_size(env, KEY_BITS)?;
+                        let key = KeyGenerator(&generator).generate_key(env)?;
+                        let password = self.password(env)?;
+                        KeyStore(&self.keystore).set_key_entry(env, alias, &key, &password)?;
+                        env.new_global_ref(key)
+                    }
+                })
+            })
+            .map_err(keystore_error("cannot create a key"))?;
+        self.persist()?;
+        Ok(key)
+    }
+
+    /// Removes `alias` from the keystore (for tests of the failure policy, and project deletion).
+    fn delete_aliases(&mut self, aliases: &[String]) -> Result<(), BackendError> {
+        if aliases.is_empty() {
+            return Ok(());
+        }
+        self.vm
+            .attach_current_thread(|env| -> Result<_, JniError> {
+                checked(env, |env| {
+                    for alias in aliases {
+                        KeyStore(&self.keystore).delete_entry(env, alias)?;
+                    }
+                    Ok(())
+                })
+            })
+            .map_err(keystore_error("cannot delete a key"))?;
+        for alias in aliases {
+            self.keys.remove(alias);
+        }
+        self.persist()
+    }
+
+    /// Every alias in the keystore.
+    pub(super) fn aliases(&self) -> Result<Vec<String>, BackendError> {
+        self.vm
+            .attach_current_thread(|env| -> Result<_, JniError> {
+                checked(env, |env| KeyStore(&self.keystore).aliases(env))
+            })
+            .map_err(keystore_error("cannot list the keys"))
+    }
+
+    /// Deletes the key that seals `service` in `project`. Only tests call this, to show the policy
+    /// for a key the platform lost.
+    #[cfg(test)]
+    pub(crate) fn delete_key(&mut self, project: &str, service: &str) -> Result<(), BackendError> {
+        self.delete_aliases(&[key_alias(project, service)])
+    }
+}
+
+impl RowSealer for KeystoreSealer {
+    fn name(&self) -> &'static str {
+        "android"
+    }
+
+    fn seal(&mut self, row: &Row<'_>, plaintext: &[u8]) -> Result<Vec<u8>, BackendError> {
+        let alias = key_alias(row.project, row.service);
+        self.load_key(&alias, true)?;
+        let key = self
+            .keys
+            .get(&alias)
+            .ok_or_else(|| BackendError::Internal("a created key is missing".to_owned()))?;
+        let aad = row.aad();
+        let (iv, ciphertext) = self
+            .vm
+            .attach_current_thread(|env| -> Result<_, JniError> {
+                checked(env, |env| {
+                    let cipher = Cipher::get_instance(env, TRANSFORMATION)?;
+                    let cipher = Cipher(&cipher);
+                    cipher.init(env, Cipher::ENCRYPT_MODE, key)?;
+                    let iv = cipher.get_iv(env)?;
+                    cipher.update_aad(env, &aad)?;
+                    let input = byte_array(env, plaintext)?;
+                    let output = cipher.do_final(env, &input).map_err(|e| caught(env, e));
+                    wipe(env, &input)?;
+                    Ok((iv, env.convert_byte_array(output?)?))
+                })
+            })
+            .map_err(keystore_error("cannot encrypt"))?;
+        let iv_len = u8::try_from(iv.len())
+            .map_err(|_| BackendError::Crypto(format!("unexpected IV length {}", iv.len())))?;
+        let mut sealed = Vec::with_capacity(2 + iv.len() + ciphertext.len());
+        sealed.push(FORMAT);
+        sealed.push(iv_len);
+        sealed.extend_from_slice(&iv);
+        sealed.extend_from_slice(&ciphertext);
+        Ok(sealed)
+    }
+
+    fn open(&mut self, row: &Row<'_>, sealed: &[u8]) -> Result<Opened, BackendError> {
+        let Some((iv, ciphertext)) = split_sealed(sealed) else {
+            return Ok(Opened::NotAuthentic);
+        };
+        let alias = key_alias(row.project, row.service);
+        if !self.load_key(&alias, false)? {
+            return Ok(Opened::KeyGone);
+        }
+        let Some(key) = self.keys.get(&alias) else {
+            return Ok(Opened::KeyGone);
+        };
+        let aad = row.aad();
+        let result = self.vm.attach_current_thread(|env| -> Result<_, JniError> {
+            checked(env, |env| {
+                let spec = GcmParameterSpec::new_instance(env, TAG_BITS, iv)?;
+                let cipher = Cipher::get_instance(env, TRANSFORMATION)?;
+                let cipher = Cipher(&cipher);
+                cipher.init_with(env, Cipher::DECRYPT_MODE, key, &spec)?;
+                cipher.update_aad(env, &aad)?;
+                let input = byte_array(env, ciphertext)?;
+                let output = cipher.do_final(env, &input)?;
+                let plaintext = Zeroizing::new(env.convert_byte_array(&output)?);
+                wipe(env, &output)?;
+                Ok(plaintext)
+            })
+        });
+        match result {
+            Ok(plaintext) => Ok(Opened::Value(plaintext)),
+            Err(err) if is_exception(&err, BAD_TAG) => Ok(Opened::NotAuthentic),
+            Err(err) if is_exception(&err, KEY_INVALIDATED) => Ok(Opened::KeyGone),
+            Err(err) => Err(keystore_error("cannot decrypt")(err)),
+        }
+    }
+
+    fn check_store(
+        &mut self,
+        tx: &Transaction<'_>,
+        created: bool,
+        database: &Path,
+    ) -> Result<(), BackendError> {
+        let err = sqlite_error("cannot check the database's sealer", database);
+        if created {
+            tx.execute(
+                "INSERT INTO meta (name, value) VALUES ('sealer', ?1)",
+                params![SEALER_MARK],
+            )
+            .map_err(&err)?;
+        }
+        let mark: Option<Vec<u8>> = tx
+            .query_row("SELECT value FROM meta WHERE name = 'sealer'", [], |row| {
+                row.get(0)
+            })
+            .optional()
+            .map_err(&err)?;
+        if mark.as_deref() == Some(SEALER_MARK) {
+            Ok(())
+        } else {
+            Err(BackendError::Keystore {
+                action: "cannot open the database",
+                detail: format!(
+                    "{} was not written by the android backend",
+                    database.display()
+                ),
+            })
+        }
+    }
+
+    fn forget_project(&mut self, project: &str) -> Result<(), BackendError> {
+        let prefix = project_alias_prefix(project).to_ascii_lowercase();
+        let aliases: Vec<String> = self
+            .aliases()?
+            .into_iter()
+            .filter(|alias| alias.to_ascii_lowercase().starts_with(&prefix))
+            .collect();
+        self.delete_aliases(&aliases)
+    }
+}
+
+/// Splits `2 ‖ iv length ‖ iv ‖ ciphertext ‖ tag`; `None` when it is not that shape.
+fn split_sealed(sealed: &[u8]) -> Option<(&[u8], &[u8])> {
+    let (&format, rest) = sealed.split_first()?;
+    let (&iv_len, rest) = rest.split_first()?;
+    let iv_len = usize::from(iv_len);
+    if format != FORMAT || iv_len == 0 || rest.len() < iv_len + (TAG_BITS as usize / 8) {
+        return None;
+    }
+    Some(rest.split_at(iv_len))
+}
+
+/// Replaces `path` with `bytes`: written beside it (0600), synced, renamed, the folder synced.
+fn write_durably(path: &Path, bytes: &[u8]) -> Result<(), BackendError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp: PathBuf = path.with_extension(format!("tmp-{}", std::process::id()));
+    let write = || -> std::io::Result<()> {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        fs::rename(&tmp, path)?;
+        File::open(dir)?.sync_all()
+    };
+    write().map_err(|source| {
+        let _ = fs::remove_file(&tmp);
+        BackendError::Io {
+            action: "cannot write the keystore file",
+            path: path.to_owned(),
+            source,
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sealed_values_are_checked_for_shape() {
+        let mut sealed = vec![FORMAT, 12];
+        sealed.extend_from_slice(&[7; 12]);
+        sealed.extend_from_slice(&[9; 16]);
+        let (iv, rest) = split_sealed(&sealed).expect("well formed");
+        assert_eq!((iv.len(), rest.len()), (12, 16));
+        assert!(
+            split_sealed(&sealed[..sealed.len() - 1]).is_none(),
+            "no room for a tag"
+        );
+        assert!(split_sealed(&[1, 12]).is_none());
+        assert!(split_sealed(&[]).is_none());
+        sealed[0] = 1;
+        assert!(split_sealed(&sealed).is_none(), "another sealer's format");
+    }
+}
