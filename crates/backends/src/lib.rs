@@ -9,6 +9,7 @@
 
 #[cfg(feature = "android")]
 pub mod android;
+pub mod apple;
 mod crypto;
 mod error;
 mod keyfile;
