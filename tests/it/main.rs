@@ -8,6 +8,7 @@
 
 mod api;
 mod at_rest;
+mod backends;
 mod bounds;
 mod cli;
 mod concurrency;

@@ -21,6 +21,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod backend;
 mod config;
 mod connection;
 mod error;

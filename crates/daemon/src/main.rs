@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
-use securestore_backends::sqlite::{SqliteBackend, SqliteConfig};
+use securestore_daemon::backend::{self, BackendKind, BackendPaths};
 use securestore_daemon::lock::LockFile;
 use securestore_daemon::{Config, Policy, REGISTRY_FILE, Registry, socket};
 use securestore_proto::limits::MAX_VALUE_BYTES_CEILING;
@@ -43,6 +43,17 @@ struct Args {
     #[arg(long, value_name = "N", default_value_t = Config::default().max_connections as u32,
           value_parser = clap::value_parser!(u32).range(1..=65_536))]
     max_connections: u32,
+
+    /// Where values are stored: `sqlite` (encrypted SQLite and a master key file), `android` (keys in
+    /// a Java KeyStore through JNI; on a desktop, an in-process JVM and a PKCS12 file), `apple` (the
+    /// Keychain, Apple targets only)
+    #[arg(
+        long,
+        value_name = "BACKEND",
+        default_value = "sqlite",
+        env = "SECURESTORE_BACKEND"
+    )]
+    backend: BackendKind,
 
     /// Which projects peers may open: `open` (any unregistered project, and registered ones with
     /// their token) or `strict` (only registered projects, with their token)
@@ -88,7 +99,10 @@ fn xdg_dir(var: &str, fallback: &str) -> anyhow::Result<PathBuf> {
 
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
+        // jni logs "detached thread" from a thread-local destructor when an attached thread ends;
+        // reaching the subscriber from there panics inside a destructor and aborts the process.
+        .add_directive("jni=warn".parse().expect("a valid directive"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -114,7 +128,7 @@ async fn shutdown_signal() {
 
 async fn serve(args: Args) -> anyhow::Result<()> {
     let socket_path = args.socket.unwrap_or_else(default_socket_path);
-    let storage = SqliteConfig {
+    let storage = BackendPaths {
         data_dir: match args.data_dir {
             Some(dir) => dir,
             None => xdg_dir("XDG_DATA_HOME", ".local/share")?,
@@ -136,7 +150,8 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         &storage.data_dir.join("securestored.lock"),
         &format!("the data folder {}", storage.data_dir.display()),
     )?;
-    let backend = SqliteBackend::open(&storage).context("cannot open the store")?;
+    let backend = backend::open(args.backend, &storage)
+        .with_context(|| format!("cannot open the {:?} store", args.backend))?;
     let registry = Registry::open(&storage.data_dir.join(REGISTRY_FILE))
         .context("cannot open the project registry")?;
     let config = Config {
@@ -151,12 +166,13 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     };
     tracing::info!(
         socket = %socket_path.display(),
-        database = %backend.path().display(),
+        backend = backend.name(),
+        data_dir = %storage.data_dir.display(),
         key_file = %storage.key_file.display(),
         policy = ?config.policy,
         "securestored ready"
     );
-    securestore_daemon::run(listener, Box::new(backend), config, shutdown_signal()).await?;
+    securestore_daemon::run(listener, backend, config, shutdown_signal()).await?;
     drop(socket_guard);
     Ok(())
 }

@@ -1,0 +1,164 @@
+//! Choosing and opening the storage backend: the one place the daemon names a backend.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, bail};
+use securestore_backends::Backend;
+use securestore_backends::sqlite::{SqliteBackend, SqliteConfig};
+
+/// Which backend stores the values (`--backend`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BackendKind {
+    /// The encrypted SQLite store with a master key file: the default, on every platform.
+    #[default]
+    Sqlite,
+    /// AES-256-GCM keys in a Java `KeyStore` through JNI, rows in the same durable SQLite store. On a
+    /// desktop, a JVM is started in-process with a PKCS12 keystore file.
+    Android,
+    /// The iOS / macOS Keychain (generic-password items).
+    Apple,
+}
+
+impl std::str::FromStr for BackendKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "sqlite" => Ok(Self::Sqlite),
+            "android" => Ok(Self::Android),
+            "apple" => Ok(Self::Apple),
+            other => Err(format!(
+                "unknown backend '{other}'; expected sqlite, android or apple"
+            )),
+        }
+    }
+}
+
+/// Where the backends keep their files.
+#[derive(Debug, Clone)]
+pub struct BackendPaths {
+    /// The data folder (database, registry, desktop keystore).
+    pub data_dir: PathBuf,
+    /// The master key file of the SQLite backend; its folder also holds the desktop keystore's
+    /// password.
+    pub key_file: PathBuf,
+}
+
+/// Opens the backend `kind` on `paths`.
+///
+/// # Errors
+/// If `kind` is not built into this binary for this target (a clear start-up error), or the backend
+/// refuses to open (wrong key, damaged database, no JVM, ...).
+pub fn open(kind: BackendKind, paths: &BackendPaths) -> anyhow::Result<Box<dyn Backend>> {
+    match kind {
+        BackendKind::Sqlite => {
+            let config = SqliteConfig {
+                data_dir: paths.data_dir.clone(),
+                key_file: paths.key_file.clone(),
+            };
+            Ok(Box::new(SqliteBackend::open(&config)?))
+        }
+        BackendKind::Android => open_android(paths),
+        BackendKind::Apple => open_apple(),
+    }
+}
+
+#[cfg(feature = "android-jvm")]
+fn open_android(paths: &BackendPaths) -> anyhow::Result<Box<dyn Backend>> {
+    use securestore_backends::android::{
+        AndroidConfig, AndroidKeystoreBackend, KeystoreKind, PKCS12_FILE, desktop_jvm,
+    };
+    let password_file = paths.key_file.with_file_name("keystore.password");
+    let keystore = paths.data_dir.join(PKCS12_FILE);
+    let password = desktop_password(&password_file, !keystore.exists())?;
+    let vm = desktop_jvm(None).context("cannot start a JVM for the Android backend")?;
+    let config = AndroidConfig {
+        data_dir: paths.data_dir.clone(),
+        keystore: KeystoreKind::Pkcs12 {
+            file: keystore,
+            password,
+        },
+    };
+    Ok(Box::new(AndroidKeystoreBackend::open(vm, &config)?))
+}
+
+#[cfg(not(feature = "android-jvm"))]
+fn open_android(_: &BackendPaths) -> anyhow::Result<Box<dyn Backend>> {
+    bail!("this securestored was built without the Android backend (feature `android-jvm`)")
+}
+
+#[cfg(target_vendor = "apple")]
+fn open_apple() -> anyhow::Result<Box<dyn Backend>> {
+    use securestore_backends::apple::{KeychainBackend, KeychainConfig};
+    Ok(Box::new(KeychainBackend::open(KeychainConfig {
+        access_group: None,
+    })?))
+}
+
+#[cfg(not(target_vendor = "apple"))]
+fn open_apple() -> anyhow::Result<Box<dyn Backend>> {
+    bail!(
+        "the apple (Keychain) backend exists only on Apple targets; this is {}",
+        std::env::consts::OS
+    )
+}
+
+/// The desktop keystore's password: read from `path`, or made (random, 0600) when the keystore is
+/// new. A missing password for an existing keystore is an error, never a fresh password.
+#[cfg(feature = "android-jvm")]
+fn desktop_password(
+    path: &Path,
+    may_create: bool,
+) -> anyhow::Result<securestore_backends::SecretString> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+
+    match std::fs::read_to_string(path) {
+        Ok(text) => return Ok(text.trim().into()),
+        Err(err) if err.kind() != std::io::ErrorKind::NotFound || !may_create => {
+            return Err(err)
+                .with_context(|| format!("cannot read the keystore password {}", path.display()));
+        }
+        Err(_) => {}
+    }
+    let mut random = zeroize::Zeroizing::new([0u8; 24]);
+    getrandom::fill(random.as_mut_slice()).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+    let password: String = random.iter().map(|b| format!("{b:02x}")).collect();
+    if let Some(dir) = path.parent() {
+        std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+            .create(dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    file.write_all(password.as_bytes())?;
+    file.sync_all()?;
+    Ok(password.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_parse_and_unbuilt_backends_are_clear_errors() {
+        assert_eq!("sqlite".parse(), Ok(BackendKind::Sqlite));
+        assert_eq!("android".parse(), Ok(BackendKind::Android));
+        assert!("keyring".parse::<BackendKind>().is_err());
+        if !cfg!(target_vendor = "apple") {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let paths = BackendPaths {
+                data_dir: dir.path().join("data"),
+                key_file: dir.path().join("master.key"),
+            };
+            let err = open(BackendKind::Apple, &paths)
+                .err()
+                .expect("no Keychain here");
+            assert!(err.to_string().contains("only on Apple targets"), "{err}");
+        }
+    }
+}

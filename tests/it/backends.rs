@@ -1,0 +1,145 @@
+//! The same contract through the real daemon, for every backend that runs here (the default SQLite
+//! store, and the Android Keystore backend on an in-process desktop JVM). Adding a backend is one
+//! test of one line.
+
+use securestore_client::{
+    DeleteOptions, Error, GetOptions, KeychainAccessible, ServiceError, SetOptions,
+};
+use securestore_e2e::{Daemon, bin};
+
+async fn value(
+    client: &securestore_client::Client,
+    key: &str,
+    service: Option<&str>,
+) -> Option<String> {
+    let options = GetOptions {
+        keychain_service: service.map(str::to_owned),
+    };
+    client
+        .get_item(key, options)
+        .await
+        .expect("get")
+        .map(|v| v.expose_secret().to_owned())
+}
+
+fn in_service(service: &str) -> SetOptions {
+    SetOptions {
+        keychain_service: Some(service.to_owned()),
+        ..SetOptions::default()
+    }
+}
+
+async fn contract_through_daemon(args: &[&str]) {
+    let mut daemon = Daemon::start_with(args);
+    let a = daemon.client("@conformance/a").await;
+    let b = daemon.client("@conformance/b").await;
+
+    assert_eq!(value(&a, "token", None).await, None, "missing");
+    a.set_item("token", "v1", SetOptions::default())
+        .await
+        .expect("set");
+    a.set_item("token", "v2", SetOptions::default())
+        .await
+        .expect("overwrite");
+    assert_eq!(value(&a, "token", None).await.as_deref(), Some("v2"));
+    a.delete_item("token", DeleteOptions::default())
+        .await
+        .expect("delete");
+    assert_eq!(value(&a, "token", None).await, None);
+    a.delete_item("token", DeleteOptions::default())
+        .await
+        .expect("delete-missing");
+
+    a.set_item("token", "default", SetOptions::default())
+        .await
+        .expect("set");
+    a.set_item("token", "auth", in_service("auth"))
+        .await
+        .expect("set");
+    assert_eq!(
+        value(&a, "token", Some("auth")).await.as_deref(),
+        Some("auth"),
+        "services apart"
+    );
+    assert_eq!(value(&b, "token", None).await, None, "projects apart");
+    b.set_item("token", "b's", SetOptions::default())
+        .await
+        .expect("set");
+    assert_eq!(value(&a, "token", None).await.as_deref(), Some("default"));
+
+    for class in KeychainAccessible::ALL {
+        let options = SetOptions {
+            keychain_service: None,
+            keychain_accessible: class,
+        };
+        a.set_item("classed", "x", options).await.expect("set");
+        let item = a
+            .get_item_entry("classed", GetOptions::default())
+            .await
+            .expect("get")
+            .expect("present");
+        assert_eq!(item.accessible, class, "the class is stored and returned");
+    }
+    a.set_item("unicode", "ключ 🔑", SetOptions::default())
+        .await
+        .expect("set");
+    a.set_item("empty", "", SetOptions::default())
+        .await
+        .expect("set");
+    let err = a
+        .set_item("big", "x".repeat(64 * 1024 + 1), SetOptions::default())
+        .await
+        .expect_err("limit");
+    assert!(
+        matches!(err, Error::Service(ServiceError::ValueTooLarge { .. })),
+        "{err:?}"
+    );
+
+    drop((a, b));
+    daemon.restart();
+    let a = daemon.client("@conformance/a").await;
+    let b = daemon.client("@conformance/b").await;
+    assert_eq!(
+        value(&a, "token", None).await.as_deref(),
+        Some("default"),
+        "persisted"
+    );
+    assert_eq!(
+        value(&a, "token", Some("auth")).await.as_deref(),
+        Some("auth")
+    );
+    assert_eq!(value(&a, "unicode", None).await.as_deref(), Some("ключ 🔑"));
+    assert_eq!(value(&a, "empty", None).await.as_deref(), Some(""));
+    assert_eq!(value(&b, "token", None).await.as_deref(), Some("b's"));
+}
+
+#[tokio::test]
+async fn sqlite_through_the_daemon() {
+    contract_through_daemon(&[]).await;
+}
+
+#[tokio::test]
+async fn android_keystore_on_a_desktop_jvm_through_the_daemon() {
+    contract_through_daemon(&["--backend", "android"]).await;
+}
+
+#[test]
+fn a_backend_not_built_for_this_target_is_a_clear_start_up_error() {
+    if cfg!(target_vendor = "apple") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = std::process::Command::new(bin("securestored"))
+        .arg("--socket")
+        .arg(dir.path().join("run/s.sock"))
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .arg("--key-file")
+        .arg(dir.path().join("master.key"))
+        .args(["--backend", "apple"])
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("only on Apple targets"), "{stderr}");
+}
