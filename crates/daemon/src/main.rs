@@ -185,7 +185,9 @@ fn main() -> ExitCode {
         eprintln!("securestored: {err:#}");
         return ExitCode::FAILURE;
     }
-    let runtime = match tokio::runtime::Runtime::new() {
+    // One async thread: connection work is light (framing, decoding), storage runs on its own
+    // threads, and a single executor thread avoids cross-thread wake-ups on every request.
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("securestored: cannot start the async runtime: {err}");
