@@ -81,8 +81,9 @@ fn read_key(path: &Path, mut file: File) -> Result<Zeroizing<[u8; KEY_LEN]>, Bac
     Ok(key)
 }
 
-/// Writes a new key beside `path`, syncs it, then renames it into place, so a crash leaves either no
-/// key file or a whole one.
+/// Writes a new key beside `path`, syncs it, then links it into place without replacing anything, so
+/// a crash leaves either no key file or a whole one, and of two processes creating a key at once the
+/// second adopts the first's key instead of overwriting it.
 fn create(path: &Path) -> Result<Zeroizing<[u8; KEY_LEN]>, BackendError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     create_private_dir(dir)?;
@@ -99,15 +100,26 @@ fn create(path: &Path) -> Result<Zeroizing<[u8; KEY_LEN]>, BackendError> {
             .open(&tmp)?;
         file.write_all(key.as_slice())?;
         file.sync_all()?;
-        fs::rename(&tmp, path)?;
+        // `link` fails if `path` exists, where `rename` would replace it.
+        let linked = fs::hard_link(&tmp, path);
+        fs::remove_file(&tmp)?;
+        linked?;
         File::open(dir)?.sync_all()
     };
-    write().map_err(|e| {
-        let _ = fs::remove_file(&tmp);
-        io_error("cannot write master key file", path)(e)
-    })?;
-    tracing::info!(path = %path.display(), "created a new master key");
-    Ok(key)
+    match write() {
+        Ok(()) => {
+            tracing::info!(path = %path.display(), "created a new master key");
+            Ok(key)
+        }
+        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {
+            let file = File::open(path).map_err(io_error("cannot open master key file", path))?;
+            read_key(path, file)
+        }
+        Err(err) => {
+            let _ = fs::remove_file(&tmp);
+            Err(io_error("cannot write master key file", path)(err))
+        }
+    }
 }
 
 #[cfg(test)]
@@ -129,6 +141,21 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(dir_mode & 0o777, 0o700);
+    }
+
+    #[test]
+    fn a_key_created_meanwhile_is_adopted_not_replaced() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("master.key");
+        let theirs = load_or_create(&path, true).expect("first").expect("key");
+        // As if another process made the key between our NotFound and our link.
+        let ours = create(&path).expect("second");
+        assert_eq!(*ours, *theirs, "the existing key is kept and adopted");
+        assert_eq!(
+            fs::read_dir(dir.path()).expect("ls").count(),
+            1,
+            "no temporary file is left"
+        );
     }
 
     #[test]

@@ -461,6 +461,23 @@ impl<S: RowSealer> SealedStore<S> {
         }
     }
 
+    /// Rolls back a transaction left open by an earlier call (a panic between `BEGIN` and `COMMIT`, a
+    /// failed `ROLLBACK`). Left open, it would silently take in every later write, uncommitted.
+    fn close_stray_transaction(&mut self) -> Result<(), BackendError> {
+        if self.conn.is_autocommit() {
+            return Ok(());
+        }
+        tracing::error!("a transaction was left open; rolling it back");
+        let _ = self.conn.execute_batch("ROLLBACK");
+        if self.conn.is_autocommit() {
+            Ok(())
+        } else {
+            Err(BackendError::Internal(
+                "a transaction is stuck open".to_owned(),
+            ))
+        }
+    }
+
     /// Applies `writes` inside one transaction: one WAL sync for all of them.
     fn apply_in_one_transaction(&mut self, writes: &[Write]) -> Result<(), BackendError> {
         let path = self.path.clone();
@@ -560,6 +577,13 @@ impl<S: RowSealer> Backend for SealedStore<S> {
     }
 
     fn write_batch(&mut self, writes: &[Write]) -> Vec<Result<(), BackendError>> {
+        if let Err(err) = self.close_stray_transaction() {
+            let message = err.to_string();
+            return writes
+                .iter()
+                .map(|_| Err(BackendError::Internal(message.clone())))
+                .collect();
+        }
         if writes.len() > 1 {
             match self.apply_in_one_transaction(writes) {
                 Ok(()) => {
@@ -573,7 +597,14 @@ impl<S: RowSealer> Backend for SealedStore<S> {
                 }
                 // Rolled back: apply each on its own, so each write gets its own error (or success).
                 Err(err) => {
-                    tracing::debug!(%err, writes = writes.len(), "batch failed; applying its writes one by one")
+                    tracing::debug!(%err, writes = writes.len(), "batch failed; applying its writes one by one");
+                    if let Err(err) = self.close_stray_transaction() {
+                        let message = err.to_string();
+                        return writes
+                            .iter()
+                            .map(|_| Err(BackendError::Internal(message.clone())))
+                            .collect();
+                    }
                 }
             }
         }
@@ -837,6 +868,43 @@ mod tests {
             .expect("get")
             .expect("present");
         assert_eq!(d.value.expose_secret(), "value-d");
+    }
+
+    /// A transaction left open by an earlier call (a panic mid-batch) must not swallow later writes.
+    #[test]
+    fn a_stray_open_transaction_is_rolled_back_before_the_next_batch() {
+        let f = fixture();
+        let mut backend = SqliteBackend::open(&f.config).expect("open");
+        backend
+            .store
+            .conn
+            .execute_batch("BEGIN IMMEDIATE")
+            .expect("begin");
+        let write = |key: &str| Write::Set {
+            project: scope("p"),
+            name: item(key),
+            value: SecretString::from("durable"),
+            accessible: KeychainAccessible::default(),
+        };
+        for batch in [vec![write("one")], vec![write("two"), write("three")]] {
+            let results = backend.write_batch(&batch);
+            assert!(results.iter().all(Result::is_ok), "{results:?}");
+            assert!(
+                backend.store.conn.is_autocommit(),
+                "no transaction is left open"
+            );
+        }
+        Box::new(backend).close().expect("close");
+        let mut reopened = SqliteBackend::open(&f.config).expect("reopen");
+        for key in ["one", "two", "three"] {
+            assert!(
+                reopened
+                    .get(&scope("p"), &item(key))
+                    .expect("get")
+                    .is_some(),
+                "{key} was committed"
+            );
+        }
     }
 
     /// Process-kill tests cannot tell whether a commit reached the disk; this checks the setting
