@@ -12,6 +12,9 @@ fuzz_target!(|data: &[u8]| {
         // bytes: bincode accepts non-canonical varints, e.g. 0 written in three bytes.)
         let bytes = encode(&hello, MAX_HANDSHAKE_FRAME).expect("re-encode");
         let again = decode::<Hello>(&bytes, MAX_HANDSHAKE_FRAME).expect("re-decode");
-        assert_eq!(encode(&again, MAX_HANDSHAKE_FRAME).expect("re-encode"), bytes);
+        assert_eq!(
+            encode(&again, MAX_HANDSHAKE_FRAME).expect("re-encode"),
+            bytes
+        );
     }
 });

@@ -24,7 +24,10 @@ fn quiet_known_panics() {
     ONCE.call_once(|| {
         let default = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
-            if !info.to_string().contains("overflow when adding duration to instant") {
+            if !info
+                .to_string()
+                .contains("overflow when adding duration to instant")
+            {
                 default(info);
                 std::process::abort();
             }
@@ -34,10 +37,14 @@ fn quiet_known_panics() {
 
 fuzz_target!(|data: &[u8]| {
     quiet_known_panics();
-    let mut codec = ServerCodec::with_decode_hook(max_frame_len(DEFAULT_MAX_VALUE_BYTES), clamp_deadline);
+    let mut codec =
+        ServerCodec::with_decode_hook(max_frame_len(DEFAULT_MAX_VALUE_BYTES), clamp_deadline);
     let frame = BytesMut::from(data);
     if let Ok(ClientMessage::Request(request)) = Pin::new(&mut codec).deserialize(&frame) {
         let latest = Instant::now() + MAX_REQUEST_DEADLINE + Duration::from_secs(1);
-        assert!(request.context.deadline <= latest, "an unclamped deadline reached the server");
+        assert!(
+            request.context.deadline <= latest,
+            "an unclamped deadline reached the server"
+        );
     }
 });

@@ -13,8 +13,8 @@ use securestore_backends::sqlite::{SqliteBackend, SqliteConfig};
 use securestore_daemon::Config;
 use securestore_daemon::fuzzing::Harness;
 use securestore_proto::{
-    DeleteOptions, GetOptions, KeychainAccessible, SecretString, SecureStoreRequest, SecureStoreResponse, ServiceError,
-    SetOptions,
+    DeleteOptions, GetOptions, KeychainAccessible, SecretString, SecureStoreRequest,
+    SecureStoreResponse, ServiceError, SetOptions,
 };
 
 const MAX_VALUE: u32 = 32;
@@ -23,19 +23,43 @@ const SERVICES: [Option<&str>; 4] = [None, Some("app"), Some("auth"), Some("")];
 
 #[derive(Debug, Arbitrary)]
 enum Op {
-    Set { project: u8, key: u8, service: u8, value: Vec<u8>, class: u8 },
-    Get { project: u8, key: u8, service: u8 },
-    Delete { project: u8, key: u8, service: u8 },
+    Set {
+        project: u8,
+        key: u8,
+        service: u8,
+        value: Vec<u8>,
+        class: u8,
+    },
+    Get {
+        project: u8,
+        key: u8,
+        service: u8,
+    },
+    Delete {
+        project: u8,
+        key: u8,
+        service: u8,
+    },
 }
 
 fn harness() -> &'static Mutex<Harness> {
     static HARNESS: OnceLock<Mutex<Harness>> = OnceLock::new();
     HARNESS.get_or_init(|| {
         // tmpfs keeps SQLite's fsyncs cheap; the directory lives as long as the process.
-        let dir = tempfile::Builder::new().prefix("securestore-fuzz").tempdir_in("/dev/shm").expect("tempdir").keep();
-        let backend = SqliteBackend::open(&SqliteConfig { data_dir: dir.join("data"), key_file: dir.join("master.key") })
-            .expect("open store");
-        let config = Config { max_value_bytes: MAX_VALUE, ..Config::default() };
+        let dir = tempfile::Builder::new()
+            .prefix("securestore-fuzz")
+            .tempdir_in("/dev/shm")
+            .expect("tempdir")
+            .keep();
+        let backend = SqliteBackend::open(&SqliteConfig {
+            data_dir: dir.join("data"),
+            key_file: dir.join("master.key"),
+        })
+        .expect("open store");
+        let config = Config {
+            max_value_bytes: MAX_VALUE,
+            ..Config::default()
+        };
         Mutex::new(Harness::new(Box::new(backend), config))
     })
 }
@@ -50,9 +74,26 @@ fuzz_target!(|ops: Vec<Op>| {
 
     for op in ops.into_iter().take(64) {
         let (p, key, service) = match &op {
-            Op::Set { project, key, service, .. } | Op::Get { project, key, service } | Op::Delete { project, key, service } => {
-                (project % 3, KEYS[*key as usize % KEYS.len()], SERVICES[*service as usize % SERVICES.len()])
+            Op::Set {
+                project,
+                key,
+                service,
+                ..
             }
+            | Op::Get {
+                project,
+                key,
+                service,
+            }
+            | Op::Delete {
+                project,
+                key,
+                service,
+            } => (
+                project % 3,
+                KEYS[*key as usize % KEYS.len()],
+                SERVICES[*service as usize % SERVICES.len()],
+            ),
         };
         let slot = (p, service.unwrap_or("app"), key);
         let key_ok = !key.is_empty() && !key.contains(' ');
@@ -62,17 +103,30 @@ fuzz_target!(|ops: Vec<Op>| {
             Op::Set { value, class, .. } => SecureStoreRequest::SetItem {
                 key: key.to_owned(),
                 value: SecretString::new(String::from_utf8_lossy(value).into_owned()),
-                options: SetOptions { keychain_service, keychain_accessible: KeychainAccessible::ALL[*class as usize % 7] },
+                options: SetOptions {
+                    keychain_service,
+                    keychain_accessible: KeychainAccessible::ALL[*class as usize % 7],
+                },
             },
-            Op::Get { .. } => SecureStoreRequest::GetItem { key: key.to_owned(), options: GetOptions { keychain_service } },
-            Op::Delete { .. } => SecureStoreRequest::DeleteItem { key: key.to_owned(), options: DeleteOptions { keychain_service } },
+            Op::Get { .. } => SecureStoreRequest::GetItem {
+                key: key.to_owned(),
+                options: GetOptions { keychain_service },
+            },
+            Op::Delete { .. } => SecureStoreRequest::DeleteItem {
+                key: key.to_owned(),
+                options: DeleteOptions { keychain_service },
+            },
         };
-        let response = harness.call(&project(p), request).expect("valid projects bind");
+        let response = harness
+            .call(&project(p), request)
+            .expect("valid projects bind");
 
         match (op, response) {
             (_, SecureStoreResponse::SetItem(Err(ServiceError::InvalidKey)))
             | (_, SecureStoreResponse::GetItem(Err(ServiceError::InvalidKey)))
-            | (_, SecureStoreResponse::DeleteItem(Err(ServiceError::InvalidKey))) => assert!(!key_ok, "valid key {key:?} refused"),
+            | (_, SecureStoreResponse::DeleteItem(Err(ServiceError::InvalidKey))) => {
+                assert!(!key_ok, "valid key {key:?} refused")
+            }
             (_, SecureStoreResponse::SetItem(Err(ServiceError::InvalidService { .. })))
             | (_, SecureStoreResponse::GetItem(Err(ServiceError::InvalidService { .. })))
             | (_, SecureStoreResponse::DeleteItem(Err(ServiceError::InvalidService { .. }))) => {
@@ -82,7 +136,10 @@ fuzz_target!(|ops: Vec<Op>| {
                 assert!(key_ok && service_ok, "invalid name accepted");
                 let text = String::from_utf8_lossy(&value).into_owned();
                 if text.len() > MAX_VALUE as usize {
-                    assert!(matches!(result, Err(ServiceError::ValueTooLarge { .. })), "{result:?}");
+                    assert!(
+                        matches!(result, Err(ServiceError::ValueTooLarge { .. })),
+                        "{result:?}"
+                    );
                 } else {
                     assert!(result.is_ok(), "{result:?}");
                     model.insert(slot, (text, KeychainAccessible::ALL[class as usize % 7]));
@@ -90,8 +147,14 @@ fuzz_target!(|ops: Vec<Op>| {
             }
             (Op::Get { .. }, SecureStoreResponse::GetItem(result)) => {
                 assert!(key_ok && service_ok, "invalid name accepted");
-                let found = result.expect("get succeeds").map(|item| (item.value.expose_secret().to_owned(), item.accessible));
-                assert_eq!(found.as_ref(), model.get(&slot), "project {p} read something the model does not hold");
+                let found = result
+                    .expect("get succeeds")
+                    .map(|item| (item.value.expose_secret().to_owned(), item.accessible));
+                assert_eq!(
+                    found.as_ref(),
+                    model.get(&slot),
+                    "project {p} read something the model does not hold"
+                );
             }
             (Op::Delete { .. }, SecureStoreResponse::DeleteItem(result)) => {
                 assert!(key_ok && service_ok, "invalid name accepted");

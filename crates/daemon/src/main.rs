@@ -187,7 +187,10 @@ fn main() -> ExitCode {
     }
     // One async thread: connection work is light (framing, decoding), storage runs on its own
     // threads, and a single executor thread avoids cross-thread wake-ups on every request.
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("securestored: cannot start the async runtime: {err}");
