@@ -5,22 +5,7 @@
 use securestore_client::{
     DeleteOptions, Error, GetOptions, KeychainAccessible, ServiceError, SetOptions,
 };
-use securestore_e2e::{Daemon, bin};
-
-async fn value(
-    client: &securestore_client::Client,
-    key: &str,
-    service: Option<&str>,
-) -> Option<String> {
-    let options = GetOptions {
-        keychain_service: service.map(str::to_owned),
-    };
-    client
-        .get_item(key, options)
-        .await
-        .expect("get")
-        .map(|v| v.expose_secret().to_owned())
-}
+use securestore_e2e::{Daemon, securestored_in, value_of};
 
 fn in_service(service: &str) -> SetOptions {
     SetOptions {
@@ -34,18 +19,18 @@ async fn contract_through_daemon(args: &[&str]) {
     let a = daemon.client("@conformance/a").await;
     let b = daemon.client("@conformance/b").await;
 
-    assert_eq!(value(&a, "token", None).await, None, "missing");
+    assert_eq!(value_of(&a, "token", None).await, None, "missing");
     a.set_item("token", "v1", SetOptions::default())
         .await
         .expect("set");
     a.set_item("token", "v2", SetOptions::default())
         .await
         .expect("overwrite");
-    assert_eq!(value(&a, "token", None).await.as_deref(), Some("v2"));
+    assert_eq!(value_of(&a, "token", None).await.as_deref(), Some("v2"));
     a.delete_item("token", DeleteOptions::default())
         .await
         .expect("delete");
-    assert_eq!(value(&a, "token", None).await, None);
+    assert_eq!(value_of(&a, "token", None).await, None);
     a.delete_item("token", DeleteOptions::default())
         .await
         .expect("delete-missing");
@@ -57,15 +42,18 @@ async fn contract_through_daemon(args: &[&str]) {
         .await
         .expect("set");
     assert_eq!(
-        value(&a, "token", Some("auth")).await.as_deref(),
+        value_of(&a, "token", Some("auth")).await.as_deref(),
         Some("auth"),
         "services apart"
     );
-    assert_eq!(value(&b, "token", None).await, None, "projects apart");
+    assert_eq!(value_of(&b, "token", None).await, None, "projects apart");
     b.set_item("token", "b's", SetOptions::default())
         .await
         .expect("set");
-    assert_eq!(value(&a, "token", None).await.as_deref(), Some("default"));
+    assert_eq!(
+        value_of(&a, "token", None).await.as_deref(),
+        Some("default")
+    );
 
     for class in KeychainAccessible::ALL {
         let options = SetOptions {
@@ -100,17 +88,20 @@ async fn contract_through_daemon(args: &[&str]) {
     let a = daemon.client("@conformance/a").await;
     let b = daemon.client("@conformance/b").await;
     assert_eq!(
-        value(&a, "token", None).await.as_deref(),
+        value_of(&a, "token", None).await.as_deref(),
         Some("default"),
         "persisted"
     );
     assert_eq!(
-        value(&a, "token", Some("auth")).await.as_deref(),
+        value_of(&a, "token", Some("auth")).await.as_deref(),
         Some("auth")
     );
-    assert_eq!(value(&a, "unicode", None).await.as_deref(), Some("ключ 🔑"));
-    assert_eq!(value(&a, "empty", None).await.as_deref(), Some(""));
-    assert_eq!(value(&b, "token", None).await.as_deref(), Some("b's"));
+    assert_eq!(
+        value_of(&a, "unicode", None).await.as_deref(),
+        Some("ключ 🔑")
+    );
+    assert_eq!(value_of(&a, "empty", None).await.as_deref(), Some(""));
+    assert_eq!(value_of(&b, "token", None).await.as_deref(), Some("b's"));
 }
 
 #[tokio::test]
@@ -129,13 +120,7 @@ fn a_backend_not_built_for_this_target_is_a_clear_start_up_error() {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
-    let out = std::process::Command::new(bin("securestored"))
-        .arg("--socket")
-        .arg(dir.path().join("run/s.sock"))
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .arg("--key-file")
-        .arg(dir.path().join("master.key"))
+    let out = securestored_in(dir.path())
         .args(["--backend", "apple"])
         .output()
         .expect("run");

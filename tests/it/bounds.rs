@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 use securestore_client::{ConnectOptions, Error, GetOptions, SetOptions};
-use securestore_e2e::{Daemon, PROJECT, frame, raw_client, raw_hello};
+use securestore_e2e::{Daemon, PROJECT, closed_after, frame, raw_client, raw_hello};
 use securestore_proto::codec::encode;
 use securestore_proto::handshake::{Hello, HelloReply};
 use securestore_proto::tarpc::{ClientMessage, Request, Response, context};
@@ -16,32 +16,9 @@ use tokio::net::UnixStream;
 
 const LIMIT: usize = 1 << 20;
 
-/// Whether the daemon closes `stream` within `within`.
+/// Whether the daemon closes `stream` within `within`, sending nothing more.
 async fn closed_within(stream: &mut UnixStream, within: Duration) -> bool {
-    let mut buf = [0u8; 1024];
-    tokio::time::timeout(within, async {
-        loop {
-            match stream.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-        }
-    })
-    .await
-    .is_ok()
-}
-
-async fn assert_still_serving(daemon: &Daemon) {
-    let client = daemon.client(PROJECT).await;
-    client
-        .set_item("alive", "yes", SetOptions::default())
-        .await
-        .expect("set");
-    let found = client
-        .get_item("alive", GetOptions::default())
-        .await
-        .expect("get");
-    assert_eq!(found.as_ref().map(|v| v.expose_secret()), Some("yes"));
+    closed_after(stream, &[], within).await
 }
 
 /// A bound raw connection.
@@ -113,7 +90,7 @@ async fn truncated_frames_then_silence_are_closed() {
     idle.write_all(&get_request(1)).await.expect("write");
     let mut len = [0u8; 4];
     idle.read_exact(&mut len).await.expect("an answer arrives");
-    assert_still_serving(&daemon).await;
+    daemon.assert_serving().await;
 }
 
 #[tokio::test]
@@ -162,7 +139,7 @@ async fn absurd_field_values_are_contained() {
     let mut stream = bound_stream(&daemon).await;
     stream.write_all(&frame(&bytes)).await.expect("write");
     assert!(closed_within(&mut stream, Duration::from_secs(5)).await);
-    assert_still_serving(&daemon).await;
+    daemon.assert_serving().await;
 
     // An unknown accessibility class (the last byte of a set with default options) is malformed.
     let set = SecureStoreRequest::SetItem {
@@ -187,7 +164,7 @@ async fn absurd_field_values_are_contained() {
         matches!(answer, Err(ServiceError::KeyTooLong { .. })),
         "{answer:?}"
     );
-    assert_still_serving(&daemon).await;
+    daemon.assert_serving().await;
 }
 
 #[tokio::test]
@@ -209,7 +186,7 @@ async fn in_flight_requests_per_connection_are_capped_and_every_request_is_answe
         turned_away > 0,
         "with one request allowed in flight, a burst of {REQUESTS} must hit the cap"
     );
-    assert_still_serving(&daemon).await;
+    daemon.assert_serving().await;
 }
 
 #[tokio::test]
@@ -307,9 +284,9 @@ async fn a_client_that_never_reads_its_answers_hurts_only_itself() {
         stream
     });
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_still_serving(&daemon).await;
+    daemon.assert_serving().await;
     writer.abort();
-    assert_still_serving(&daemon).await;
+    daemon.assert_serving().await;
 }
 
 #[tokio::test]
@@ -321,5 +298,5 @@ async fn garbage_after_the_handshake_closes_only_that_connection() {
         .await
         .expect("write");
     assert!(closed_within(&mut stream, Duration::from_secs(5)).await);
-    assert_still_serving(&daemon).await;
+    daemon.assert_serving().await;
 }

@@ -1,22 +1,7 @@
 //! Projects never see each other; services are namespaces inside a project.
 
-use securestore_client::{DeleteOptions, GetOptions, SetOptions};
-use securestore_e2e::{Daemon, PROJECT};
-
-async fn value(
-    client: &securestore_client::Client,
-    key: &str,
-    service: Option<&str>,
-) -> Option<String> {
-    let options = GetOptions {
-        keychain_service: service.map(str::to_owned),
-    };
-    client
-        .get_item(key, options)
-        .await
-        .expect("get")
-        .map(|v| v.expose_secret().to_owned())
-}
+use securestore_client::{DeleteOptions, SetOptions};
+use securestore_e2e::{Daemon, PROJECT, value_of};
 
 #[tokio::test]
 async fn two_projects_with_the_same_key_never_meet() {
@@ -28,7 +13,7 @@ async fn two_projects_with_the_same_key_never_meet() {
         .await
         .expect("set");
     assert_eq!(
-        value(&b, "token", None).await,
+        value_of(&b, "token", None).await,
         None,
         "b cannot read a's item"
     );
@@ -37,12 +22,12 @@ async fn two_projects_with_the_same_key_never_meet() {
         .await
         .expect("set");
     assert_eq!(
-        value(&a, "token", None).await.as_deref(),
+        value_of(&a, "token", None).await.as_deref(),
         Some("a's secret"),
         "b's write stays in b"
     );
     assert_eq!(
-        value(&b, "token", None).await.as_deref(),
+        value_of(&b, "token", None).await.as_deref(),
         Some("b's secret")
     );
 
@@ -50,11 +35,11 @@ async fn two_projects_with_the_same_key_never_meet() {
         .await
         .expect("delete");
     assert_eq!(
-        value(&a, "token", None).await.as_deref(),
+        value_of(&a, "token", None).await.as_deref(),
         Some("a's secret"),
         "b's delete stays in b"
     );
-    assert_eq!(value(&b, "token", None).await, None);
+    assert_eq!(value_of(&b, "token", None).await, None);
 }
 
 #[tokio::test]
@@ -72,8 +57,8 @@ async fn a_project_id_that_prefixes_another_is_still_apart() {
         ..SetOptions::default()
     };
     long.set_item("x", "long", service).await.expect("set");
-    assert_eq!(value(&long, "pp", None).await, None);
-    assert_eq!(value(&short, "x", Some("pp")).await, None);
+    assert_eq!(value_of(&long, "pp", None).await, None);
+    assert_eq!(value_of(&short, "x", Some("pp")).await, None);
 }
 
 #[tokio::test]
@@ -89,17 +74,17 @@ async fn services_are_namespaces() {
         .await
         .expect("set");
     assert_eq!(
-        value(&client, "token", None).await,
+        value_of(&client, "token", None).await,
         None,
         "not found without its service"
     );
     assert_eq!(
-        value(&client, "token", Some("app")).await,
+        value_of(&client, "token", Some("app")).await,
         None,
         "nor under the default service"
     );
     assert_eq!(
-        value(&client, "token", Some("auth")).await.as_deref(),
+        value_of(&client, "token", Some("auth")).await.as_deref(),
         Some("auth's")
     );
 
@@ -108,7 +93,7 @@ async fn services_are_namespaces() {
         .await
         .expect("set");
     assert_eq!(
-        value(&client, "token", Some("app")).await.as_deref(),
+        value_of(&client, "token", Some("app")).await.as_deref(),
         Some("default's"),
         "default is 'app'"
     );
@@ -121,9 +106,9 @@ async fn services_are_namespaces() {
         )
         .await
         .expect("delete");
-    assert_eq!(value(&client, "token", Some("auth")).await, None);
+    assert_eq!(value_of(&client, "token", Some("auth")).await, None);
     assert_eq!(
-        value(&client, "token", None).await.as_deref(),
+        value_of(&client, "token", None).await.as_deref(),
         Some("default's")
     );
 }

@@ -2,39 +2,14 @@
 
 use std::time::Duration;
 
-use securestore_client::{GetOptions, SetOptions};
-use securestore_e2e::{Daemon, PROJECT, raw_hello};
+use securestore_e2e::{Daemon, PROJECT, closed_after, raw_hello};
 use securestore_proto::handshake::{Hello, HelloReply};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 
-/// Writes `bytes` and waits for the daemon to close the connection (EOF or reset), with a deadline.
+/// Writes `bytes` and checks the daemon closes the connection (EOF or reset) within 10 s.
 async fn assert_closed_after(stream: &mut UnixStream, bytes: &[u8]) {
-    let _ = stream.write_all(bytes).await;
-    let mut buf = [0u8; 256];
-    let read = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            match stream.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-        }
-    })
-    .await;
-    assert!(read.is_ok(), "the daemon did not close the connection");
-}
-
-async fn assert_still_serving(daemon: &Daemon) {
-    let client = daemon.client(PROJECT).await;
-    client
-        .set_item("alive", "yes", SetOptions::default())
-        .await
-        .expect("set");
-    let found = client
-        .get_item("alive", GetOptions::default())
-        .await
-        .expect("get");
-    assert_eq!(found.as_ref().map(|v| v.expose_secret()), Some("yes"));
+    let closed = closed_after(stream, bytes, Duration::from_secs(10)).await;
+    assert!(closed, "the daemon did not close the connection");
 }
 
 #[tokio::test]
@@ -45,7 +20,7 @@ async fn garbage_instead_of_a_handshake_closes_that_connection_only() {
     let mut frame = 6u32.to_be_bytes().to_vec();
     frame.extend_from_slice(b"\xff\xfe\xfdjunk");
     assert_closed_after(&mut stream, &frame).await;
-    assert_still_serving(&daemon).await;
+    daemon.assert_serving().await;
 }
 
 #[tokio::test]
@@ -62,7 +37,7 @@ async fn an_oversized_length_prefix_closes_the_connection() {
     let mut stream = frames.into_inner();
     let limit = securestore_proto::limits::max_frame_len(64 * 1024) as u32;
     assert_closed_after(&mut stream, &(limit + 1).to_be_bytes()).await;
-    assert_still_serving(&daemon).await;
+    daemon.assert_serving().await;
 }
 
 #[tokio::test]
@@ -74,5 +49,5 @@ async fn a_malformed_request_after_the_handshake_closes_that_connection_only() {
     let mut frame = 64u32.to_be_bytes().to_vec();
     frame.extend_from_slice(&[0xAB; 64]);
     assert_closed_after(&mut stream, &frame).await;
-    assert_still_serving(&daemon).await;
+    daemon.assert_serving().await;
 }

@@ -62,6 +62,15 @@ impl Daemon {
 
     /// Starts a daemon with extra flags and the given `RUST_LOG`.
     pub fn start_logging(args: &[&str], log_level: &str) -> Self {
+        Self::launch(args, log_level, None)
+    }
+
+    /// Starts a daemon whose database lives in `data_dir`.
+    pub fn start_with_data_dir(data_dir: &Path) -> Self {
+        Self::launch(&[], "debug", Some(data_dir.to_owned()))
+    }
+
+    fn launch(args: &[&str], log_level: &str, data_dir: Option<PathBuf>) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("securestore-it")
             .tempdir()
@@ -71,24 +80,7 @@ impl Daemon {
             child: None,
             extra_args: args.iter().map(|a| (*a).to_owned()).collect(),
             log_level: log_level.to_owned(),
-            data_dir: None,
-        };
-        daemon.spawn().expect("daemon starts");
-        daemon
-    }
-
-    /// Starts a daemon whose database lives in `data_dir`.
-    pub fn start_with_data_dir(data_dir: &Path) -> Self {
-        let dir = tempfile::Builder::new()
-            .prefix("securestore-it")
-            .tempdir()
-            .expect("tempdir");
-        let mut daemon = Self {
-            dir,
-            child: None,
-            extra_args: Vec::new(),
-            log_level: "debug".to_owned(),
-            data_dir: Some(data_dir.to_owned()),
+            data_dir,
         };
         daemon.spawn().expect("daemon starts");
         daemon
@@ -211,6 +203,20 @@ impl Daemon {
         self.spawn().expect("daemon restarts");
     }
 
+    /// Checks that the daemon still serves a well-formed client correctly: a set, then a get of it.
+    pub async fn assert_serving(&self) {
+        let client = self.client(PROJECT).await;
+        client
+            .set_item("alive", "yes", securestore_client::SetOptions::default())
+            .await
+            .expect("set");
+        let found = client
+            .get_item("alive", securestore_client::GetOptions::default())
+            .await
+            .expect("get");
+        assert_eq!(found.as_ref().map(|v| v.expose_secret()), Some("yes"));
+    }
+
     /// An async client bound to `project`.
     pub async fn client(&self, project: &str) -> securestore_client::Client {
         securestore_client::Client::connect(self.socket(), project)
@@ -251,6 +257,57 @@ fn answers(socket: &Path) -> bool {
         .expect("encode hello");
     let mut len = [0u8; 4];
     stream.write_all(&frame(&hello)).is_ok() && stream.read_exact(&mut len).is_ok()
+}
+
+/// A `securestored` command whose socket, data folder and key file all live under `dir` (for
+/// daemons the tests start by hand, e.g. to watch them refuse to start).
+pub fn securestored_in(dir: &Path) -> Command {
+    let mut cmd = Command::new(bin("securestored"));
+    cmd.arg("--socket")
+        .arg(dir.join("run/securestored.sock"))
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .arg("--key-file")
+        .arg(dir.join("state/master.key"))
+        .env_remove("SECURESTORE_SOCKET");
+    cmd
+}
+
+/// Writes `bytes` to `stream`, then waits up to `within` for the daemon to close it (EOF or reset).
+/// Returns whether it did.
+pub async fn closed_after(
+    stream: &mut tokio::net::UnixStream,
+    bytes: &[u8],
+    within: Duration,
+) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let _ = stream.write_all(bytes).await;
+    let mut buf = [0u8; 1024];
+    tokio::time::timeout(within, async {
+        while let Ok(n) = stream.read(&mut buf).await {
+            if n == 0 {
+                return;
+            }
+        }
+    })
+    .await
+    .is_ok()
+}
+
+/// The value of `key` (in `service`, or the default one) as `client` reads it.
+pub async fn value_of(
+    client: &securestore_client::Client,
+    key: &str,
+    service: Option<&str>,
+) -> Option<String> {
+    let options = securestore_client::GetOptions {
+        keychain_service: service.map(str::to_owned),
+    };
+    client
+        .get_item(key, options)
+        .await
+        .expect("get")
+        .map(|v| v.expose_secret().to_owned())
 }
 
 /// Runs `cmd` with `stdin` as its input and returns its output.
