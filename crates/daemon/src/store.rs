@@ -383,4 +383,74 @@ mod tests {
         );
         assert!(batches.iter().all(|&n| n <= MAX_BATCH));
     }
+
+    /// A backend whose writes hang until the test lets them go, with a reader of its own.
+    struct Stuck {
+        release: Arc<Mutex<std::sync::mpsc::Receiver<()>>>,
+    }
+
+    struct EmptyReader;
+
+    impl Reader for EmptyReader {
+        fn get(&mut self, _: &ProjectScope, _: &ItemName) -> Result<Option<Item>, BackendError> {
+            Ok(None)
+        }
+    }
+
+    impl Backend for Stuck {
+        fn name(&self) -> &'static str {
+            "stuck"
+        }
+        fn get(&mut self, _: &ProjectScope, _: &ItemName) -> Result<Option<Item>, BackendError> {
+            Ok(None)
+        }
+        fn set(
+            &mut self,
+            _: &ProjectScope,
+            _: &ItemName,
+            _: &SecretString,
+            _: KeychainAccessible,
+        ) -> Result<(), BackendError> {
+            // A sync that takes as long as the test wants.
+            self.release.lock().expect("lock").recv().expect("released");
+            Ok(())
+        }
+        fn delete(&mut self, _: &ProjectScope, _: &ItemName) -> Result<(), BackendError> {
+            Ok(())
+        }
+        fn delete_project(&mut self, _: &ProjectScope) -> Result<(), BackendError> {
+            Ok(())
+        }
+        fn reader(&mut self) -> Result<Option<Box<dyn Reader>>, BackendError> {
+            Ok(Some(Box::new(EmptyReader)))
+        }
+        fn close(self: Box<Self>) -> Result<(), BackendError> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reads_never_wait_behind_a_sync() {
+        let (release, released) = std::sync::mpsc::channel();
+        let backend = Stuck {
+            release: Arc::new(Mutex::new(released)),
+        };
+        let (store, threads) = spawn(Box::new(backend)).expect("spawn");
+        let writer = {
+            let store = store.clone();
+            tokio::spawn(async move { set(&store, "slow").await })
+        };
+        // Wait until the owner has taken the write (it is now "syncing", held by the test).
+        while store.stats.batches.load(Ordering::Relaxed) == 0 {
+            tokio::task::yield_now().await;
+        }
+        // A get is answered while that sync is still under way.
+        let (project, name) = item("other");
+        assert!(store.get(project, name).await.expect("get").is_none());
+        assert!(!writer.is_finished(), "the write is still syncing: the get did not wait for it");
+        release.send(()).expect("release");
+        writer.await.expect("writer");
+        drop(store);
+        threads.into_iter().for_each(|t| t.join().expect("join"));
+    }
 }
