@@ -128,3 +128,98 @@ fn a_backend_not_built_for_this_target_is_a_clear_start_up_error() {
     assert!(!out.status.success());
     assert!(stderr.contains("only on Apple targets"), "{stderr}");
 }
+
+/// The Android backend's failure policies, through the daemon: a keystore key that is gone (app
+/// reinstalled, data restored) makes its items read as absent and removes them; a changed ciphertext
+/// is a clear "cannot decrypt" naming key and service; other items still read.
+#[tokio::test]
+async fn android_failure_policies_through_the_daemon() {
+    let mut daemon = Daemon::start_with(&["--backend", "android"]);
+    let client = daemon.client("@fault/a").await;
+    client
+        .set_item("flipped", "v", SetOptions::default())
+        .await
+        .expect("set");
+    client
+        .set_item("intact", "still here", SetOptions::default())
+        .await
+        .expect("set");
+    client
+        .set_item("orphan", "key gone", in_service("other"))
+        .await
+        .expect("set");
+    drop(client);
+    daemon.stop();
+
+    // Flip one byte of one ciphertext.
+    let db =
+        rusqlite::Connection::open(daemon.data_dir().join("securestore-android.db")).expect("db");
+    let mut sealed: Vec<u8> = db
+        .query_row(
+            "SELECT sealed FROM items WHERE key = 'flipped'",
+            [],
+            |row| row.get(0),
+        )
+        .expect("read");
+    let last = sealed.len() - 1;
+    sealed[last] ^= 0x01;
+    db.execute(
+        "UPDATE items SET sealed = ?1 WHERE key = 'flipped'",
+        [&sealed],
+    )
+    .expect("flip");
+    drop(db);
+
+    // Delete the keystore key of service "other", as a reinstall would.
+    let java_home =
+        std::env::var("JAVA_HOME").unwrap_or_else(|_| "/usr/lib/jvm/java-17-openjdk-amd64".into());
+    let password = std::fs::read_to_string(daemon.key_file().with_file_name("keystore.password"))
+        .expect("password");
+    let status = std::process::Command::new(std::path::Path::new(&java_home).join("bin/keytool"))
+        .args(["-delete", "-storetype", "PKCS12", "-alias"])
+        .arg("securestore/aes/gcm/nopadding:@fault/a:other:keystoreunauthenticated")
+        .arg("-keystore")
+        .arg(daemon.data_dir().join("keystore.p12"))
+        .args(["-storepass", password.trim()])
+        .status()
+        .expect("keytool");
+    assert!(status.success(), "keytool deleted the key");
+
+    daemon.spawn().expect("restart");
+    let out = daemon
+        .cli()
+        .args(["--project", "@fault/a", "get", "flipped"])
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "{stderr}");
+    assert!(
+        stderr.contains("cannot decrypt the value for key 'flipped' under keychainService 'app'"),
+        "{stderr}"
+    );
+
+    let client = daemon.client("@fault/a").await;
+    assert_eq!(
+        value_of(&client, "orphan", Some("other")).await,
+        None,
+        "a missing key reads as absent"
+    );
+    assert_eq!(
+        value_of(&client, "intact", None).await.as_deref(),
+        Some("still here")
+    );
+    let db =
+        rusqlite::Connection::open(daemon.data_dir().join("securestore-android.db")).expect("db");
+    let left: i64 = db
+        .query_row(
+            "SELECT count(*) FROM items WHERE key = 'orphan'",
+            [],
+            |row| row.get(0),
+        )
+        .expect("count");
+    assert_eq!(left, 0, "the entry whose key is gone was removed");
+    assert!(
+        daemon.log().contains("orphan"),
+        "the removal is logged with a warning naming the key"
+    );
+}
