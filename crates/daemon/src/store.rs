@@ -447,7 +447,10 @@ mod tests {
         // A get is answered while that sync is still under way.
         let (project, name) = item("other");
         assert!(store.get(project, name).await.expect("get").is_none());
-        assert!(!writer.is_finished(), "the write is still syncing: the get did not wait for it");
+        assert!(
+            !writer.is_finished(),
+            "the write is still syncing: the get did not wait for it"
+        );
         release.send(()).expect("release");
         writer.await.expect("writer");
         drop(store);
