@@ -223,18 +223,20 @@ async fn the_connection_cap_queues_clients_until_a_slot_frees() {
 
 #[tokio::test]
 async fn idle_connections_do_not_lock_out_a_real_client() {
-    let daemon = Daemon::start();
+    // Far more idle connections than slots: they must time out of their slots (no handshake) and let
+    // the real client, queued behind all of them, in.
+    let daemon = Daemon::start_with(&["--max-connections", "64", "--handshake-timeout-ms", "300"]);
     let mut idle = Vec::new();
     for _ in 0..300 {
         idle.push(UnixStream::connect(daemon.socket()).await.expect("connect"));
     }
     let options = ConnectOptions {
-        timeout: Duration::from_secs(3),
+        timeout: Duration::from_secs(30),
         ..ConnectOptions::default()
     };
     let client = securestore_client::Client::connect_with(daemon.socket(), PROJECT, options)
         .await
-        .expect("a real client gets in past 300 idle connections");
+        .expect("a real client gets in past 300 idle connections holding 64 slots");
     client
         .set_item("k", "v", SetOptions::default())
         .await
