@@ -1,13 +1,14 @@
 //! Every bound holds against a hostile peer, and only that peer's connection pays for it.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::future::join_all;
 use securestore_client::{ConnectOptions, Error, GetOptions, SetOptions};
-use securestore_e2e::{Daemon, PROJECT, closed_after, frame, raw_client, raw_hello};
-use securestore_proto::codec::encode;
+use securestore_e2e::{
+    Daemon, PROJECT, closed_after, encode_request, frame, raw_client, raw_hello,
+};
 use securestore_proto::handshake::{Hello, HelloReply};
-use securestore_proto::tarpc::{ClientMessage, Request, Response, context};
+use securestore_proto::tarpc::{Response, context};
 use securestore_proto::{
     GetOptions as WireGet, SecureStoreRequest, SecureStoreResponse, ServiceError,
 };
@@ -28,20 +29,6 @@ async fn bound_stream(daemon: &Daemon) -> UnixStream {
     frames.into_inner()
 }
 
-fn request_bytes(id: u64, message: SecureStoreRequest, deadline: Duration) -> Vec<u8> {
-    let mut ctx = context::current();
-    ctx.deadline = Instant::now() + deadline;
-    encode(
-        &ClientMessage::Request(Request {
-            context: ctx,
-            id,
-            message,
-        }),
-        LIMIT,
-    )
-    .expect("encode")
-}
-
 async fn read_response(stream: &mut UnixStream) -> Response<SecureStoreResponse> {
     let mut len = [0u8; 4];
     stream.read_exact(&mut len).await.expect("answer length");
@@ -55,7 +42,7 @@ fn get_request(id: u64) -> Vec<u8> {
         key: "k".to_owned(),
         options: WireGet::default(),
     };
-    frame(&request_bytes(id, message, Duration::from_secs(10)))
+    frame(&encode_request(id, message, Duration::from_secs(10)))
 }
 
 #[tokio::test]
@@ -106,7 +93,7 @@ async fn absurd_field_values_are_contained() {
         options: WireGet::default(),
     };
     stream
-        .write_all(&frame(&request_bytes(1, get, century)))
+        .write_all(&frame(&encode_request(1, get, century)))
         .await
         .expect("write");
     let response = read_response(&mut stream).await;
@@ -118,7 +105,7 @@ async fn absurd_field_values_are_contained() {
 
     // A deadline of u64::MAX seconds overflows tarpc's own decoding (a panic); the daemon catches
     // it, closes only that connection, and keeps serving.
-    let mut bytes = request_bytes(
+    let mut bytes = encode_request(
         7,
         SecureStoreRequest::GetItem {
             key: "k".into(),
@@ -147,7 +134,7 @@ async fn absurd_field_values_are_contained() {
         value: "v".into(),
         options: Default::default(),
     };
-    let mut bytes = request_bytes(8, set, Duration::from_secs(10));
+    let mut bytes = encode_request(8, set, Duration::from_secs(10));
     assert_eq!(bytes.last(), Some(&5), "WHEN_UNLOCKED is last");
     *bytes.last_mut().expect("last") = 9;
     let mut stream = bound_stream(&daemon).await;

@@ -5,14 +5,13 @@
 //! Deterministic for a seed: set `SECURESTORE_FUZZ_SEED` to replay a run; the seed used is printed.
 //! `SECURESTORE_FUZZ_BATCHES` runs longer.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::future::join_all;
 use securestore_client::{GetOptions, SetOptions};
-use securestore_e2e::{Daemon, frame};
+use securestore_e2e::{Daemon, encode_request, frame};
 use securestore_proto::codec::encode;
 use securestore_proto::handshake::{AdminRequest, Hello};
-use securestore_proto::tarpc::{ClientMessage, Request, context};
 use securestore_proto::{
     DeleteOptions, GetOptions as WireGet, KeychainAccessible, SecretString, SecureStoreRequest,
     SetOptions as WireSet,
@@ -84,17 +83,7 @@ fn request_body(rng: &mut Rng, id: u64) -> Vec<u8> {
             },
         },
     };
-    let mut ctx = context::current();
-    ctx.deadline = Instant::now() + Duration::from_secs(5);
-    encode(
-        &ClientMessage::Request(Request {
-            context: ctx,
-            id,
-            message,
-        }),
-        LIMIT,
-    )
-    .expect("encode request")
+    encode_request(id, message, Duration::from_secs(5))
 }
 
 /// One of a handful of mutations of a framed message, most keeping the frame roughly plausible.

@@ -398,6 +398,23 @@ pub fn token_file(dir: &Path, name: &str, token: &str) -> PathBuf {
     path
 }
 
+/// The bytes of a tarpc request as a client sends them (without the length prefix), due in
+/// `deadline`.
+pub fn encode_request(
+    id: u64,
+    message: securestore_proto::SecureStoreRequest,
+    deadline: Duration,
+) -> Vec<u8> {
+    let mut context = tarpc::context::current();
+    context.deadline = Instant::now() + deadline;
+    let request = tarpc::ClientMessage::Request(tarpc::Request {
+        context,
+        id,
+        message,
+    });
+    securestore_proto::codec::encode(&request, 1 << 20).expect("encode request")
+}
+
 /// Encodes one frame as the wire carries it: a u32 big-endian length, then the body.
 pub fn frame(body: &[u8]) -> Vec<u8> {
     let mut out = (body.len() as u32).to_be_bytes().to_vec();
