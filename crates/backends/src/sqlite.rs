@@ -2,8 +2,8 @@
 //! and the durable row store that other sealers (the Android Keystore) share.
 //!
 //! Layout: `<data-dir>/securestore.db` (mode 0600, WAL journal beside it) and the master key file named
-//! by [`SqliteConfig::key_file`]. Each write is its own transaction with `synchronous=FULL`, so it is
-//! on disk before the call returns. The database records its format in `PRAGMA user_version` and a
+//! by [`SqliteConfig::key_file`]. A single write, or a batch of them (`write_batch`, group commit), is
+//! one transaction with `synchronous=FULL`, so it is on disk before the call returns. The database records its format in `PRAGMA user_version` and a
 //! key check in `meta`, so a wrong or missing key is refused at open instead of starting empty.
 //!
 //! The rows and their durability live in [`SealedStore`], which never sees a value in clear: it hands
