@@ -3,7 +3,7 @@
 use securestore_client::{
     DeleteOptions, Error, GetOptions, KeychainAccessible, ServiceError, SetOptions, blocking,
 };
-use securestore_e2e::{Daemon, PROJECT};
+use securestore_e2e::{Daemon, PROJECT, value_of};
 
 fn get(service: Option<&str>) -> GetOptions {
     GetOptions {
@@ -28,15 +28,19 @@ async fn round_trip_overwrite_missing_delete() {
         .set_item("token", "v1", SetOptions::default())
         .await
         .expect("set");
-    let found = client.get_item("token", get(None)).await.expect("get");
-    assert_eq!(found.as_ref().map(|v| v.expose_secret()), Some("v1"));
+    assert_eq!(
+        value_of(&client, "token", None).await.as_deref(),
+        Some("v1")
+    );
 
     client
         .set_item("token", "v2", SetOptions::default())
         .await
         .expect("overwrite");
-    let found = client.get_item("token", get(None)).await.expect("get");
-    assert_eq!(found.as_ref().map(|v| v.expose_secret()), Some("v2"));
+    assert_eq!(
+        value_of(&client, "token", None).await.as_deref(),
+        Some("v2")
+    );
 
     client
         .delete_item("token", DeleteOptions::default())
@@ -65,9 +69,8 @@ async fn empty_unicode_and_accessibility_round_trip() {
         .set_item("empty", "", SetOptions::default())
         .await
         .expect("set");
-    let empty = client.get_item("empty", get(None)).await.expect("get");
     assert_eq!(
-        empty.as_ref().map(|v| v.expose_secret()),
+        value_of(&client, "empty", None).await.as_deref(),
         Some(""),
         "empty is a value, not absence"
     );
@@ -77,8 +80,10 @@ async fn empty_unicode_and_accessibility_round_trip() {
         .set_item("unicode", text, SetOptions::default())
         .await
         .expect("set");
-    let found = client.get_item("unicode", get(None)).await.expect("get");
-    assert_eq!(found.as_ref().map(|v| v.expose_secret()), Some(text));
+    assert_eq!(
+        value_of(&client, "unicode", None).await.as_deref(),
+        Some(text)
+    );
 
     for class in KeychainAccessible::ALL {
         let options = SetOptions {

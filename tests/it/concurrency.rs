@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::process::Command;
 
 use securestore_client::GetOptions;
-use securestore_e2e::{Daemon, PROJECT, bin, parse_whole_value};
+use securestore_e2e::{Daemon, PROJECT, bin, parse_whole_value, value_of};
 
 const WRITERS: u32 = 8;
 const ROUNDS: u32 = 15;
@@ -86,12 +86,8 @@ async fn sixty_four_concurrent_writers_are_all_committed() {
     let client = daemon.client(PROJECT).await;
     for w in 0..64 {
         for i in 0..10 {
-            let found = client
-                .get_item(&format!("w{w}-k{i}"), GetOptions::default())
-                .await
-                .expect("get");
             assert_eq!(
-                found.map(|v| v.expose_secret().to_owned()),
+                value_of(&client, &format!("w{w}-k{i}"), None).await,
                 Some(format!("w{w}-v{i}"))
             );
         }

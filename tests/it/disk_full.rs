@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use securestore_client::{Error, GetOptions, ServiceError, SetOptions};
-use securestore_e2e::{Daemon, PROJECT, is_root};
+use securestore_e2e::{Daemon, PROJECT, is_root, value_of};
 
 /// A tmpfs of `size` mounted for the test, unmounted when dropped.
 struct Tmpfs {
@@ -109,13 +109,10 @@ async fn a_full_disk_refuses_writes_cleanly_and_recovers() {
 
     // Earlier items read; the refused item is absent, not half there.
     for i in 0..10 {
-        let found = client
-            .get_item(&format!("early-{i}"), GetOptions::default())
-            .await
-            .expect("early items read");
         assert_eq!(
-            found.as_ref().map(|v| v.expose_secret().to_owned()),
-            Some(format!("early value {i}"))
+            value_of(&client, &format!("early-{i}"), None).await,
+            Some(format!("early value {i}")),
+            "earlier items still read"
         );
     }
     let refused = client
@@ -124,12 +121,10 @@ async fn a_full_disk_refuses_writes_cleanly_and_recovers() {
         .expect("get");
     assert!(refused.is_none(), "the refused set left nothing behind");
     for i in (0..stored).step_by(7) {
-        let found = client
-            .get_item(&format!("fill-{i}"), GetOptions::default())
-            .await
-            .expect("get");
         assert_eq!(
-            found.as_ref().map(|v| v.expose_secret()),
+            value_of(&client, &format!("fill-{i}"), None)
+                .await
+                .as_deref(),
             Some(value.as_str()),
             "fill-{i}"
         );
@@ -140,12 +135,8 @@ async fn a_full_disk_refuses_writes_cleanly_and_recovers() {
         .set_item("after", "room again", SetOptions::default())
         .await
         .expect("sets succeed once there is room");
-    let found = client
-        .get_item("after", GetOptions::default())
-        .await
-        .expect("get");
     assert_eq!(
-        found.as_ref().map(|v| v.expose_secret()),
+        value_of(&client, "after", None).await.as_deref(),
         Some("room again")
     );
 }

@@ -3,7 +3,7 @@
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
 use securestore_client::{GetOptions, SetOptions};
-use securestore_e2e::{Daemon, PROJECT, bin};
+use securestore_e2e::{Daemon, PROJECT, bin, value_of};
 
 #[test]
 fn socket_is_0600_in_a_0700_folder() {
@@ -89,12 +89,8 @@ async fn sigterm_stops_cleanly_and_data_survives_restart() {
 
     daemon.spawn().expect("restart");
     let client = daemon.client(PROJECT).await;
-    let found = client
-        .get_item("persisted", GetOptions::default())
-        .await
-        .expect("get");
     assert_eq!(
-        found.as_ref().map(|v| v.expose_secret()),
+        value_of(&client, "persisted", None).await.as_deref(),
         Some("still here")
     );
 }
@@ -126,12 +122,8 @@ async fn acknowledged_writes_survive_sigkill() {
         "delete held"
     );
     for i in 1..20 {
-        let found = client
-            .get_item(&format!("k{i}"), GetOptions::default())
-            .await
-            .expect("get");
         assert_eq!(
-            found.as_ref().map(|v| v.expose_secret().to_owned()),
+            value_of(&client, &format!("k{i}"), None).await,
             Some(format!("v{i}"))
         );
     }
@@ -164,13 +156,8 @@ async fn a_missing_master_key_stops_the_daemon_from_starting() {
     std::fs::set_permissions(daemon.key_file(), std::fs::Permissions::from_mode(0o600))
         .expect("chmod");
     daemon.spawn().expect("starts with its key back");
-    let found = daemon
-        .client(PROJECT)
-        .await
-        .get_item("k", GetOptions::default())
-        .await
-        .expect("get");
-    assert_eq!(found.as_ref().map(|v| v.expose_secret()), Some("v"));
+    let client = daemon.client(PROJECT).await;
+    assert_eq!(value_of(&client, "k", None).await.as_deref(), Some("v"));
 }
 
 #[tokio::test]
@@ -218,13 +205,8 @@ async fn a_damaged_database_or_a_wrong_key_stops_the_daemon_from_starting() {
 
     std::fs::write(&db, &db_before).expect("repair");
     daemon.spawn().expect("starts again once repaired");
-    let found = daemon
-        .client(PROJECT)
-        .await
-        .get_item("k", GetOptions::default())
-        .await
-        .expect("get");
-    assert_eq!(found.as_ref().map(|v| v.expose_secret()), Some("v"));
+    let client = daemon.client(PROJECT).await;
+    assert_eq!(value_of(&client, "k", None).await.as_deref(), Some("v"));
 }
 
 #[test]

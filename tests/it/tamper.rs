@@ -1,7 +1,7 @@
 //! Tampering with the database: a changed or moved ciphertext is detected, never mistaken for a value.
 
-use securestore_client::{GetOptions, SetOptions};
-use securestore_e2e::{Daemon, PROJECT};
+use securestore_client::SetOptions;
+use securestore_e2e::{Daemon, PROJECT, value_of};
 
 fn sealed(db: &rusqlite::Connection, key: &str) -> Vec<u8> {
     db.query_row("SELECT sealed FROM items WHERE key = ?1", [key], |row| {
@@ -62,12 +62,8 @@ async fn flipped_and_swapped_ciphertexts_are_reported_by_key_and_service() {
         );
     }
     let client = daemon.client(PROJECT).await;
-    let intact = client
-        .get_item("intact", GetOptions::default())
-        .await
-        .expect("get");
     assert_eq!(
-        intact.as_ref().map(|v| v.expose_secret()),
+        value_of(&client, "intact", None).await.as_deref(),
         Some("value of intact")
     );
     // Overwriting a damaged item repairs it.
@@ -75,9 +71,8 @@ async fn flipped_and_swapped_ciphertexts_are_reported_by_key_and_service() {
         .set_item("flipped", "fresh", SetOptions::default())
         .await
         .expect("set");
-    let fresh = client
-        .get_item("flipped", GetOptions::default())
-        .await
-        .expect("get");
-    assert_eq!(fresh.as_ref().map(|v| v.expose_secret()), Some("fresh"));
+    assert_eq!(
+        value_of(&client, "flipped", None).await.as_deref(),
+        Some("fresh")
+    );
 }

@@ -5,7 +5,7 @@ use std::process::Output;
 use securestore_client::{
     ConnectOptions, Error, GetOptions, SecretString, ServiceError, SetOptions, admin,
 };
-use securestore_e2e::{Daemon, token_file};
+use securestore_e2e::{Daemon, token_file, value_of};
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
@@ -199,11 +199,10 @@ async fn removing_a_project_revokes_its_token_and_deletes_its_items() {
             .is_err(),
         "the old token is dead"
     );
-    let kept = bystander
-        .get_item("k", GetOptions::default())
-        .await
-        .expect("get");
-    assert_eq!(kept.as_ref().map(|v| v.expose_secret()), Some("kept"));
+    assert_eq!(
+        value_of(&bystander, "k", None).await.as_deref(),
+        Some("kept")
+    );
 }
 
 #[tokio::test]
@@ -268,9 +267,5 @@ async fn a_connection_opened_before_registration_loses_access() {
     )
     .await
     .expect("with its token");
-    let found = owner
-        .get_item("k", GetOptions::default())
-        .await
-        .expect("get");
-    assert_eq!(found.as_ref().map(|v| v.expose_secret()), Some("before"));
+    assert_eq!(value_of(&owner, "k", None).await.as_deref(), Some("before"));
 }

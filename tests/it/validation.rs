@@ -1,6 +1,6 @@
 //! The daemon checks every name itself: a raw client sends what the real client would refuse.
 
-use securestore_e2e::{Daemon, PROJECT, raw_client, raw_hello};
+use securestore_e2e::{Daemon, PROJECT, raw_client, raw_hello, value_of};
 use securestore_proto::handshake::{Hello, HelloReply, PROTOCOL_VERSION};
 use securestore_proto::tarpc::context;
 use securestore_proto::{DeleteOptions, GetOptions, SecretString, ServiceError, SetOptions};
@@ -69,11 +69,7 @@ async fn every_invalid_key_is_refused_and_the_daemon_keeps_serving() {
         .expect("answered");
     assert_eq!(ok, Ok(()));
     let client = daemon.client(PROJECT).await;
-    let found = client
-        .get_item("good", GetOptions::default())
-        .await
-        .expect("get");
-    assert_eq!(found.as_ref().map(|v| v.expose_secret()), Some("v"));
+    assert_eq!(value_of(&client, "good", None).await.as_deref(), Some("v"));
 }
 
 #[tokio::test]

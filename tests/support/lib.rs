@@ -172,11 +172,6 @@ impl Daemon {
             .is_some_and(|c| c.try_wait().expect("try_wait").is_none())
     }
 
-    /// The daemon's process id.
-    pub fn pid(&self) -> u32 {
-        self.child.as_ref().expect("running").id()
-    }
-
     /// Sends SIGTERM and waits for the exit status.
     pub fn stop(&mut self) -> ExitStatus {
         let mut child = self.child.take().expect("running");
