@@ -121,9 +121,7 @@ fn desktop_password(
         }
         Err(_) => {}
     }
-    let mut random = zeroize::Zeroizing::new([0u8; 24]);
-    getrandom::fill(random.as_mut_slice()).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
-    let password: String = random.iter().map(|b| format!("{b:02x}")).collect();
+    let password = crate::registry::random_hex(24)?;
     if let Some(dir) = path.parent() {
         std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
             .create(dir)
@@ -135,9 +133,9 @@ fn desktop_password(
         .mode(0o600)
         .open(path)
         .with_context(|| format!("cannot create {}", path.display()))?;
-    file.write_all(password.as_bytes())?;
+    file.write_all(password.expose_secret().as_bytes())?;
     file.sync_all()?;
-    Ok(password.into())
+    Ok(password)
 }
 
 #[cfg(test)]

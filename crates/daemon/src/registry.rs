@@ -63,6 +63,13 @@ fn hash(token: &str) -> TokenHash {
     Sha256::digest(token.as_bytes()).into()
 }
 
+/// `bytes` fresh random bytes from the OS, as lowercase hex: for tokens and generated passwords.
+pub(crate) fn random_hex(bytes: usize) -> anyhow::Result<SecretString> {
+    let mut random = zeroize::Zeroizing::new(vec![0u8; bytes]);
+    getrandom::fill(random.as_mut_slice()).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+    Ok(SecretString::new(hex(&random)))
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -139,10 +146,8 @@ impl Registry {
     /// [`ServiceError::TooManyProjects`], or [`ServiceError::Storage`] if the file cannot be saved.
     pub fn add(&self, project: &str) -> Result<SecretString, ServiceError> {
         let id = ProjectId::parse(project)?;
-        let mut random = zeroize::Zeroizing::new([0u8; 32]);
-        getrandom::fill(random.as_mut_slice())
-            .map_err(|e| storage_failure(anyhow::anyhow!("no randomness: {e}")))?;
-        let token = SecretString::new(format!("{TOKEN_PREFIX}{}", hex(random.as_slice())));
+        let random = random_hex(32).map_err(storage_failure)?;
+        let token = SecretString::new(format!("{TOKEN_PREFIX}{}", random.expose_secret()));
 
         let mut projects = self.lock();
         if projects.contains_key(&id) {
