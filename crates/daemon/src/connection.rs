@@ -17,9 +17,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::Config;
-use crate::handler::Handler;
+use crate::handler::{Bound, Handler};
+use crate::order::Ticketer;
 use crate::registry::TokenHash;
-use crate::store::StoreHandle;
+use crate::store::{StoreHandle, Unsettled};
 use crate::watch::FrameWatch;
 
 /// After shutdown, how long a connection keeps flushing answers of requests that just finished.
@@ -103,26 +104,41 @@ async fn serve_peer(stream: UnixStream, peer_uid: u32, shared: Arc<Shared>) {
     }
     tracing::debug!(project = %scope.project(), "connection bound");
 
-    let handler = Handler {
+    let bound = Arc::new(Bound {
         scope: Arc::new(scope),
         token_hash,
         registry: shared.config.registry.clone(),
         store: shared.store.clone(),
         max_value_bytes: shared.config.max_value_bytes,
         shutdown: shared.shutdown.clone(),
-    };
+        unsettled: Unsettled::default(),
+    });
     let transport = handshake::server_transport(frames, shared.config.max_value_bytes);
     let requests = rpc::BaseChannel::with_defaults(transport)
         .max_concurrent_requests(shared.config.max_in_flight_per_connection)
-        .execute(handler.serve());
+        .requests()
+        .take_while(|request| {
+            if let Err(err) = request {
+                tracing::debug!(%err, "the connection's request stream failed; closing");
+            }
+            std::future::ready(request.is_ok())
+        })
+        .filter_map(|request| std::future::ready(request.ok()));
 
     // Cancelled when a request of this connection panics: only this connection is closed.
     let broken = CancellationToken::new();
     let in_flight = TaskTracker::new();
+    // Turns are taken here, as requests are received, so they reach storage in that order.
+    let mut ticketer = Ticketer::default();
     let serve = requests.for_each(|request| {
         let broken = broken.clone();
+        let handler = Handler {
+            bound: bound.clone(),
+            turn: ticketer.next_turn(),
+        };
         in_flight.spawn(async move {
-            if AssertUnwindSafe(request).catch_unwind().await.is_err() {
+            let executed = request.execute(handler.serve());
+            if AssertUnwindSafe(executed).catch_unwind().await.is_err() {
                 tracing::error!("a request handler panicked; closing this connection");
                 broken.cancel();
             }

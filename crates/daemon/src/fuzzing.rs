@@ -14,8 +14,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::Config;
 use crate::connection::bind;
-use crate::handler::Handler;
-use crate::store::{self, StoreHandle};
+use crate::handler::{Bound, Handler};
+use crate::order::Turn;
+use crate::store::{self, StoreHandle, Unsettled};
 
 /// The request handler on a backend, driven one request at a time.
 pub struct Harness {
@@ -54,13 +55,18 @@ impl Harness {
         request: SecureStoreRequest,
     ) -> Result<SecureStoreResponse, ServiceError> {
         let (scope, token_hash) = bind(project, None, &self.config)?;
-        let handler = Handler {
+        let bound = Bound {
             scope: Arc::new(scope),
             token_hash,
             registry: self.config.registry.clone(),
             store: self.store.clone().expect("running"),
             max_value_bytes: self.config.max_value_bytes,
             shutdown: CancellationToken::new(),
+            unsettled: Unsettled::default(),
+        };
+        let handler = Handler {
+            bound: Arc::new(bound),
+            turn: Turn::alone(),
         };
         let response = self
             .runtime

@@ -1,8 +1,9 @@
-//! One connection's request handler: parses names, checks sizes, and asks the storage owner.
+//! One connection's request handler: parses names, checks sizes, and asks the storage owner, in the
+//! order the connection sent its requests.
 
 use std::sync::Arc;
 
-use securestore_backends::{ItemName, ProjectScope};
+use securestore_backends::{ItemName, ProjectScope, Write};
 use securestore_proto::tarpc::context::Context;
 use securestore_proto::{
     DeleteOptions, GetOptions, Item, Key, SecretString, SecureStore, ServiceError, ServiceName,
@@ -11,12 +12,20 @@ use securestore_proto::{
 use tokio_util::sync::CancellationToken;
 
 use crate::error::to_wire;
+use crate::order::Turn;
 use crate::registry::{Registry, TokenHash};
-use crate::store::StoreHandle;
+use crate::store::{StoreHandle, Unsettled};
 
-/// Serves one connection. `scope` was fixed by the handshake; no request can change it.
-#[derive(Clone)]
+/// Serves one request of a bound connection, in its turn.
 pub(crate) struct Handler {
+    /// What the whole connection shares.
+    pub(crate) bound: Arc<Bound>,
+    /// This request's place in the connection's order.
+    pub(crate) turn: Turn,
+}
+
+/// One bound connection. `scope` was fixed by the handshake; no request can change it.
+pub(crate) struct Bound {
     /// The project this connection is bound to.
     pub(crate) scope: Arc<ProjectScope>,
     /// The hash of the token the connection was admitted with, or `None` if its project was
@@ -30,9 +39,11 @@ pub(crate) struct Handler {
     pub(crate) max_value_bytes: u32,
     /// Cancelled at shutdown: requests that arrive after it are turned away.
     pub(crate) shutdown: CancellationToken,
+    /// This connection's writes still with the storage owner; its gets go behind them.
+    pub(crate) unsettled: Unsettled,
 }
 
-impl Handler {
+impl Bound {
     fn item_name(&self, key: &str, service: Option<&str>) -> Result<ItemName, ServiceError> {
         if self.shutdown.is_cancelled() {
             return Err(ServiceError::ShuttingDown);
@@ -68,11 +79,13 @@ impl SecureStore for Handler {
         value: SecretString,
         options: SetOptions,
     ) -> Result<(), ServiceError> {
-        let name = self.item_name(&key, options.keychain_service.as_deref())?;
-        if value.len() > self.max_value_bytes as usize {
+        let Self { bound, turn } = self;
+        turn.wait().await;
+        let name = bound.item_name(&key, options.keychain_service.as_deref())?;
+        if value.len() > bound.max_value_bytes as usize {
             return Err(ServiceError::ValueTooLarge {
                 size: value.len() as u64,
-                limit: u64::from(self.max_value_bytes),
+                limit: u64::from(bound.max_value_bytes),
             });
         }
         tracing::debug!(
@@ -80,11 +93,19 @@ impl SecureStore for Handler {
             key = name.key.as_str(),
             "set"
         );
-        let accessible = options.keychain_accessible;
-        self.store
-            .set(self.scope(), name, value, accessible)
+        let write = Write::Set {
+            project: bound.scope(),
+            name,
+            value,
+            accessible: options.keychain_accessible,
+        };
+        let answer = bound
+            .store
+            .submit_write(write, &bound.unsettled)
             .await
-            .map_err(to_wire)
+            .map_err(to_wire)?;
+        drop(turn);
+        answer.wait().await.map_err(to_wire)
     }
 
     async fn get_item(
@@ -93,23 +114,31 @@ impl SecureStore for Handler {
         key: String,
         options: GetOptions,
     ) -> Result<Option<Item>, ServiceError> {
-        let name = self.item_name(&key, options.keychain_service.as_deref())?;
+        let Self { bound, turn } = self;
+        turn.wait().await;
+        let name = bound.item_name(&key, options.keychain_service.as_deref())?;
         tracing::debug!(
             service = name.service.as_str(),
             key = name.key.as_str(),
             "get"
         );
-        let item = self.store.get(self.scope(), name).await.map_err(to_wire)?;
+        let answer = bound
+            .store
+            .submit_get(bound.scope(), name, &bound.unsettled)
+            .await
+            .map_err(to_wire)?;
+        drop(turn);
+        let item = answer.wait().await.map_err(to_wire)?;
         match item {
             // Stored under a larger --max-value-bytes: it would not fit this connection's frames.
-            Some(item) if item.value.len() > self.max_value_bytes as usize => {
+            Some(item) if item.value.len() > bound.max_value_bytes as usize => {
                 tracing::warn!(
                     size = item.value.len(),
                     "a stored value exceeds the current --max-value-bytes; raise it to read the value"
                 );
                 Err(ServiceError::ValueTooLarge {
                     size: item.value.len() as u64,
-                    limit: u64::from(self.max_value_bytes),
+                    limit: u64::from(bound.max_value_bytes),
                 })
             }
             item => Ok(item),
@@ -122,12 +151,24 @@ impl SecureStore for Handler {
         key: String,
         options: DeleteOptions,
     ) -> Result<(), ServiceError> {
-        let name = self.item_name(&key, options.keychain_service.as_deref())?;
+        let Self { bound, turn } = self;
+        turn.wait().await;
+        let name = bound.item_name(&key, options.keychain_service.as_deref())?;
         tracing::debug!(
             service = name.service.as_str(),
             key = name.key.as_str(),
             "delete"
         );
-        self.store.delete(self.scope(), name).await.map_err(to_wire)
+        let write = Write::Delete {
+            project: bound.scope(),
+            name,
+        };
+        let answer = bound
+            .store
+            .submit_write(write, &bound.unsettled)
+            .await
+            .map_err(to_wire)?;
+        drop(turn);
+        answer.wait().await.map_err(to_wire)
     }
 }

@@ -30,6 +30,7 @@ pub mod fuzzing;
 mod handler;
 mod harden;
 pub mod lock;
+mod order;
 mod registry;
 mod server;
 pub mod socket;

@@ -8,17 +8,19 @@
 //! (up to [`MAX_BATCH`]), and hands them to [`Backend::write_batch`] as one durable unit, one sync.
 //! It never waits for more to arrive, so a lone writer's set is committed at once; under load, the
 //! writes that queue up during one sync share the next. Each write is still answered only after its
-//! own batch is durable. Gets go to the reader thread, so they never wait behind a sync.
+//! own batch is durable. Gets go to the reader thread, so they never wait behind a sync, unless the
+//! asking connection still has a write queued: then the get goes behind it, to the owner, so a
+//! connection always reads its own writes (see `docs/consistency.md`).
+//!
+//! A write whose caller has gone (its deadline passed, it was cancelled, or its connection closed)
+//! before the owner takes it is dropped unapplied: nobody is waiting for its answer.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 
-use securestore_backends::{
-    Backend, BackendError, Item, ItemName, KeychainAccessible, ProjectScope, Reader, SecretString,
-    Write,
-};
+use securestore_backends::{Backend, BackendError, Item, ItemName, ProjectScope, Reader, Write};
 use tokio::sync::{mpsc, oneshot};
 
 /// Commands waiting for a thread; past this, senders wait (backpressure on clients).
@@ -38,7 +40,48 @@ enum Command {
     Write {
         write: Write,
         reply: Reply<()>,
+        /// Counts this write as its connection's until the owner is done with it (dropped with the
+        /// command, after the answer is sent).
+        _unsettled: Option<UnsettledGuard>,
     },
+}
+
+/// The writes one connection has handed to the owner that the owner has not finished with yet.
+///
+/// A get from a connection with unsettled writes must go behind them, to the owner; a get from a
+/// connection with none can go to the reader, which sees every committed write.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Unsettled(Arc<AtomicUsize>);
+
+impl Unsettled {
+    fn any(&self) -> bool {
+        self.0.load(Ordering::Acquire) > 0
+    }
+
+    fn guard(&self) -> UnsettledGuard {
+        self.0.fetch_add(1, Ordering::AcqRel);
+        UnsettledGuard(self.0.clone())
+    }
+}
+
+/// One unsettled write; dropping it settles the write.
+struct UnsettledGuard(Arc<AtomicUsize>);
+
+impl Drop for UnsettledGuard {
+    fn drop(&mut self) {
+        // Release: whoever sees the count fall also sees the commit that came before it.
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The answer to a command already in a storage queue.
+pub(crate) struct Answer<T>(oneshot::Receiver<Result<T, BackendError>>);
+
+impl<T> Answer<T> {
+    /// Waits for the storage thread's answer.
+    pub(crate) async fn wait(self) -> Result<T, BackendError> {
+        self.0.await.map_err(|_| owner_gone())?
+    }
 }
 
 /// Counters of the owner's work, for logs, tests and the benchmark.
@@ -48,6 +91,8 @@ pub(crate) struct Stats {
     pub(crate) batches: AtomicU64,
     /// Writes in those batches.
     pub(crate) writes: AtomicU64,
+    /// Writes dropped unapplied because their caller had gone before the owner took them.
+    pub(crate) skipped: AtomicU64,
 }
 
 /// A cheap, cloneable way to reach the storage threads. They stop when the last handle is dropped.
@@ -110,12 +155,25 @@ fn contained(work: impl FnOnce()) {
 
 fn own(mut backend: Box<dyn Backend>, mut queue: mpsc::Receiver<Command>, stats: &Stats) {
     tracing::debug!(backend = backend.name(), "storage owner started");
-    let mut pending: Vec<(Write, Reply<()>)> = Vec::with_capacity(MAX_BATCH);
+    let mut pending: Vec<PendingWrite> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = queue.blocking_recv() {
         let mut next = Some(first);
         while let Some(command) = next {
             match command {
-                Command::Write { write, reply } => pending.push((write, reply)),
+                Command::Write {
+                    write,
+                    reply,
+                    _unsettled,
+                } => {
+                    // Its caller is gone (deadline, cancel, closed connection): nobody can learn
+                    // the outcome, so it is not applied. Settled when `_unsettled` drops here.
+                    if reply.is_closed() {
+                        stats.skipped.fetch_add(1, Ordering::Relaxed);
+                        tracing::debug!("a write's caller gave up before it was applied; skipped");
+                    } else {
+                        pending.push((write, reply, _unsettled));
+                    }
+                }
                 // A get queued behind writes must see them: commit those first.
                 Command::Get {
                     project,
@@ -146,13 +204,24 @@ fn own(mut backend: Box<dyn Backend>, mut queue: mpsc::Receiver<Command>, stats:
     }
 }
 
-/// Applies the pending writes as one batch and answers each writer. A caller that gave up (its
-/// deadline passed) has dropped its receiver; its write stands regardless.
-fn commit(backend: &mut dyn Backend, pending: &mut Vec<(Write, Reply<()>)>, stats: &Stats) {
+/// A write taken from the queue, with its answer and the guard that keeps it unsettled.
+type PendingWrite = (Write, Reply<()>, Option<UnsettledGuard>);
+
+/// Applies the pending writes as one batch and answers each writer. A caller that gives up while
+/// its batch is being applied is not waited for: its write stands, and it learns that by reading.
+fn commit(backend: &mut dyn Backend, pending: &mut Vec<PendingWrite>, stats: &Stats) {
     if pending.is_empty() {
         return;
     }
-    let (writes, replies): (Vec<Write>, Vec<Reply<()>>) = pending.drain(..).unzip();
+    let mut writes = Vec::with_capacity(pending.len());
+    let mut replies = Vec::with_capacity(pending.len());
+    // Settled only after every answer of the batch is sent (dropped at the end of this function).
+    let mut settled = Vec::with_capacity(pending.len());
+    for (write, reply, unsettled) in pending.drain(..) {
+        writes.push(write);
+        replies.push(reply);
+        settled.push(unsettled);
+    }
     stats.batches.fetch_add(1, Ordering::Relaxed);
     stats
         .writes
@@ -193,27 +262,46 @@ fn owner_gone() -> BackendError {
 }
 
 impl StoreHandle {
-    async fn call<T>(
-        &self,
+    /// Puts a command in `queue` and returns its answer to wait for. Once this returns, the command
+    /// is in line: later commands of the same queue are taken after it.
+    async fn submit<T>(
         queue: &mpsc::Sender<Command>,
         make: impl FnOnce(Reply<T>) -> Command,
-    ) -> Result<T, BackendError> {
+    ) -> Result<Answer<T>, BackendError> {
         let (reply, answer) = oneshot::channel();
         queue.send(make(reply)).await.map_err(|_| owner_gone())?;
-        answer.await.map_err(|_| owner_gone())?
+        Ok(Answer(answer))
     }
 
-    async fn write(&self, write: Write) -> Result<(), BackendError> {
-        self.call(&self.writes, |reply| Command::Write { write, reply })
-            .await
+    /// Queues `write` for the owner, counted as unsettled for its connection until it is done.
+    pub(crate) async fn submit_write(
+        &self,
+        write: Write,
+        unsettled: &Unsettled,
+    ) -> Result<Answer<()>, BackendError> {
+        let guard = unsettled.guard();
+        Self::submit(&self.writes, |reply| Command::Write {
+            write,
+            reply,
+            _unsettled: Some(guard),
+        })
+        .await
     }
 
-    pub(crate) async fn get(
+    /// Queues a get: behind the connection's own unsettled writes when it has any, so it sees them;
+    /// otherwise on the reader thread, which sees every committed write.
+    pub(crate) async fn submit_get(
         &self,
         project: ProjectScope,
         name: ItemName,
-    ) -> Result<Option<Item>, BackendError> {
-        self.call(&self.reads, |reply| Command::Get {
+        unsettled: &Unsettled,
+    ) -> Result<Answer<Option<Item>>, BackendError> {
+        let queue = if unsettled.any() {
+            &self.writes
+        } else {
+            &self.reads
+        };
+        Self::submit(queue, |reply| Command::Get {
             project,
             name,
             reply,
@@ -221,32 +309,16 @@ impl StoreHandle {
         .await
     }
 
-    pub(crate) async fn set(
-        &self,
-        project: ProjectScope,
-        name: ItemName,
-        value: SecretString,
-        accessible: KeychainAccessible,
-    ) -> Result<(), BackendError> {
-        self.write(Write::Set {
-            project,
-            name,
-            value,
-            accessible,
-        })
-        .await
-    }
-
-    pub(crate) async fn delete(
-        &self,
-        project: ProjectScope,
-        name: ItemName,
-    ) -> Result<(), BackendError> {
-        self.write(Write::Delete { project, name }).await
-    }
-
+    /// Empties a project (for the registry's removal), and waits until that is durable.
     pub(crate) async fn delete_project(&self, project: ProjectScope) -> Result<(), BackendError> {
-        self.write(Write::DeleteProject { project }).await
+        Self::submit(&self.writes, |reply| Command::Write {
+            write: Write::DeleteProject { project },
+            reply,
+            _unsettled: None,
+        })
+        .await?
+        .wait()
+        .await
     }
 }
 
@@ -256,7 +328,7 @@ mod tests {
     use std::time::Duration;
 
     use securestore_backends::memory::MemoryBackend;
-    use securestore_backends::{Key, ProjectId, ServiceName};
+    use securestore_backends::{Key, KeychainAccessible, ProjectId, SecretString, ServiceName};
 
     use super::*;
 
@@ -322,17 +394,37 @@ mod tests {
         (project, name)
     }
 
-    async fn set(store: &StoreHandle, key: &str) {
+    fn set_write(key: &str) -> Write {
         let (project, name) = item(key);
+        Write::Set {
+            project,
+            name,
+            value: SecretString::from(key),
+            accessible: KeychainAccessible::default(),
+        }
+    }
+
+    /// A set from its own connection, waited for.
+    async fn set(store: &StoreHandle, key: &str) {
         store
-            .set(
-                project,
-                name,
-                SecretString::from(key),
-                KeychainAccessible::default(),
-            )
+            .submit_write(set_write(key), &Unsettled::default())
+            .await
+            .expect("queued")
+            .wait()
             .await
             .expect("set");
+    }
+
+    /// A get from a connection with no writes of its own under way.
+    async fn get(store: &StoreHandle, key: &str) -> Option<Item> {
+        let (project, name) = item(key);
+        store
+            .submit_get(project, name, &Unsettled::default())
+            .await
+            .expect("queued")
+            .wait()
+            .await
+            .expect("get")
     }
 
     #[tokio::test]
@@ -360,12 +452,7 @@ mod tests {
             writer.await.expect("writer");
         }
         for i in 0..64 {
-            let (project, name) = item(&format!("k{i}"));
-            let found = store
-                .get(project, name)
-                .await
-                .expect("get")
-                .expect("present");
+            let found = get(&store, &format!("k{i}")).await.expect("present");
             assert_eq!(found.value.expose_secret(), format!("k{i}"));
         }
         assert_eq!(store.stats.writes.load(Ordering::Relaxed), 64);
@@ -445,8 +532,7 @@ mod tests {
             tokio::task::yield_now().await;
         }
         // A get is answered while that sync is still under way.
-        let (project, name) = item("other");
-        assert!(store.get(project, name).await.expect("get").is_none());
+        assert!(get(&store, "other").await.is_none());
         assert!(
             !writer.is_finished(),
             "the write is still syncing: the get did not wait for it"
@@ -455,5 +541,68 @@ mod tests {
         writer.await.expect("writer");
         drop(store);
         threads.into_iter().for_each(|t| t.join().expect("join"));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_connection_reads_its_own_queued_write_and_others_do_not_wait_for_it() {
+        let (release, released) = std::sync::mpsc::channel();
+        let backend = Stuck {
+            release: Arc::new(Mutex::new(released)),
+        };
+        let (store, threads) = spawn(Box::new(backend)).expect("spawn");
+        let mine = Unsettled::default();
+        let write = store
+            .submit_write(set_write("k"), &mine)
+            .await
+            .expect("queued");
+        assert!(mine.any(), "the write counts as unsettled once queued");
+        // The same connection's get goes behind its write: no answer while the write is held.
+        let (project, name) = item("k");
+        let own_get = store
+            .submit_get(project, name, &mine)
+            .await
+            .expect("queued");
+        let own_get = tokio::spawn(own_get.wait());
+        // Another connection's get is answered by the reader meanwhile.
+        assert!(get(&store, "k").await.is_none());
+        assert!(!own_get.is_finished(), "the own get waits for the write");
+        release.send(()).expect("release");
+        write.wait().await.expect("set");
+        // `Stuck` answers every get with "absent" (it stores nothing); what matters is the order:
+        // the get was answered by the owner after the write, and the count is settled.
+        assert!(own_get.await.expect("join").expect("get").is_none());
+        assert!(!mine.any(), "settled once answered");
+        drop(store);
+        threads.into_iter().for_each(|t| t.join().expect("join"));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_write_whose_caller_left_before_it_was_taken_is_not_applied() {
+        let (store, threads, batches) = start(Duration::from_millis(50));
+        // The first write occupies the owner for one "sync"; the second waits in the queue.
+        let first = store
+            .submit_write(set_write("first"), &Unsettled::default())
+            .await
+            .expect("queued");
+        while store.stats.batches.load(Ordering::Relaxed) == 0 {
+            tokio::task::yield_now().await;
+        }
+        let gone = Unsettled::default();
+        let abandoned = store
+            .submit_write(set_write("abandoned"), &gone)
+            .await
+            .expect("queued");
+        drop(abandoned); // the caller gives up (deadline, cancel, closed connection)
+        first.wait().await.expect("first");
+        // Wait for the owner to take and drop the abandoned write.
+        while gone.any() {
+            tokio::task::yield_now().await;
+        }
+        assert!(get(&store, "first").await.is_some());
+        assert!(get(&store, "abandoned").await.is_none(), "never applied");
+        assert_eq!(store.stats.skipped.load(Ordering::Relaxed), 1);
+        drop(store);
+        threads.into_iter().for_each(|t| t.join().expect("join"));
+        assert_eq!(*batches.lock().expect("lock"), vec![1]);
     }
 }
