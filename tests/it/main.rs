@@ -12,6 +12,7 @@ mod backends;
 mod bounds;
 mod cli;
 mod concurrency;
+mod consistency;
 mod crash;
 mod disk_full;
 mod fuzz;

@@ -15,6 +15,15 @@ use securestore_proto::tarpc;
 use securestore_proto::{SecureStoreClient, ServiceError};
 use tempfile::TempDir;
 
+pub mod linearizability;
+
+/// Nanoseconds of `CLOCK_MONOTONIC`: one clock for every process on the machine, so operation
+/// times recorded by different client processes can be compared.
+pub fn monotonic_ns() -> u64 {
+    let now = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    u64::try_from(now.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(now.tv_nsec).unwrap_or(0)
+}
+
 /// The project most tests use.
 pub const PROJECT: &str = "@tests/app";
 

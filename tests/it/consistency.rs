@@ -1,0 +1,253 @@
+//! The consistency model of `docs/consistency.md`, checked against the real daemon: one connection's
+//! requests take effect in the order sent (pipelined or not), and every history of many client
+//! processes is linearizable, across a SIGKILL and restart too.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use securestore_client::{Client, DeleteOptions, GetOptions, SetOptions};
+use securestore_e2e::linearizability::{self, Kind, Op};
+use securestore_e2e::{Daemon, PROJECT, bin};
+
+const ROUNDS: usize = 300;
+const CONNECTIONS: usize = 4;
+
+/// Runs `ROUNDS` rounds of `round` on each of `CONNECTIONS` connections at once.
+async fn on_connections<F, Fut>(daemon: &Daemon, round: F)
+where
+    F: Fn(Client, usize, usize) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let mut tasks = Vec::new();
+    for connection in 0..CONNECTIONS {
+        let client = daemon.client(PROJECT).await;
+        let round = round.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..ROUNDS {
+                round(client.clone(), connection, i).await;
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.expect("a connection's rounds");
+    }
+}
+
+fn text(found: Option<securestore_client::SecretString>) -> Option<String> {
+    found.map(|v| v.expose_secret().to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipelined_get_sees_the_set_sent_before_it() {
+    let daemon = Daemon::start_logging(&[], "info");
+    on_connections(&daemon, |client, connection, i| async move {
+        let key = format!("c{connection}");
+        let value = format!("v{i}");
+        // Both requests are in flight at once on one connection: the get is sent before the
+        // set's answer comes back.
+        let (set, got) = futures::join!(
+            client.set_item(&key, value.as_str(), SetOptions::default()),
+            client.get_item(&key, GetOptions::default()),
+        );
+        set.expect("set");
+        assert_eq!(
+            text(got.expect("get")).as_deref(),
+            Some(value.as_str()),
+            "round {i}: the get overtook the set sent before it"
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipelined_get_sees_the_delete_sent_before_it() {
+    let daemon = Daemon::start_logging(&[], "info");
+    on_connections(&daemon, |client, connection, i| async move {
+        let key = format!("c{connection}");
+        client
+            .set_item(&key, "there", SetOptions::default())
+            .await
+            .expect("set");
+        let (deleted, got) = futures::join!(
+            client.delete_item(&key, DeleteOptions::default()),
+            client.get_item(&key, GetOptions::default()),
+        );
+        deleted.expect("delete");
+        assert_eq!(
+            text(got.expect("get")),
+            None,
+            "round {i}: the get overtook the delete"
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_set_delete_get_take_effect_in_order() {
+    let daemon = Daemon::start_logging(&[], "info");
+    on_connections(&daemon, |client, connection, i| async move {
+        let key = format!("c{connection}");
+        let value = format!("v{i}");
+        let (first, set, deleted, got, set_again, got_again) = futures::join!(
+            client.set_item(&key, "old", SetOptions::default()),
+            client.set_item(&key, value.as_str(), SetOptions::default()),
+            client.delete_item(&key, DeleteOptions::default()),
+            client.get_item(&key, GetOptions::default()),
+            client.set_item(&key, value.as_str(), SetOptions::default()),
+            client.get_item(&key, GetOptions::default()),
+        );
+        first.expect("set");
+        set.expect("set");
+        deleted.expect("delete");
+        set_again.expect("set");
+        assert_eq!(text(got.expect("get")), None, "round {i}: after the delete");
+        assert_eq!(
+            text(got_again.expect("get")).as_deref(),
+            Some(value.as_str()),
+            "round {i}: after the second set"
+        );
+    })
+    .await;
+}
+
+/// How one history run goes.
+struct Run {
+    /// Extra daemon flags (e.g. the backend).
+    daemon_args: &'static [&'static str],
+    /// How long the clients run.
+    millis: u64,
+    /// When to SIGKILL and restart the daemon, from the start.
+    kills_at: &'static [u64],
+}
+
+/// One client process: 4 pipelining, 4 one request at a time; 3 shared keys.
+fn spawn_client(daemon: &Daemon, client: u32, millis: u64) -> Child {
+    let depth = if client.is_multiple_of(2) { 4 } else { 1 };
+    Command::new(bin("securestore-history-client"))
+        .arg(daemon.socket())
+        .args([
+            PROJECT,
+            &client.to_string(),
+            &millis.to_string(),
+            &depth.to_string(),
+            &(0x9e37_79b9_u64 * (u64::from(client) + 1)).to_string(),
+            "3",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn a history client")
+}
+
+fn parse(client: u32, output: &str) -> Vec<Op> {
+    output
+        .lines()
+        .map(|line| {
+            let fields: Vec<&str> = line.split(' ').collect();
+            let [call, ret, verb, key, value] = fields.as_slice() else {
+                panic!("bad history line {line:?}");
+            };
+            let value = (*value != "-").then(|| (*value).to_owned());
+            Op {
+                client,
+                key: (*key).to_owned(),
+                kind: match *verb {
+                    "get" => Kind::Read(value),
+                    "set" | "del" => Kind::Write(value),
+                    other => panic!("bad verb {other:?}"),
+                },
+                call: call.parse().expect("call time"),
+                ret: if *ret == "?" {
+                    Op::UNKNOWN
+                } else {
+                    ret.parse().expect("return time")
+                },
+            }
+        })
+        .collect()
+}
+
+/// Runs 8 client processes against a daemon, kills it when asked, and checks the whole history.
+async fn history(run: Run) {
+    let mut daemon = Daemon::start_logging(run.daemon_args, "info");
+    let started = Instant::now();
+    let clients: Vec<Child> = (0..8)
+        .map(|client| spawn_client(&daemon, client, run.millis))
+        .collect();
+    for &at in run.kills_at {
+        let wait = Duration::from_millis(at).saturating_sub(started.elapsed());
+        tokio::time::sleep(wait).await;
+        daemon.kill();
+        daemon.spawn().expect("the daemon restarts after SIGKILL");
+    }
+    let mut history = Vec::new();
+    for (client, child) in clients.into_iter().enumerate() {
+        let output = child.wait_with_output().expect("a history client");
+        assert!(
+            output.status.success(),
+            "client {client}: {}",
+            output.status
+        );
+        history.extend(parse(
+            client as u32,
+            &String::from_utf8(output.stdout).expect("utf-8"),
+        ));
+    }
+    let unknown = history.iter().filter(|op| op.ret == Op::UNKNOWN).count();
+    let reads = history
+        .iter()
+        .filter(|op| matches!(op.kind, Kind::Read(_)))
+        .count();
+    let checking = Instant::now();
+    let verdict = linearizability::check(&history);
+    println!(
+        "history {:?}: {} operations ({reads} gets, {} writes of which {unknown} unknown), {} SIGKILLs; checked in {:?}",
+        run.daemon_args,
+        history.len(),
+        history.len() - reads,
+        run.kills_at.len(),
+        checking.elapsed()
+    );
+    assert!(
+        history.len() > 200,
+        "too few operations to mean anything: {}",
+        history.len()
+    );
+    assert!(
+        reads > 100,
+        "too few gets to mean anything: {reads}\n{}",
+        daemon.log()
+    );
+    if let Err(violation) = verdict {
+        panic!("{violation}");
+    }
+}
+
+#[tokio::test]
+async fn eight_processes_make_a_linearizable_history() {
+    history(Run {
+        daemon_args: &[],
+        millis: 2_000,
+        kills_at: &[],
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_history_cut_by_sigkill_and_restart_stays_linearizable() {
+    history(Run {
+        daemon_args: &[],
+        millis: 3_000,
+        kills_at: &[800, 1_900],
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_android_backend_makes_a_linearizable_history_across_a_kill() {
+    history(Run {
+        daemon_args: &["--backend", "android"],
+        millis: 3_000,
+        kills_at: &[1_500],
+    })
+    .await;
+}
