@@ -193,6 +193,14 @@ impl Daemon {
         Ok(clients)
     }
 
+    /// The daemon's process id.
+    ///
+    /// # Errors
+    /// When the daemon was stopped.
+    pub fn pid(&self) -> anyhow::Result<u32> {
+        Ok(self.child.as_ref().context("the daemon was stopped")?.id())
+    }
+
     /// The daemon's resident set size (`VmRSS`), in bytes.
     ///
     /// # Errors

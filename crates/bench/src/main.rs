@@ -11,6 +11,7 @@ mod report;
 mod rng;
 mod scenarios;
 mod settings;
+mod usage;
 
 use std::path::Path;
 use std::process::ExitCode;

@@ -26,7 +26,8 @@ impl Window {
         }
     }
 
-    fn length(&self) -> Duration {
+    /// How long the window stays open.
+    pub fn length(&self) -> Duration {
         self.end - self.start
     }
 }

@@ -84,8 +84,8 @@ fn print_header(results: &Results) {
 
 fn print_figures(results: &Results) {
     println!(
-        "{:<48} {:>7} {:>11} {:>11} {:>10}",
-        "measurement", "clients", "p50", "p99", "ops/s"
+        "{:<48} {:>7} {:>11} {:>11} {:>10} {:>7} {:>9}",
+        "measurement", "clients", "p50", "p99", "ops/s", "cs/op", "cpu/op"
     );
     println!("{RULE}");
     for (clients, stats) in &results.ping {
@@ -106,7 +106,7 @@ fn print_figures(results: &Results) {
     for run in [&results.small, &results.large] {
         println!("{RULE}");
         for row in &run.rows {
-            print_line(&row.scenario.to_string(), row.scenario.clients, &row.stats);
+            print_row(row);
         }
     }
     println!("{RULE}");
@@ -118,6 +118,20 @@ fn print_line(what: &str, clients: usize, stats: &Stats) {
         latency(stats.p50),
         latency(stats.p99),
         thousands(stats.ops_per_sec.round() as u64),
+    );
+}
+
+/// A securestore row: the times, then the daemon's own cost per call (stable where times are not).
+fn print_row(row: &Row) {
+    println!(
+        "{:<48} {:>7} {:>11} {:>11} {:>10} {:>7.2} {:>9}",
+        row.scenario.to_string(),
+        row.scenario.clients,
+        latency(row.stats.p50),
+        latency(row.stats.p99),
+        thousands(row.stats.ops_per_sec.round() as u64),
+        row.cost.switches,
+        latency(row.cost.cpu),
     );
 }
 

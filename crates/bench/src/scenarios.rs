@@ -5,7 +5,7 @@ use std::fmt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use anyhow::ensure;
+use anyhow::{Context as _, ensure};
 use securestore_client::{Client, GetOptions, SetOptions};
 
 use crate::daemon::{Daemon, Readiness};
@@ -13,6 +13,7 @@ use crate::fixtures::{self, Store, ValueSize};
 use crate::measure::{Recorder, Stats, Window, join_workers};
 use crate::rng::Rng;
 use crate::settings::Settings;
+use crate::usage::{Cost, Usage};
 
 /// Which call a scenario makes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +59,8 @@ pub struct Row {
     pub scenario: Scenario,
     /// The figures.
     pub stats: Stats,
+    /// What each call cost the daemon (context switches, CPU), over the same window.
+    pub cost: Cost,
 }
 
 /// Everything measured on one store in one daemon's lifetime.
@@ -95,8 +98,12 @@ pub async fn run_store(
                     items: store.items,
                 };
                 eprintln!("  {scenario}, clients: {clients}");
-                let stats = measure(&daemon, scenario, settings).await?;
-                rows.push(Row { scenario, stats });
+                let (stats, cost) = measure(&daemon, scenario, settings).await?;
+                rows.push(Row {
+                    scenario,
+                    stats,
+                    cost,
+                });
             }
         }
     }
@@ -110,20 +117,31 @@ pub async fn run_store(
     })
 }
 
-/// Connects the scenario's clients, then runs them all over one window.
+/// Connects the scenario's clients, then runs them all over one window, reading the daemon's
+/// counters as the window opens and closes.
 async fn measure(
     daemon: &Daemon,
     scenario: Scenario,
     settings: &Settings,
-) -> anyhow::Result<Stats> {
+) -> anyhow::Result<(Stats, Cost)> {
     let clients = daemon.connect_many(scenario.clients).await?;
     let window = settings.window();
+    let pid = daemon.pid()?;
+    let counters = tokio::spawn(async move {
+        tokio::time::sleep_until(window.start.into()).await;
+        let opened = Usage::of(pid)?;
+        tokio::time::sleep_until(window.end.into()).await;
+        anyhow::Ok((opened, Usage::of(pid)?))
+    });
     let workers = clients
         .into_iter()
         .zip(1..)
         .map(|(client, seed)| tokio::spawn(worker(client, scenario, Rng::seeded(seed), window)))
         .collect();
-    join_workers(workers, window).await
+    let stats = join_workers(workers, window).await?;
+    let (opened, closed) = counters.await.context("the counter reader panicked")??;
+    let ops = stats.ops_per_sec * window.length().as_secs_f64();
+    Ok((stats, closed.per_op(opened, ops)))
 }
 
 /// One client: picks a key (untimed), then times the call, until the window closes.

@@ -1,0 +1,114 @@
+//! What the daemon spends per call, read from `/proc`: context switches (how many times its threads
+//! went to sleep or were preempted, summed over every thread) and CPU time (user + system).
+//!
+//! Latencies on a shared VM swing with how fast a sleeping thread is woken; these counts do not,
+//! so they show a change in the serving path even when the times are noisy.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+
+/// A process's counters at one moment.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Usage {
+    /// Voluntary plus involuntary context switches, summed over its threads.
+    pub switches: u64,
+    /// User plus system CPU time.
+    pub cpu: Duration,
+}
+
+/// What one operation cost the daemon, on average over a measurement window.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Cost {
+    /// Context switches per operation.
+    pub switches: f64,
+    /// CPU time per operation.
+    pub cpu: Duration,
+}
+
+impl Usage {
+    /// Reads the counters of process `pid`.
+    ///
+    /// # Errors
+    /// When `/proc/<pid>` cannot be read (the process is gone).
+    pub fn of(pid: u32) -> anyhow::Result<Self> {
+        let mut switches = 0;
+        let tasks = format!("/proc/{pid}/task");
+        for task in std::fs::read_dir(&tasks).with_context(|| format!("cannot list {tasks}"))? {
+            let path = task?.path().join("status");
+            // A thread may end between the listing and the read; it no longer counts.
+            let Ok(status) = std::fs::read_to_string(&path) else {
+                continue;
+            };
+            switches += status
+                .lines()
+                .filter_map(|line| {
+                    line.strip_prefix("voluntary_ctxt_switches:")
+                        .or_else(|| line.strip_prefix("nonvoluntary_ctxt_switches:"))
+                })
+                .filter_map(|n| n.trim().parse::<u64>().ok())
+                .sum::<u64>();
+        }
+        let stat_path = format!("/proc/{pid}/stat");
+        let stat = std::fs::read_to_string(&stat_path)
+            .with_context(|| format!("cannot read {stat_path}"))?;
+        // Fields after the command name (which may hold spaces) start at field 3; utime and stime
+        // are fields 14 and 15, in clock ticks, and cover every thread of the process.
+        let after_name = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest)
+            .with_context(|| format!("malformed {stat_path}"))?;
+        let fields: Vec<&str> = after_name.split_whitespace().collect();
+        let ticks = |i: usize| -> anyhow::Result<u64> {
+            fields
+                .get(i)
+                .and_then(|f| f.parse().ok())
+                .with_context(|| format!("malformed {stat_path}"))
+        };
+        let total_ticks = ticks(11)? + ticks(12)?;
+        let per_second = rustix::param::clock_ticks_per_second().max(1);
+        Ok(Self {
+            switches,
+            cpu: Duration::from_nanos(total_ticks * 1_000_000_000 / per_second),
+        })
+    }
+
+    /// The cost per operation of `ops` operations done between `earlier` and `self`.
+    pub fn per_op(self, earlier: Usage, ops: f64) -> Cost {
+        if ops <= 0.0 {
+            return Cost::default();
+        }
+        Cost {
+            switches: self.switches.saturating_sub(earlier.switches) as f64 / ops,
+            cpu: self.cpu.saturating_sub(earlier.cpu).div_f64(ops),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_this_process_and_counts_its_work() {
+        let before = Usage::of(std::process::id()).expect("own counters");
+        // Burn some CPU and sleep a few times: both counters must move.
+        let mut x = 0u64;
+        let start = std::time::Instant::now();
+        while start.elapsed() < Duration::from_millis(50) {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+        }
+        for _ in 0..5 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let after = Usage::of(std::process::id()).expect("own counters");
+        assert!(x != 1);
+        assert!(
+            after.switches >= before.switches + 5,
+            "{before:?} -> {after:?}"
+        );
+        assert!(after.cpu > before.cpu, "{before:?} -> {after:?}");
+        let cost = after.per_op(before, 5.0);
+        assert!(cost.switches >= 1.0);
+    }
+}
