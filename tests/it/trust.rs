@@ -220,12 +220,22 @@ async fn a_fake_daemon_of_another_user_receives_nothing() {
     // The explicit option for a system-wide daemon: naming uid 65534 trusts it, and then the hello
     // goes out (the fake never answers, so the CLI times out). This shows the fake records bytes.
     let out = cli()
-        .args(["--daemon-uid", &NOBODY.to_string(), "--timeout", "1", "get", "k"])
+        .args([
+            "--daemon-uid",
+            &NOBODY.to_string(),
+            "--timeout",
+            "1",
+            "get",
+            "k",
+        ])
         .output()
         .expect("run");
     assert_ne!(out.status.code(), Some(3), "{}", stderr(&out));
     let sizes = fake.connections(6);
-    assert!(sizes[5] > 0, "the trusted connection sent its hello: {sizes:?}");
+    assert!(
+        sizes[5] > 0,
+        "the trusted connection sent its hello: {sizes:?}"
+    );
 }
 
 /// Finding 2: the socket folder check followed symbolic links.
@@ -378,7 +388,10 @@ fn a_data_or_key_folder_others_may_write_is_refused() {
         line.contains(&state.display().to_string()) && line.contains("not writable"),
         "{line}"
     );
-    assert!(!state.join("master.key").exists(), "no key is written there");
+    assert!(
+        !state.join("master.key").exists(),
+        "no key is written there"
+    );
 }
 
 /// Finding 3: another user planted `projects.tmp` as a symbolic link and `project add` wrote through
@@ -476,7 +489,9 @@ fn a_database_others_may_write_or_own_is_refused() {
     let err = daemon.spawn().expect_err("0666 WAL");
     assert!(err.contains("securestore.db-wal"), "{err}");
     chmod(&wal, 0o600);
-    daemon.spawn().expect("the store opens again once its files are private");
+    daemon
+        .spawn()
+        .expect("the store opens again once its files are private");
 }
 
 /// Finding 6: a registry that is a link to `/dev/zero` was read until memory ran out.
@@ -577,11 +592,7 @@ fn a_value_on_the_command_line_draws_a_warning() {
         "no warning for stdin: {}",
         stderr(&out)
     );
-    let help = daemon
-        .cli()
-        .args(["set", "--help"])
-        .output()
-        .expect("run");
+    let help = daemon.cli().args(["set", "--help"]).output().expect("run");
     let help = String::from_utf8_lossy(&help.stdout);
     assert!(
         help.contains("stdin") && help.contains("visible to all users"),

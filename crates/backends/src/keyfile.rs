@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use zeroize::Zeroizing;
 
 use crate::BackendError;
-use crate::paths;
 use crate::crypto::KEY_LEN;
+use crate::paths;
 
 fn io_error<'a>(
     action: &'static str,
@@ -108,9 +108,8 @@ fn create(path: &Path) -> Result<Zeroizing<[u8; KEY_LEN]>, BackendError> {
             Ok(key)
         }
         Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {
-            let file = paths::open_private_file(path)?.ok_or_else(|| {
-                io_error("cannot open master key file", path)(err)
-            })?;
+            let file = paths::open_private_file(path)?
+                .ok_or_else(|| io_error("cannot open master key file", path)(err))?;
             read_key(path, file)
         }
         Err(err) => {

@@ -361,8 +361,7 @@ pub fn open_or_create_private_file(path: &Path) -> Result<File, BackendError> {
 pub fn create_temp_file(tmp: &Path) -> Result<File, BackendError> {
     match fs::symlink_metadata(tmp) {
         Ok(meta)
-            if meta.uid() == current_uid()
-                && (meta.is_file() || meta.file_type().is_symlink()) =>
+            if meta.uid() == current_uid() && (meta.is_file() || meta.file_type().is_symlink()) =>
         {
             tracing::info!(path = %tmp.display(), "removing a leftover temporary file");
             fs::remove_file(tmp).map_err(io_error("cannot remove the leftover", tmp))?;
@@ -419,10 +418,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let private = dir.path().join("a/b");
         ensure_private_dir(&private).expect("create");
-        assert_eq!(
-            fs::metadata(&private).expect("stat").mode() & 0o777,
-            0o700
-        );
+        assert_eq!(fs::metadata(&private).expect("stat").mode() & 0o777, 0o700);
         ensure_private_dir(&private).expect("again");
         check_private_dir(&private).expect("check");
     }
@@ -461,7 +457,10 @@ mod tests {
         let (path, why) = problem(ensure_private_dir(&private).expect_err("0777 parent"));
         assert_eq!(path, shared);
         assert!(why.contains("writable by group or others"), "{why}");
-        assert!(!private.exists(), "nothing is created below an unsafe folder");
+        assert!(
+            !private.exists(),
+            "nothing is created below an unsafe folder"
+        );
 
         chmod(&shared, 0o1777);
         ensure_private_dir(&private).expect("a sticky folder is fine, as /tmp is");

@@ -269,8 +269,11 @@ impl<S: RowSealer> SealedStore<S> {
             side.push(suffix);
             paths::open_private_file(Path::new(&side))?;
         }
-        let conn = Connection::open_with_flags(&path, OpenFlags::default() | OpenFlags::SQLITE_OPEN_NOFOLLOW)
-            .map_err(sqlite_error("cannot open database", &path))?;
+        let conn = Connection::open_with_flags(
+            &path,
+            OpenFlags::default() | OpenFlags::SQLITE_OPEN_NOFOLLOW,
+        )
+        .map_err(sqlite_error("cannot open database", &path))?;
         let mut store = Self { conn, sealer, path };
         store.configure()?;
         store.migrate()?;
@@ -615,7 +618,7 @@ impl<S: RowSealer> Backend for SealedStore<S> {
             &self.path,
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NOFOLLOW,
         )
-            .map_err(sqlite_error("cannot open a reader", &self.path))?;
+        .map_err(sqlite_error("cannot open a reader", &self.path))?;
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(sqlite_error("cannot configure a reader", &self.path))?;
         Ok(Some(Box::new(SqliteReader {

@@ -19,7 +19,10 @@ async fn ask(
     options: &ConnectOptions,
 ) -> Result<AdminAnswer, Error> {
     let hello = Hello::admin(request);
-    let greeting = tokio::time::timeout(options.timeout, greet(socket, &hello, options.expected_daemon_uid));
+    let greeting = tokio::time::timeout(
+        options.timeout,
+        greet(socket, &hello, options.expected_daemon_uid),
+    );
     match greeting.await.map_err(|_| Error::TimedOut)??.0 {
         HelloReply::Admin(answer) => Ok(answer),
         HelloReply::Rejected(refusal) => Err(Error::Service(refusal)),

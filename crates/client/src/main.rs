@@ -42,7 +42,12 @@ struct Args {
     /// The uid the daemon must run as [default: this user's uid]. Root is always accepted. Before
     /// sending anything, the tool asks the kernel who is listening on the socket and refuses anyone
     /// else (exit 3): name a system-wide daemon's dedicated uid here
-    #[arg(long, env = "SECURESTORE_DAEMON_UID", value_name = "UID", global = true)]
+    #[arg(
+        long,
+        env = "SECURESTORE_DAEMON_UID",
+        value_name = "UID",
+        global = true
+    )]
     daemon_uid: Option<u32>,
 
     /// The keychainService namespace inside the project [default: app]

@@ -127,9 +127,9 @@ impl Registry {
                 if line.starts_with('#') || line.trim().is_empty() {
                     continue;
                 }
-                let parsed = line.split_once(' ').and_then(|(id, digest)| {
-                    Some((ProjectId::parse(id).ok()?, unhex(digest)?))
-                });
+                let parsed = line
+                    .split_once(' ')
+                    .and_then(|(id, digest)| Some((ProjectId::parse(id).ok()?, unhex(digest)?)));
                 let Some((id, digest)) = parsed else {
                     bail!("{}: line {} is malformed", path.display(), n + 1);
                 };
@@ -390,9 +390,15 @@ mod tests {
     fn duplicates_and_too_many_projects_are_errors() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join(REGISTRY_FILE);
-        write_private(&path, &format!("{}{}{}", line("@o/a"), line("@o/b"), line("@o/a")));
+        write_private(
+            &path,
+            &format!("{}{}{}", line("@o/a"), line("@o/b"), line("@o/a")),
+        );
         let err = Registry::open(&path).expect_err("duplicate").to_string();
-        assert!(err.contains("line 3 registers '@o/a' a second time"), "{err}");
+        assert!(
+            err.contains("line 3 registers '@o/a' a second time"),
+            "{err}"
+        );
 
         // The largest registry allowed: MAX_PROJECTS ids of the longest length. It loads, fits the
         // byte bound, and one more project is refused.
@@ -403,7 +409,10 @@ mod tests {
         }
         assert!(text.len() <= MAX_REGISTRY_BYTES, "{} bytes", text.len());
         write_private(&path, &text);
-        assert_eq!(Registry::open(&path).expect("full").list().len(), MAX_PROJECTS);
+        assert_eq!(
+            Registry::open(&path).expect("full").list().len(),
+            MAX_PROJECTS
+        );
         text.push_str(&line(&longest(MAX_PROJECTS)));
         write_private(&path, &text);
         let err = Registry::open(&path).expect_err("one too many").to_string();
