@@ -26,10 +26,37 @@ use crate::BackendError;
 
 /// The sticky bit: in such a folder only a name's owner may remove or rename it.
 const STICKY: u32 = 0o1000;
-/// Write permission for group or others.
-const WRITABLE_BY_OTHERS: u32 = 0o022;
 /// Any permission for group or others.
 const ANY_ACCESS_BY_OTHERS: u32 = 0o077;
+
+/// Android's `system` user and group (`AID_SYSTEM`), which own `/data/data` (mode 0771) above every
+/// app's private folder; as trusted there as root.
+#[cfg(target_os = "android")]
+const ANDROID_SYSTEM: u32 = 1000;
+
+/// Whether `id` (an owner or group) is as trusted as this user: root, and on Android the `system`
+/// user.
+fn trusted_id(id: u32, uid: u32) -> bool {
+    #[cfg(target_os = "android")]
+    if id == ANDROID_SYSTEM {
+        return true;
+    }
+    id == uid || id == 0
+}
+
+/// Whether someone other than this user, root (or Android's `system`) may write into the folder
+/// `meta` describes and replace what it holds: others with write permission, or a group that is not
+/// root's with write permission — unless the folder is sticky, where only a name's owner may remove
+/// or rename it. (Android gives each app a group of its own, equal to its uid, and a 0771 folder.)
+fn writable_by_others(meta: &Metadata, uid: u32) -> bool {
+    let mode = meta.mode();
+    if mode & STICKY != 0 {
+        return false;
+    }
+    let group_is_trusted =
+        meta.gid() == 0 || (cfg!(target_os = "android") && trusted_id(meta.gid(), uid));
+    mode & 0o002 != 0 || (mode & 0o020 != 0 && !group_is_trusted)
+}
 
 /// The user this process runs as (effective uid): the owner every private folder and file must have.
 pub fn current_uid() -> u32 {
@@ -72,7 +99,7 @@ fn check_ancestor(
     uid: u32,
     below: &Path,
 ) -> Result<(), BackendError> {
-    let owner_ok = meta.uid() == uid || meta.uid() == 0;
+    let owner_ok = trusted_id(meta.uid(), uid);
     if meta.file_type().is_symlink() {
         // Its target is checked after the walk; the link itself can be replaced only by its owner or
         // by whoever may write the folder holding it, which the walk checks too.
@@ -105,7 +132,7 @@ fn check_ancestor(
         ));
     }
     let mode = meta.mode();
-    if mode & WRITABLE_BY_OTHERS != 0 && mode & STICKY == 0 {
+    if writable_by_others(meta, uid) {
         return Err(refuse(
             ancestor,
             format!(
@@ -161,25 +188,27 @@ pub fn check_ancestors(path: &Path) -> Result<(), BackendError> {
 /// [`BackendError::UnsafePath`] naming the problem; [`BackendError::Io`] if it does not exist or
 /// cannot be inspected.
 pub fn check_private_dir(dir: &Path) -> Result<(), BackendError> {
-    check_dir(dir, ANY_ACCESS_BY_OTHERS)
+    check_dir(dir, true)
 }
 
 /// Checks that `dir` is a folder of this user's: a real folder (not a symbolic link) owned by this
-/// user that group and others cannot write to, below folders that pass [`check_ancestors`]. For
+/// user that others cannot write to (nor a group but root's, or on Android the app's own), below
+/// folders that pass [`check_ancestors`]. For
 /// the data and key folders, whose files are each 0600: others seeing the file names is harmless,
 /// others adding, replacing or removing them is not.
 ///
 /// # Errors
 /// As [`check_private_dir`].
 pub fn check_owned_dir(dir: &Path) -> Result<(), BackendError> {
-    check_dir(dir, WRITABLE_BY_OTHERS)
+    check_dir(dir, false)
 }
 
-fn check_dir(dir: &Path, forbidden: u32) -> Result<(), BackendError> {
+/// `owner_only`: no access at all for group or others (0700), else none may write.
+fn check_dir(dir: &Path, owner_only: bool) -> Result<(), BackendError> {
     check_ancestors(dir)?;
     let meta = fs::symlink_metadata(dir).map_err(io_error("cannot inspect folder", dir))?;
     let uid = current_uid();
-    let rule = if forbidden == ANY_ACCESS_BY_OTHERS {
+    let rule = if owner_only {
         format!("owned by uid {uid} with mode 0700")
     } else {
         format!("owned by uid {uid} and not writable by group or others (e.g. mode 0700)")
@@ -193,7 +222,12 @@ fn check_dir(dir: &Path, forbidden: u32) -> Result<(), BackendError> {
     if !meta.is_dir() {
         return Err(refuse(dir, "it is not a folder"));
     }
-    if meta.uid() != uid || meta.mode() & forbidden != 0 {
+    let open_to_others = if owner_only {
+        meta.mode() & ANY_ACCESS_BY_OTHERS != 0
+    } else {
+        writable_by_others(&meta, uid)
+    };
+    if meta.uid() != uid || open_to_others {
         return Err(refuse(
             dir,
             format!(
@@ -465,9 +499,15 @@ mod tests {
         chmod(&shared, 0o1777);
         ensure_private_dir(&private).expect("a sticky folder is fine, as /tmp is");
 
+        // Group-writable: refused unless the group is root's.
         chmod(&shared, 0o770);
-        let (path, _) = problem(check_private_dir(&private).expect_err("group-writable"));
-        assert_eq!(path, shared);
+        if rustix::process::geteuid().is_root() {
+            std::os::unix::fs::chown(&shared, None, Some(65534)).expect("chgrp");
+        }
+        if fs::metadata(&shared).expect("stat").gid() != 0 {
+            let (path, _) = problem(check_private_dir(&private).expect_err("group-writable"));
+            assert_eq!(path, shared);
+        }
     }
 
     #[test]
