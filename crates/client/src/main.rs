@@ -79,7 +79,7 @@ enum ItemCommand {
     /// Store VALUE under KEY. Without VALUE, reads it from stdin (one trailing newline is dropped).
     ///
     /// Prefer stdin: a VALUE on the command line can be read by every user on the machine while the
-    /// command runs (`ps`, /proc/<pid>/cmdline) and stays in shell history. A warning says so.
+    /// command runs (`ps`, `/proc/<pid>/cmdline`) and stays in shell history. A warning says so.
     Set {
         /// The key: ASCII letters, digits, '.', '-' and '_'
         key: String,
