@@ -4,7 +4,8 @@
 //! services apart), `validation` (the daemon's own checks, through a raw client), `cli` (the
 //! `securestore` tool and its exit codes), `lifecycle` (socket, restart, shutdown), `concurrency`
 //! (many processes, one key), `at_rest` (no value in clear on disk or in logs), `identity` (peer uid),
-//! `wire` (raw bytes on the socket).
+//! `trust` (the client checks the daemon's uid; the daemon checks its folders and files), `wire`
+//! (raw bytes on the socket).
 
 mod api;
 mod at_rest;
@@ -21,5 +22,6 @@ mod isolation;
 mod lifecycle;
 mod tamper;
 mod tokens;
+mod trust;
 mod validation;
 mod wire;

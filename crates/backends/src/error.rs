@@ -64,6 +64,15 @@ pub enum BackendError {
         /// The newest version this build reads.
         supported: i64,
     },
+    /// A folder or file that holds secrets, or a folder above one, is not safe to trust: a symbolic
+    /// link, someone else's, or open to others (see [`crate::paths`]).
+    #[error("refusing {}: {problem}", path.display())]
+    UnsafePath {
+        /// The folder or file at fault.
+        path: PathBuf,
+        /// What is wrong with it, and what it must be.
+        problem: String,
+    },
     /// A file-system operation failed.
     #[error("{action} {}", path.display())]
     Io {

@@ -1,14 +1,15 @@
-//! The master key file: 32 random bytes in a 0600 file, created once, replaced never.
+//! The master key file: 32 random bytes in a 0600 file of the daemon's user, created once, replaced
+//! never.
 
-use std::fs::{self, DirBuilder, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{Read, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use zeroize::Zeroizing;
 
 use crate::BackendError;
 use crate::crypto::KEY_LEN;
+use crate::paths;
 
 fn io_error<'a>(
     action: &'static str,
@@ -21,49 +22,49 @@ fn io_error<'a>(
     }
 }
 
-/// Creates `dir` and its missing parents with mode 0700.
-pub(crate) fn create_private_dir(dir: &Path) -> Result<(), BackendError> {
-    DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(io_error("cannot create folder", dir))
+/// The folder holding `path` (`.` for a bare file name).
+fn folder_of(path: &Path) -> &Path {
+    path.parent()
+        .filter(|dir| !dir.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
 }
 
 /// Reads the key at `path`, or, when `may_create` and there is no file, makes and stores a new one.
 ///
+/// The key's folder must be this user's and not writable by others, and the key file a regular file
+/// of this user's that nobody else may read ([`crate::paths`]); it is opened without following a
+/// symbolic link.
+///
 /// # Errors
-/// [`BackendError::BadKeyFile`] for a file of the wrong size or one that others may read;
-/// [`BackendError::Io`] when the file cannot be read or written. A missing file when `!may_create`
-/// comes back as `Ok(None)` so the caller can name the database that needs it.
+/// [`BackendError::BadKeyFile`] for a file of the wrong size; [`BackendError::UnsafePath`] for a key
+/// file or folder that is a symbolic link, someone else's, or open to others; [`BackendError::Io`]
+/// when the file cannot be read or written. A missing file when `!may_create` comes back as
+/// `Ok(None)` so the caller can name the database that needs it.
 pub(crate) fn load_or_create(
     path: &Path,
     may_create: bool,
 ) -> Result<Option<Zeroizing<[u8; KEY_LEN]>>, BackendError> {
-    match File::open(path) {
-        Ok(file) => read_key(path, file).map(Some),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && may_create => create(path).map(Some),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(io_error("cannot open master key file", path)(e)),
+    let dir = folder_of(path);
+    if may_create {
+        paths::ensure_owned_dir(dir)?;
+    } else if fs::symlink_metadata(dir).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound) {
+        return Ok(None);
+    } else {
+        paths::check_owned_dir(dir)?;
+    }
+    match paths::open_private_file(path)? {
+        Some(file) => read_key(path, file).map(Some),
+        None if may_create => create(path).map(Some),
+        None => Ok(None),
     }
 }
 
+/// Reads a key from `file`, already checked by [`paths::open_private_file`].
 fn read_key(path: &Path, mut file: File) -> Result<Zeroizing<[u8; KEY_LEN]>, BackendError> {
     let bad = |reason: String| BackendError::BadKeyFile {
         path: path.to_owned(),
         reason,
     };
-    let mode = file
-        .metadata()
-        .map_err(io_error("cannot stat master key file", path))?
-        .permissions()
-        .mode();
-    if mode & 0o077 != 0 {
-        return Err(bad(format!(
-            "its mode is {:04o}; it must be readable by its owner only (chmod 600)",
-            mode & 0o7777
-        )));
-    }
     let mut bytes = Zeroizing::new(Vec::with_capacity(KEY_LEN + 1));
     // Read one byte more than a key so a longer file is noticed without reading all of it.
     (&mut file)
@@ -85,19 +86,14 @@ fn read_key(path: &Path, mut file: File) -> Result<Zeroizing<[u8; KEY_LEN]>, Bac
 /// a crash leaves either no key file or a whole one, and of two processes creating a key at once the
 /// second adopts the first's key instead of overwriting it.
 fn create(path: &Path) -> Result<Zeroizing<[u8; KEY_LEN]>, BackendError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    create_private_dir(dir)?;
+    let dir = folder_of(path);
     let mut key = Zeroizing::new([0u8; KEY_LEN]);
     getrandom::fill(key.as_mut_slice())
         .map_err(|e| BackendError::Crypto(format!("no randomness: {e}")))?;
 
     let tmp: PathBuf = path.with_extension(format!("tmp-{}", std::process::id()));
-    let write = || -> std::io::Result<()> {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)?;
+    let mut file = paths::create_temp_file(&tmp)?;
+    let mut write = || -> std::io::Result<()> {
         file.write_all(key.as_slice())?;
         file.sync_all()?;
         // `link` fails if `path` exists, where `rename` would replace it.
@@ -112,7 +108,8 @@ fn create(path: &Path) -> Result<Zeroizing<[u8; KEY_LEN]>, BackendError> {
             Ok(key)
         }
         Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {
-            let file = File::open(path).map_err(io_error("cannot open master key file", path))?;
+            let file = paths::open_private_file(path)?
+                .ok_or_else(|| io_error("cannot open master key file", path)(err))?;
             read_key(path, file)
         }
         Err(err) => {
@@ -124,6 +121,8 @@ fn create(path: &Path) -> Result<Zeroizing<[u8; KEY_LEN]>, BackendError> {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
     use super::*;
 
     #[test]
@@ -172,5 +171,26 @@ mod tests {
         fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).expect("chmod");
         let err = load_or_create(&path, true).expect_err("must refuse");
         assert!(err.to_string().contains("chmod 600"), "{err}");
+    }
+
+    #[test]
+    fn refuses_a_symlinked_or_foreign_key_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let real = dir.path().join("real.key");
+        let path = dir.path().join("master.key");
+        load_or_create(&real, true).expect("create");
+        std::os::unix::fs::symlink(&real, &path).expect("symlink");
+        let err = load_or_create(&path, true).expect_err("a link");
+        assert!(
+            matches!(&err, BackendError::UnsafePath { problem, .. } if problem.contains("symbolic link")),
+            "{err}"
+        );
+        fs::remove_file(&path).expect("rm");
+        if rustix::process::geteuid().is_root() {
+            fs::copy(&real, &path).expect("copy");
+            std::os::unix::fs::chown(&path, Some(65534), Some(65534)).expect("chown");
+            let err = load_or_create(&path, true).expect_err("someone else's");
+            assert!(err.to_string().contains("owned by uid 65534"), "{err}");
+        }
     }
 }

@@ -15,6 +15,7 @@ mod error;
 mod keyfile;
 mod locked;
 pub mod memory;
+pub mod paths;
 pub mod sqlite;
 
 #[cfg(any(test, feature = "conformance"))]

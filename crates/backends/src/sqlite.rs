@@ -10,12 +10,11 @@
 //! each value to a [`RowSealer`] with the row's identity, and stores what comes back. The master key
 //! ([`MasterKey`]) is one sealer; `android::KeystoreSealer` is another.
 
-use std::fs::OpenOptions;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::crypto::{Sealer, item_aad};
-use crate::keyfile::{self, create_private_dir};
+use crate::keyfile;
+use crate::paths;
 use crate::{
     Backend, BackendError, Item, ItemName, KeychainAccessible, ProjectScope, Reader, SecretString,
     Write,
@@ -229,7 +228,7 @@ impl SqliteBackend {
     /// belong to an existing database; [`BackendError::Corrupt`] for a damaged file;
     /// [`BackendError::UnsupportedFormat`] for a newer one; [`BackendError::Io`] for the file system.
     pub fn open(config: &SqliteConfig) -> Result<Self, BackendError> {
-        create_private_dir(&config.data_dir)?;
+        paths::ensure_owned_dir(&config.data_dir)?;
         let path = config.data_dir.join(DATABASE_FILE);
         let database_exists = path.metadata().map(|m| m.len() > 0).unwrap_or(false);
 
@@ -261,20 +260,20 @@ impl<S: RowSealer> SealedStore<S> {
     /// Opens (creating when missing) the database at `path`, in a folder that already exists, and
     /// brings it to [`FORMAT_VERSION`], with `sealer` checking that it holds this store's keys.
     pub(crate) fn open(path: PathBuf, sealer: S) -> Result<Self, BackendError> {
-        // Create the file ourselves so it is 0600 from its first byte; SQLite gives its WAL and
-        // shared-memory files the database's mode.
-        OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(&path)
-            .map_err(|source| BackendError::Io {
-                action: "cannot create database",
-                path: path.clone(),
-                source,
-            })?;
-        let conn = Connection::open(&path).map_err(sqlite_error("cannot open database", &path))?;
+        // Create the file ourselves so it is 0600 from its first byte, never through a symbolic
+        // link, and check an existing one is ours and private; SQLite gives its WAL and
+        // shared-memory files the database's mode, and any already there must pass the same check.
+        paths::open_or_create_private_file(&path)?;
+        for suffix in ["-wal", "-shm"] {
+            let mut side = path.clone().into_os_string();
+            side.push(suffix);
+            paths::open_private_file(Path::new(&side))?;
+        }
+        let conn = Connection::open_with_flags(
+            &path,
+            OpenFlags::default() | OpenFlags::SQLITE_OPEN_NOFOLLOW,
+        )
+        .map_err(sqlite_error("cannot open database", &path))?;
         let mut store = Self { conn, sealer, path };
         store.configure()?;
         store.migrate()?;
@@ -615,8 +614,11 @@ impl<S: RowSealer> Backend for SealedStore<S> {
         let Some(sealer) = self.sealer.for_reader() else {
             return Ok(None);
         };
-        let conn = Connection::open_with_flags(&self.path, OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .map_err(sqlite_error("cannot open a reader", &self.path))?;
+        let conn = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NOFOLLOW,
+        )
+        .map_err(sqlite_error("cannot open a reader", &self.path))?;
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(sqlite_error("cannot configure a reader", &self.path))?;
         Ok(Some(Box::new(SqliteReader {

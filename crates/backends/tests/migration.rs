@@ -42,8 +42,10 @@ fn a_format_1_database_migrates_and_keeps_its_items() {
     std::fs::copy(fixture.join(DATABASE_FILE), &db).expect("copy db");
     let key_file = dir.path().join("master.key");
     std::fs::copy(fixture.join("master.key"), &key_file).expect("copy key");
-    // Git keeps no file modes but the executable bit; the key file must be private.
-    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    // Git keeps no file modes but the executable bit; the key file and database must be private.
+    for file in [&key_file, &db] {
+        std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    }
     assert_eq!(user_version(&db), 1, "the fixture is format 1");
 
     let config = SqliteConfig { data_dir, key_file };

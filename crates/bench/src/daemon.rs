@@ -174,7 +174,7 @@ impl Daemon {
     pub async fn connect(&self) -> anyhow::Result<Client> {
         let options = ConnectOptions {
             timeout: READY_TIMEOUT,
-            token: None,
+            ..ConnectOptions::default()
         };
         Client::connect_with(self.socket(), PROJECT, options)
             .await

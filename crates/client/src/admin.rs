@@ -1,7 +1,9 @@
 //! The project registry, from a host process or the `securestore project` commands.
 //!
 //! Each call opens its own connection, sends one request and reads one answer, within
-//! [`ConnectOptions::timeout`]. The daemon accepts them only from its own uid or root.
+//! [`ConnectOptions::timeout`]. The daemon accepts them only from its own uid or root, and, as for
+//! every connection, the client first checks that the daemon runs as the expected uid or root
+//! ([`ConnectOptions::expected_daemon_uid`]).
 
 use std::path::Path;
 
@@ -17,7 +19,10 @@ async fn ask(
     options: &ConnectOptions,
 ) -> Result<AdminAnswer, Error> {
     let hello = Hello::admin(request);
-    let greeting = tokio::time::timeout(options.timeout, greet(socket, &hello));
+    let greeting = tokio::time::timeout(
+        options.timeout,
+        greet(socket, &hello, options.expected_daemon_uid),
+    );
     match greeting.await.map_err(|_| Error::TimedOut)??.0 {
         HelloReply::Admin(answer) => Ok(answer),
         HelloReply::Rejected(refusal) => Err(Error::Service(refusal)),

@@ -21,6 +21,11 @@ pub struct ConnectOptions {
     pub timeout: Duration,
     /// The project's access token, required when the project is registered with the daemon.
     pub token: Option<SecretString>,
+    /// The uid the daemon must run as. `None` (the default): this process's own uid. Root is always
+    /// accepted. Set it only for a system-wide daemon that runs as a dedicated user; before sending
+    /// anything the client reads the daemon's uid from the kernel and refuses any other, so a
+    /// process of another user listening at the socket path never sees a token or a value.
+    pub expected_daemon_uid: Option<u32>,
 }
 
 impl Default for ConnectOptions {
@@ -28,6 +33,7 @@ impl Default for ConnectOptions {
         Self {
             timeout: Duration::from_secs(10),
             token: None,
+            expected_daemon_uid: None,
         }
     }
 }
@@ -56,7 +62,8 @@ impl Client {
     /// # Errors
     /// [`Error::Service`] with [`ServiceError::InvalidProject`] for a bad id (checked before
     /// connecting) or [`ServiceError::Refused`] when the daemon will not serve this peer;
-    /// [`Error::Unreachable`] when nothing answers at `socket`; [`Error::TimedOut`].
+    /// [`Error::UntrustedDaemon`] when the process at `socket` runs as another user (nothing is
+    /// sent); [`Error::Unreachable`] when nothing answers at `socket`; [`Error::TimedOut`].
     pub async fn connect(socket: impl AsRef<Path>, project: &str) -> Result<Self, Error> {
         Self::connect_with(socket, project, ConnectOptions::default()).await
     }
@@ -83,7 +90,7 @@ impl Client {
         options: ConnectOptions,
     ) -> Result<Self, Error> {
         let hello = Hello::project(project.as_str(), options.token);
-        let (reply, frames) = greet(socket, &hello).await?;
+        let (reply, frames) = greet(socket, &hello, options.expected_daemon_uid).await?;
         let accepted = match reply {
             HelloReply::Accepted(accepted) => accepted,
             HelloReply::Rejected(refusal) => return Err(Error::Service(refusal)),
@@ -197,10 +204,15 @@ impl Client {
     }
 }
 
-/// Connects to `socket`, sends `hello` and returns the daemon's reply with the open frames.
+/// Connects to `socket`, checks whom it reached, sends `hello` and returns the daemon's reply with
+/// the open frames.
+///
+/// The one way every client in this crate (async, blocking, admin, the CLI) opens a connection, so
+/// all of them check the daemon's identity the same way.
 pub(crate) async fn greet(
     socket: &Path,
     hello: &Hello,
+    expected_daemon_uid: Option<u32>,
 ) -> Result<(HelloReply, Frames<UnixStream>), Error> {
     let stream = UnixStream::connect(socket)
         .await
@@ -208,6 +220,7 @@ pub(crate) async fn greet(
             path: socket.to_owned(),
             source,
         })?;
+    check_daemon(&stream, socket, expected_daemon_uid)?;
     let mut frames = handshake::frames(stream);
     let lost = |err: std::io::Error| Error::Disconnected(Some(Box::new(err)));
     handshake::send(&mut frames, hello).await.map_err(lost)?;
@@ -216,6 +229,33 @@ pub(crate) async fn greet(
     }
     let reply = handshake::recv(&mut frames).await.map_err(lost)?;
     Ok((reply, frames))
+}
+
+/// Reads the uid of the process listening at the other end from the kernel (`SO_PEERCRED`, or
+/// `getpeereid` on the BSDs and macOS) and refuses it unless it is `expected` (by default our own
+/// uid) or root, before a byte is sent: whoever made the socket path first, say
+/// `/tmp/securestore-<uid>` on a shared machine, must not be handed a token or a value.
+fn check_daemon(stream: &UnixStream, socket: &Path, expected: Option<u32>) -> Result<(), Error> {
+    let expected = expected.unwrap_or_else(|| rustix::process::geteuid().as_raw());
+    let uid = stream
+        .peer_cred()
+        .map_err(|err| Error::Unreachable {
+            path: socket.to_owned(),
+            source: std::io::Error::new(
+                err.kind(),
+                format!("cannot read the daemon's credentials, so it cannot be trusted: {err}"),
+            ),
+        })?
+        .uid();
+    if uid == expected || uid == 0 {
+        Ok(())
+    } else {
+        Err(Error::UntrustedDaemon {
+            path: socket.to_owned(),
+            uid,
+            expected,
+        })
+    }
 }
 
 /// The client's own check of the daemon's name rules, so a bad name never costs a round trip.

@@ -22,6 +22,21 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The process listening at the socket runs as another user: it may be an impostor that created
+    /// the socket path first. Nothing was sent to it. Name a system-wide daemon's uid in
+    /// [`crate::ConnectOptions::expected_daemon_uid`].
+    #[error(
+        "refusing the daemon at {}: it runs as uid {uid}, not uid {expected} or root; nothing was sent (another user may have created that socket; a system-wide daemon's uid can be named with --daemon-uid or SECURESTORE_DAEMON_UID)",
+        path.display()
+    )]
+    UntrustedDaemon {
+        /// The socket path.
+        path: PathBuf,
+        /// The uid the kernel reports for the listening process.
+        uid: u32,
+        /// The uid it had to be (besides root).
+        expected: u32,
+    },
     /// The connection broke before the answer arrived; a write may or may not have been applied.
     #[error("the connection to the daemon was lost")]
     Disconnected(#[source] Option<Box<dyn std::error::Error + Send + Sync>>),

@@ -16,7 +16,8 @@ use securestore_proto::limits::{MAX_TOKEN_BYTES, MAX_VALUE_BYTES_CEILING};
 /// Store, fetch and delete secrets through the securestore daemon.
 ///
 /// Exit status: 0 success; 1 `get` found nothing; 2 invalid input (key, project, service, value size,
-/// usage); 3 refused by the daemon; 4 daemon unreachable; 5 any other failure.
+/// usage); 3 refused: by the daemon, or the daemon refused by this tool because it runs as another
+/// user (nothing is sent to it); 4 daemon unreachable; 5 any other failure.
 #[derive(Debug, Parser)]
 #[command(name = "securestore", version)]
 struct Args {
@@ -37,6 +38,17 @@ struct Args {
         global = true
     )]
     token_file: Option<PathBuf>,
+
+    /// The uid the daemon must run as [default: this user's uid]. Root is always accepted. Before
+    /// sending anything, the tool asks the kernel who is listening on the socket and refuses anyone
+    /// else (exit 3): name a system-wide daemon's dedicated uid here
+    #[arg(
+        long,
+        env = "SECURESTORE_DAEMON_UID",
+        value_name = "UID",
+        global = true
+    )]
+    daemon_uid: Option<u32>,
 
     /// The keychainService namespace inside the project [default: app]
     #[arg(long, value_name = "NAME", global = true)]
@@ -64,12 +76,15 @@ enum Command {
 /// Expo's three calls, on one project's items.
 #[derive(Debug, Subcommand)]
 enum ItemCommand {
-    /// Store VALUE under KEY. Without VALUE, reads it from stdin (one trailing newline is dropped),
-    /// which keeps secrets out of shell history.
+    /// Store VALUE under KEY. Without VALUE, reads it from stdin (one trailing newline is dropped).
+    ///
+    /// Prefer stdin: a VALUE on the command line can be read by every user on the machine while the
+    /// command runs (`ps`, `/proc/<pid>/cmdline`) and stays in shell history. A warning says so.
     Set {
         /// The key: ASCII letters, digits, '.', '-' and '_'
         key: String,
-        /// The value; omit it to read from stdin
+        /// The value. Avoid it: the command line is visible to all users (ps, /proc) and kept in
+        /// shell history; omit it and pipe the value on stdin instead
         value: Option<String>,
         /// When the item may be read: an Expo class such as WHEN_UNLOCKED or AFTER_FIRST_UNLOCK
         #[arg(long, value_name = "CLASS", default_value_t = KeychainAccessible::default())]
@@ -131,6 +146,7 @@ impl From<Error> for Failure {
     fn from(err: Error) -> Self {
         let status = match &err {
             Error::Unreachable { .. } => Status::Unreachable,
+            Error::UntrustedDaemon { .. } => Status::Refused,
             Error::Service(
                 ServiceError::Refused { .. } | ServiceError::UnsupportedVersion { .. },
             ) => Status::Refused,
@@ -175,6 +191,22 @@ fn read_value_from_stdin() -> Result<SecretString, Failure> {
     Ok(SecretString::new(value))
 }
 
+/// Warns on stderr when group or others may read or change the token file: whoever reads it may
+/// open the project. (A warning, not a refusal: the token still works, and the owner may have
+/// reasons, e.g. a group shared on purpose.)
+fn warn_if_others_may_read(file: &std::fs::File, path: &std::path::Path) {
+    use std::os::unix::fs::MetadataExt;
+    if let Ok(meta) = file.metadata()
+        && meta.mode() & 0o077 != 0
+    {
+        eprintln!(
+            "securestore: warning: the token file {} can be read or changed by group or others (mode {:04o}); anyone who reads it can open the project: chmod 600 it",
+            path.display(),
+            meta.mode() & 0o7777
+        );
+    }
+}
+
 /// Reads an access token from `path`: the file's text without surrounding whitespace.
 fn read_token(path: &std::path::Path) -> Result<SecretString, Failure> {
     let unreadable = |e: std::io::Error| {
@@ -184,11 +216,10 @@ fn read_token(path: &std::path::Path) -> Result<SecretString, Failure> {
         )
     };
     let mut bytes = Vec::new();
-    std::fs::File::open(path)
-        .and_then(|file| {
-            file.take(MAX_TOKEN_BYTES as u64 + 64)
-                .read_to_end(&mut bytes)
-        })
+    let file = std::fs::File::open(path).map_err(unreadable)?;
+    warn_if_others_may_read(&file, path);
+    file.take(MAX_TOKEN_BYTES as u64 + 64)
+        .read_to_end(&mut bytes)
         .map_err(unreadable)?;
     let token = String::from_utf8(bytes)
         .map(|text| SecretString::from(text.trim()))
@@ -251,6 +282,7 @@ async fn run(args: Args) -> Result<(), Failure> {
     let options = ConnectOptions {
         timeout: Duration::from_secs_f64(args.timeout.min(3600.0)),
         token,
+        expected_daemon_uid: args.daemon_uid,
     };
     let command = match args.command {
         Command::Project { action } => {
@@ -264,6 +296,12 @@ async fn run(args: Args) -> Result<(), Failure> {
             "no project: pass --project ID or set SECURESTORE_PROJECT",
         )
     })?;
+    if let ItemCommand::Set { value: Some(_), .. } = &command {
+        // As redis-cli does for -a: say it, but do as asked.
+        eprintln!(
+            "securestore: warning: a value on the command line can be read by every user on this machine (ps, /proc/<pid>/cmdline) and stays in shell history; omit VALUE and pipe it on stdin instead"
+        );
+    }
     let client = securestore_client::Client::connect_with(&socket, &project, options).await?;
     let service = args.service;
 

@@ -110,29 +110,30 @@ fn desktop_password(
     path: &Path,
     may_create: bool,
 ) -> anyhow::Result<securestore_backends::SecretString> {
+    use securestore_backends::paths;
     use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
 
-    match std::fs::read_to_string(path) {
-        Ok(text) => return Ok(text.trim().into()),
-        Err(err) if err.kind() != std::io::ErrorKind::NotFound || !may_create => {
-            return Err(err)
-                .with_context(|| format!("cannot read the keystore password {}", path.display()));
+    // The password sits beside the master key: its folder must be ours and closed to writers.
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    paths::ensure_owned_dir(dir)?;
+    // Checked as the key file is: a regular file of ours, 0600, read without following links.
+    match paths::read_private_file(path, 4096)? {
+        Some(bytes) => {
+            let text = std::str::from_utf8(&bytes)
+                .with_context(|| format!("the keystore password {} is not text", path.display()))?;
+            return Ok(text.trim().into());
         }
-        Err(_) => {}
+        None if !may_create => bail!(
+            "the keystore password {} is missing but the keystore exists",
+            path.display()
+        ),
+        None => {}
     }
     let password = crate::registry::random_hex(24)?;
-    if let Some(dir) = path.parent() {
-        std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
-            .create(dir)
-            .with_context(|| format!("cannot create {}", dir.display()))?;
-    }
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("cannot create {}", path.display()))?;
+    let mut file = paths::create_new_private_file(path)?;
     file.write_all(password.expose_secret().as_bytes())?;
     file.sync_all()?;
     Ok(password)

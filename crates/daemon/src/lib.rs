@@ -39,5 +39,5 @@ mod watch;
 
 pub use config::Config;
 pub use harden::harden_process;
-pub use registry::{Policy, REGISTRY_FILE, Registry};
+pub use registry::{MAX_REGISTRY_BYTES, Policy, REGISTRY_FILE, Registry};
 pub use server::run;

@@ -28,6 +28,8 @@ impl LockFile {
             .create(true)
             .truncate(false)
             .mode(0o600)
+            // Never through a symbolic link planted in its place.
+            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
             .open(path)
             .with_context(|| format!("cannot open the lock file {}", path.display()))?;
         match flock(&file, FlockOperation::NonBlockingLockExclusive) {

@@ -1,6 +1,5 @@
 //! `securestored`: parses flags, binds the socket, opens the store, and calls [`securestore_daemon::run`].
 
-use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -8,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
+use securestore_backends::paths;
 use securestore_daemon::backend::{self, BackendKind, BackendPaths};
 use securestore_daemon::lock::LockFile;
 use securestore_daemon::{Config, Policy, REGISTRY_FILE, Registry, socket};
@@ -141,11 +141,9 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     // Bind first: if another daemon owns this socket, we must not open its store. Then lock the data
     // folder, so a second daemon on another socket cannot share the database and registry.
     let (listener, socket_guard) = socket::bind(&socket_path)?;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&storage.data_dir)
-        .with_context(|| format!("cannot create {}", storage.data_dir.display()))?;
+    // A data folder someone else owns or may write to could hand us their database or registry, or
+    // take the files we write: refuse it before opening anything inside.
+    paths::ensure_owned_dir(&storage.data_dir).context("the data folder is not safe")?;
     let _data_lock = LockFile::acquire(
         &storage.data_dir.join("securestored.lock"),
         &format!("the data folder {}", storage.data_dir.display()),

@@ -5,14 +5,14 @@
 //! rewritten whole (write, fsync, rename) on each change, and lives in the data folder.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use anyhow::{Context as _, bail};
-use securestore_proto::limits::{MAX_PROJECTS, MAX_TOKEN_BYTES};
+use securestore_backends::paths;
+use securestore_proto::limits::{MAX_PROJECT_BYTES, MAX_PROJECTS, MAX_TOKEN_BYTES};
 use securestore_proto::{ProjectId, SecretString, ServiceError};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -22,6 +22,13 @@ pub const REGISTRY_FILE: &str = "projects";
 
 const HEADER: &str = "# securestore project registry v1: <project id> <sha256 of token, hex>";
 const TOKEN_PREFIX: &str = "sst1_";
+
+/// Longest registry line: a project id, a space, a SHA-256 in hex, a newline.
+const MAX_LINE_BYTES: usize = MAX_PROJECT_BYTES + 1 + 64 + 1;
+
+/// Largest registry file read: [`MAX_PROJECTS`] of the longest lines, and 64 KiB for the header and
+/// any comments. A larger file is refused unread (a link to `/dev/zero` would never end).
+pub const MAX_REGISTRY_BYTES: usize = MAX_PROJECTS * MAX_LINE_BYTES + 64 * 1024;
 
 /// Which projects a peer may open.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -104,27 +111,43 @@ impl Registry {
 
     /// Loads the registry at `path`, or starts an empty one there if the file does not exist.
     ///
+    /// The file must be a regular file (it is opened without following a symbolic link) of the
+    /// daemon's user with mode 0600, at most [`MAX_REGISTRY_BYTES`] long, with each project once and
+    /// at most [`MAX_PROJECTS`] of them.
+    ///
     /// # Errors
-    /// If the file cannot be read or is malformed; the daemon must not start with a partial registry.
+    /// If the file cannot be read, is not safe to trust, or is malformed; the daemon must not start
+    /// with a partial or doubtful registry.
     pub fn open(path: &Path) -> anyhow::Result<Self> {
         let mut projects = BTreeMap::new();
-        match fs::read_to_string(path) {
-            Ok(text) => {
-                for (n, line) in text.lines().enumerate() {
-                    if line.starts_with('#') || line.trim().is_empty() {
-                        continue;
-                    }
-                    let parsed = line.split_once(' ').and_then(|(id, digest)| {
-                        Some((ProjectId::parse(id).ok()?, unhex(digest)?))
-                    });
-                    let Some((id, digest)) = parsed else {
-                        bail!("{}: line {} is malformed", path.display(), n + 1);
-                    };
-                    projects.insert(id, digest);
+        if let Some(bytes) = paths::read_private_file(path, MAX_REGISTRY_BYTES as u64)? {
+            let text = std::str::from_utf8(&bytes)
+                .with_context(|| format!("{} is not text", path.display()))?;
+            for (n, line) in text.lines().enumerate() {
+                if line.starts_with('#') || line.trim().is_empty() {
+                    continue;
                 }
+                let parsed = line
+                    .split_once(' ')
+                    .and_then(|(id, digest)| Some((ProjectId::parse(id).ok()?, unhex(digest)?)));
+                let Some((id, digest)) = parsed else {
+                    bail!("{}: line {} is malformed", path.display(), n + 1);
+                };
+                if projects.contains_key(&id) {
+                    bail!(
+                        "{}: line {} registers '{id}' a second time; remove one of the lines",
+                        path.display(),
+                        n + 1
+                    );
+                }
+                if projects.len() == MAX_PROJECTS {
+                    bail!(
+                        "{}: more than {MAX_PROJECTS} projects are registered; the limit is {MAX_PROJECTS}",
+                        path.display()
+                    );
+                }
+                projects.insert(id, digest);
             }
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
-            Err(err) => return Err(err).with_context(|| format!("cannot read {}", path.display())),
         }
         Ok(Self {
             path: Some(path.to_owned()),
@@ -250,14 +273,9 @@ impl Registry {
         }
         let dir = path.parent().unwrap_or(Path::new("."));
         let tmp = path.with_extension("tmp");
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
+        // Fresh, 0600, never through a link planted in its place (`O_EXCL | O_NOFOLLOW`).
+        let mut file = paths::create_temp_file(&tmp)
             .with_context(|| format!("cannot write {}", tmp.display()))?;
-        file.set_permissions(fs::Permissions::from_mode(0o600))?;
         file.write_all(text.as_bytes())?;
         file.sync_all()?;
         fs::rename(&tmp, path).with_context(|| format!("cannot replace {}", path.display()))?;
@@ -268,6 +286,8 @@ impl Registry {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
     use super::*;
 
     fn id(s: &str) -> ProjectId {
@@ -354,5 +374,67 @@ mod tests {
         let path = dir.path().join(REGISTRY_FILE);
         fs::write(&path, "@o/a not-hex\n").expect("write");
         assert!(Registry::open(&path).is_err());
+    }
+
+    /// A hash line for `id`, as `save` writes it.
+    fn line(id: &str) -> String {
+        format!("{id} {}\n", hex(&hash(id)))
+    }
+
+    fn write_private(path: &Path, text: &str) {
+        fs::write(path, text).expect("write");
+        fs::set_permissions(path, fs::Permissions::from_mode(0o600)).expect("chmod");
+    }
+
+    #[test]
+    fn duplicates_and_too_many_projects_are_errors() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(REGISTRY_FILE);
+        write_private(
+            &path,
+            &format!("{}{}{}", line("@o/a"), line("@o/b"), line("@o/a")),
+        );
+        let err = Registry::open(&path).expect_err("duplicate").to_string();
+        assert!(
+            err.contains("line 3 registers '@o/a' a second time"),
+            "{err}"
+        );
+
+        // The largest registry allowed: MAX_PROJECTS ids of the longest length. It loads, fits the
+        // byte bound, and one more project is refused.
+        let longest = |i: usize| format!("@{i:0>width$}", width = MAX_PROJECT_BYTES - 1);
+        let mut text = format!("{HEADER}\n");
+        for i in 0..MAX_PROJECTS {
+            text.push_str(&line(&longest(i)));
+        }
+        assert!(text.len() <= MAX_REGISTRY_BYTES, "{} bytes", text.len());
+        write_private(&path, &text);
+        assert_eq!(
+            Registry::open(&path).expect("full").list().len(),
+            MAX_PROJECTS
+        );
+        text.push_str(&line(&longest(MAX_PROJECTS)));
+        write_private(&path, &text);
+        let err = Registry::open(&path).expect_err("one too many").to_string();
+        assert!(err.contains("more than 4096 projects"), "{err}");
+    }
+
+    #[test]
+    fn only_a_private_regular_file_is_read() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(REGISTRY_FILE);
+        std::os::unix::fs::symlink("/dev/zero", &path).expect("symlink");
+        let err = format!("{:#}", Registry::open(&path).expect_err("a link"));
+        assert!(err.contains("symbolic link"), "{err}");
+        fs::remove_file(&path).expect("rm");
+
+        fs::write(&path, line("@o/a")).expect("write");
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).expect("chmod");
+        let err = format!("{:#}", Registry::open(&path).expect_err("0644"));
+        assert!(err.contains("chmod 600"), "{err}");
+
+        write_private(&path, &"#".repeat(MAX_REGISTRY_BYTES + 1));
+        let err = format!("{:#}", Registry::open(&path).expect_err("too long"));
+        assert!(err.contains("larger than"), "{err}");
     }
 }

@@ -1,11 +1,12 @@
 //! Binding the socket safely: a private folder, a 0600 socket, no second daemon, no stale file.
 
-use std::fs::{self, DirBuilder};
+use std::fs;
 use std::io::ErrorKind;
-use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
+use securestore_backends::paths;
 use tokio::net::UnixListener;
 
 use crate::lock::LockFile;
@@ -33,8 +34,9 @@ impl Drop for SocketGuard {
 
 /// Binds a listening socket at `path`.
 ///
-/// The folder is created with mode 0700 when missing, and must be owned by this user with no access
-/// for group or others; the socket itself is made 0600. A socket file nobody listens on is replaced;
+/// The folder is created with mode 0700 when missing, and must be a real folder (not a symbolic
+/// link) owned by this user with no access for group or others, below folders only this user or
+/// root can write ([`paths::ensure_private_dir`]); the socket itself is made 0600. A socket file nobody listens on is replaced;
 /// one a live daemon answers on is not.
 ///
 /// # Errors
@@ -45,21 +47,9 @@ pub fn bind(path: &Path) -> anyhow::Result<(UnixListener, SocketGuard)> {
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .with_context(|| format!("cannot create the socket folder {}", dir.display()))?;
-    let meta = fs::metadata(dir).with_context(|| format!("cannot stat {}", dir.display()))?;
-    let uid = rustix::process::getuid().as_raw();
-    if meta.uid() != uid || meta.permissions().mode() & 0o077 != 0 {
-        bail!(
-            "the socket folder {} must be owned by uid {uid} with mode 0700 (it is uid {}, mode {:04o}); use a private folder",
-            dir.display(),
-            meta.uid(),
-            meta.permissions().mode() & 0o7777
-        );
-    }
+    // Created 0700 when missing; an existing one (say `/tmp/securestore-<uid>`, made first by
+    // someone else) must be a real folder of ours, below folders nobody else can write.
+    paths::ensure_private_dir(dir).context("the socket folder is not safe")?;
 
     // Whoever holds this lock owns the path: probing, replacing and binding happen under it.
     let mut lock_path = path.as_os_str().to_owned();

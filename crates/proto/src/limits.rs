@@ -22,7 +22,10 @@ pub const MAX_PROJECT_BYTES: usize = 255;
 /// integers.
 pub const MAX_HANDSHAKE_FRAME: usize = 4 * 1024;
 
-/// Largest admin answer frame: room for [`MAX_PROJECTS`] ids.
+/// Largest admin answer frame: room for [`MAX_PROJECTS`] ids of [`MAX_PROJECT_BYTES`] each. bincode
+/// spends 3 bytes on each such id's length and a few on the enum tags and the list's length, so
+/// 4096 × 258 + 5 = 1,056,773 bytes are needed of the 1,078,272 allowed (checked by a unit test). The
+/// daemon's registry never holds more than [`MAX_PROJECTS`], so every list it sends fits.
 pub const MAX_ADMIN_FRAME: usize = MAX_PROJECTS * (MAX_PROJECT_BYTES + 8) + 1024;
 
 /// Most projects the registry holds.
@@ -49,6 +52,24 @@ pub fn max_frame_len(max_value_bytes: u32) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_largest_project_list_fits_an_admin_frame() {
+        use crate::handshake::{AdminAnswer, HelloReply};
+        let longest = |i: usize| format!("@{i:0>width$}", width = MAX_PROJECT_BYTES - 1);
+        let projects: Vec<String> = (0..MAX_PROJECTS).map(longest).collect();
+        assert!(projects.iter().all(|id| id.len() == MAX_PROJECT_BYTES));
+        let reply = HelloReply::Admin(AdminAnswer::Projects(projects));
+        let bytes = crate::codec::encode(&reply, MAX_ADMIN_FRAME).expect("fits the admin frame");
+        println!(
+            "largest project list: {} bytes of {MAX_ADMIN_FRAME} allowed",
+            bytes.len()
+        );
+        let back: HelloReply = crate::codec::decode(&bytes, MAX_ADMIN_FRAME).expect("decodes");
+        assert!(
+            matches!(back, HelloReply::Admin(AdminAnswer::Projects(ids)) if ids.len() == MAX_PROJECTS)
+        );
+    }
 
     #[test]
     fn frame_limit_grows_with_value_limit() {

@@ -4,9 +4,8 @@
 //! exceptions are read (except the two the failure policy turns into answers: a bad tag, a lost key).
 
 use std::collections::HashMap;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::Write as _;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use jni::errors::Error as JniError;
@@ -22,6 +21,7 @@ use super::java::{
 };
 use super::{KeystoreKind, key_alias, project_alias_prefix};
 use crate::BackendError;
+use crate::paths;
 use crate::sqlite::{Opened, Row, RowSealer, sqlite_error};
 
 /// First byte of a value sealed by this backend (the master-key sealer writes 1).
@@ -29,6 +29,9 @@ const FORMAT: u8 = 2;
 const TRANSFORMATION: &str = "AES/GCM/NoPadding";
 const KEY_BITS: i32 = 256;
 const TAG_BITS: i32 = 128;
+/// Largest PKCS12 keystore file read: far more than one key per (project, service) needs, and a
+/// bound on what a damaged or planted file can make the daemon allocate.
+const MAX_PKCS12_BYTES: u64 = 256 * 1024 * 1024;
 /// What this sealer records in `meta`, so neither backend opens the other's database.
 const SEALER_MARK: &[u8] = b"android-keystore/v1";
 
@@ -71,17 +74,12 @@ impl KeystoreSealer {
     pub(crate) fn open(vm: JavaVM, kind: KeystoreKind) -> Result<Self, BackendError> {
         let file_bytes = match &kind {
             KeystoreKind::AndroidKeyStore => None,
-            KeystoreKind::Pkcs12 { file, .. } => match fs::read(file) {
-                Ok(bytes) => Some(Zeroizing::new(bytes)),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-                Err(source) => {
-                    return Err(BackendError::Io {
-                        action: "cannot read the keystore file",
-                        path: file.clone(),
-                        source,
-                    });
+            KeystoreKind::Pkcs12 { file, .. } => {
+                if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    paths::check_owned_dir(dir)?;
                 }
-            },
+                paths::read_private_file(file, MAX_PKCS12_BYTES)?
+            }
         };
         let keystore = vm
             .attach_current_thread(|env| -> Result<_, JniError> {
@@ -109,7 +107,7 @@ impl KeystoreSealer {
             keys: HashMap::new(),
         };
         if let KeystoreKind::Pkcs12 { file, .. } = &sealer.kind
-            && !file.exists()
+            && file_bytes.is_none()
         {
             sealer.persist()?;
             tracing::info!(path = %file.display(), "created a new PKCS12 keystore");
@@ -393,13 +391,8 @@ fn split_sealed(sealed: &[u8]) -> Option<(&[u8], &[u8])> {
 fn write_durably(path: &Path, bytes: &[u8]) -> Result<(), BackendError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let tmp: PathBuf = path.with_extension(format!("tmp-{}", std::process::id()));
-    let write = || -> std::io::Result<()> {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
+    let mut file = paths::create_temp_file(&tmp)?;
+    let mut write = || -> std::io::Result<()> {
         file.write_all(bytes)?;
         file.sync_all()?;
         fs::rename(&tmp, path)?;

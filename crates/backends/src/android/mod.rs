@@ -30,7 +30,6 @@ pub use jni::JavaVM;
 #[cfg(feature = "jvm")]
 pub use jvm::desktop_jvm;
 
-use crate::keyfile::create_private_dir;
 use crate::sqlite::{SealedStore, delegate_to_store};
 use crate::{BackendError, SecretString};
 use keystore::KeystoreSealer;
@@ -101,7 +100,7 @@ impl AndroidKeystoreBackend {
     /// database (never replaced by an empty one); [`BackendError::Keystore`] when the keystore cannot
     /// be opened or read; the [`crate::sqlite::SqliteBackend::open`] errors for the database.
     pub fn open(vm: JavaVM, config: &AndroidConfig) -> Result<Self, BackendError> {
-        create_private_dir(&config.data_dir)?;
+        crate::paths::ensure_owned_dir(&config.data_dir)?;
         let path = config.data_dir.join(DATABASE_FILE);
         let database_exists = path.metadata().map(|m| m.len() > 0).unwrap_or(false);
         if let KeystoreKind::Pkcs12 { file, .. } = &config.keystore
