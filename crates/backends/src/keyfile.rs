@@ -21,13 +21,40 @@ fn io_error<'a>(
     }
 }
 
-/// Creates `dir` and its missing parents with mode 0700.
-pub(crate) fn create_private_dir(dir: &Path) -> Result<(), BackendError> {
-    DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(io_error("cannot create folder", dir))
+/// Creates `dir` and its missing parents with mode 0700, durably: each folder that gains an entry
+/// is synced, so a new folder (and what is later put in it) survives a power loss.
+///
+/// # Errors
+/// [`BackendError::Io`] (or [`BackendError::StorageFull`]) naming the folder.
+pub fn create_private_dir(dir: &Path) -> Result<(), BackendError> {
+    let missing: Vec<&Path> = dir
+        .ancestors()
+        .take_while(|p| !p.as_os_str().is_empty() && !p.exists())
+        .collect();
+    for new in missing.into_iter().rev() {
+        match DirBuilder::new().mode(0o700).create(new) {
+            Ok(()) => {}
+            // Made meanwhile by someone else: theirs to sync, and a folder all the same.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(BackendError::io("cannot create folder", new, e)),
+        }
+        sync_dir(
+            new.parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new(".")),
+        )?;
+    }
+    Ok(())
+}
+
+/// Syncs folder `dir`, so the entries created or renamed in it are durable.
+///
+/// # Errors
+/// [`BackendError::Io`] naming the folder.
+pub fn sync_dir(dir: &Path) -> Result<(), BackendError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| BackendError::io("cannot sync folder", dir, e))
 }
 
 /// Reads the key at `path`, or, when `may_create` and there is no file, makes and stores a new one.

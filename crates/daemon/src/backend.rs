@@ -122,11 +122,8 @@ fn desktop_password(
         Err(_) => {}
     }
     let password = crate::registry::random_hex(24)?;
-    if let Some(dir) = path.parent() {
-        std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
-            .create(dir)
-            .with_context(|| format!("cannot create {}", dir.display()))?;
-    }
+    let dir = path.parent().unwrap_or(Path::new("."));
+    securestore_backends::create_private_dir(dir)?;
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -135,6 +132,8 @@ fn desktop_password(
         .with_context(|| format!("cannot create {}", path.display()))?;
     file.write_all(password.expose_secret().as_bytes())?;
     file.sync_all()?;
+    // The new entry must be durable before the keystore it opens is written.
+    securestore_backends::sync_dir(dir)?;
     Ok(password)
 }
 

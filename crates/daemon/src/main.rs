@@ -1,6 +1,5 @@
 //! `securestored`: parses flags, binds the socket, opens the store, and calls [`securestore_daemon::run`].
 
-use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -141,19 +140,17 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     // Bind first: if another daemon owns this socket, we must not open its store. Then lock the data
     // folder, so a second daemon on another socket cannot share the database and registry.
     let (listener, socket_guard) = socket::bind(&socket_path)?;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&storage.data_dir)
-        .with_context(|| format!("cannot create {}", storage.data_dir.display()))?;
+    securestore_backends::create_private_dir(&storage.data_dir)?;
     let _data_lock = LockFile::acquire(
         &storage.data_dir.join("securestored.lock"),
         &format!("the data folder {}", storage.data_dir.display()),
     )?;
-    let backend = backend::open(args.backend, &storage)
+    let mut backend = backend::open(args.backend, &storage)
         .with_context(|| format!("cannot open the {:?} store", args.backend))?;
     let registry = Registry::open(&storage.data_dir.join(REGISTRY_FILE))
         .context("cannot open the project registry")?;
+    // Before any peer is served: a removal a crash interrupted is finished, never exposed.
+    registry.finish_interrupted_removals(backend.as_mut());
     let config = Config {
         max_value_bytes: args.max_value_bytes,
         max_connections: args.max_connections as usize,

@@ -89,4 +89,9 @@ pub enum ServiceError {
     /// The daemon is shutting down and takes no new requests.
     #[error("the daemon is shutting down")]
     ShuttingDown,
+    /// An I/O error struck while the write was being committed: it may or may not be stored. Read
+    /// the item back to learn which; never assume it failed. (Appended last: the wire numbers
+    /// variants by position.)
+    #[error("storage failure: the outcome of the write is unknown; read the item back")]
+    OutcomeUnknown,
 }

@@ -87,6 +87,17 @@ pub enum AdminRequest {
     },
     /// The ids of all registered projects.
     ListProjects,
+    /// The way out of a lost [`AdminRequest::AddProject`] answer: revoke the project's token, if it
+    /// has one, and issue a new one (answered with [`AdminAnswer::Added`]). No token is needed, which
+    /// is the point; the daemon takes it only from its own uid or root, like every registry request.
+    /// Connections opened with the old token are refused from then on. (Appended last: the wire
+    /// numbers variants by position.)
+    ReplaceProject {
+        /// The project id.
+        project: String,
+        /// Delete the project's items too (`true`), or keep them for the new token (`false`).
+        wipe: bool,
+    },
 }
 
 /// The daemon's answer to an [`AdminRequest`].

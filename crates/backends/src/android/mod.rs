@@ -309,7 +309,7 @@ mod desktop_tests {
             .expect("delete project");
         Box::new(backend).close().expect("close");
 
-        let sealer = KeystoreSealer::open(jvm(), config.keystore.clone()).expect("keystore");
+        let mut sealer = KeystoreSealer::open(jvm(), config.keystore.clone()).expect("keystore");
         let aliases = sealer.aliases().expect("aliases");
         assert_eq!(
             aliases,
