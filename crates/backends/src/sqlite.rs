@@ -981,6 +981,52 @@ mod tests {
         );
     }
 
+    /// Finding 5 of issue 15: an I/O error at commit (here SQLITE_IOERR_SHMSIZE, which SQLite
+    /// reported after the transaction was synced to the WAL) may hide a durable write.
+    #[test]
+    fn an_io_error_at_commit_is_an_unknown_outcome_and_a_full_disk_is_storage_full() {
+        let path = Path::new("securestore.db");
+        let failure =
+            |extended| rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(extended), None);
+        let shm_size = rusqlite::ffi::SQLITE_IOERR_SHMSIZE;
+        assert!(matches!(
+            sqlite_commit_error("commit", path)(failure(shm_size)),
+            BackendError::OutcomeUnknown { .. }
+        ));
+        assert!(matches!(
+            sqlite_commit_error("commit", path)(failure(rusqlite::ffi::SQLITE_FULL)),
+            BackendError::StorageFull
+        ));
+        assert!(matches!(
+            sqlite_error("read", path)(failure(shm_size)),
+            BackendError::Sqlite { .. }
+        ));
+    }
+
+    /// Finding 6 of issue 15: a damaged class column is the row's damage, not a storage failure.
+    #[test]
+    fn a_damaged_class_or_value_column_cannot_be_decrypted() {
+        let f = fixture();
+        let mut backend = SqliteBackend::open(&f.config).expect("open");
+        for key in ["class", "text", "sealed"] {
+            put(&mut backend, key, "v");
+        }
+        let conn = &backend.store.conn;
+        conn.execute("UPDATE items SET accessible = 9999 WHERE key = 'class'", [])
+            .expect("damage");
+        conn.execute("UPDATE items SET accessible = 'x' WHERE key = 'text'", [])
+            .expect("damage");
+        conn.execute("UPDATE items SET sealed = 'x' WHERE key = 'sealed'", [])
+            .expect("damage");
+        for key in ["class", "text", "sealed"] {
+            let err = backend.get(&scope("p"), &item(key)).expect_err("damaged");
+            assert!(
+                matches!(&err, BackendError::CannotDecrypt { key: k, .. } if k == key),
+                "{key}: {err}"
+            );
+        }
+    }
+
     #[test]
     fn refuses_a_newer_format() {
         let f = fixture();
