@@ -18,6 +18,7 @@ mod fuzz;
 mod identity;
 mod isolation;
 mod lifecycle;
+mod removal;
 mod tamper;
 mod tokens;
 mod validation;
