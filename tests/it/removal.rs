@@ -215,11 +215,11 @@ impl Drop for Tmpfs {
     }
 }
 
-/// Fills the file system at `dir` to the last byte, as far as one file can.
-fn fill(dir: &Path) -> std::path::PathBuf {
+/// Fills the file system at `dir` with a ballast file, leaving about `leave` bytes free.
+fn fill(dir: &Path, leave: u64) -> std::path::PathBuf {
     let stat = rustix::fs::statvfs(dir).expect("statvfs");
     let ballast = dir.join("ballast");
-    let free = (stat.f_bavail * stat.f_frsize) as usize;
+    let free = (stat.f_bavail * stat.f_frsize).saturating_sub(leave) as usize;
     std::fs::write(&ballast, vec![0u8; free]).expect("write ballast");
     ballast
 }
@@ -242,19 +242,26 @@ async fn android_a_full_disk_never_acknowledges_a_set_it_cannot_keep() {
     };
     let mut daemon = Daemon::start_in(&tmpfs.dir.path().join("data"), ANDROID);
     let client = daemon.client("@o/full").await;
-    // Grow the WAL, so SQLite has room of its own when the disk is full and only new files fail.
-    let filler = "f".repeat(4096);
-    for i in 0..64 {
+    // Many keys make the keystore file larger than the room left below, while SQLite still has room
+    // for a few rows: the keystore's save fails, the row store's write would not.
+    for i in 0..200 {
         client
-            .set_item(&format!("early-{i}"), filler.as_str(), in_service("old"))
+            .set_item("early", "early", in_service(&format!("early-{i}")))
             .await
             .expect("set");
     }
-    let ballast = fill(tmpfs.dir.path());
+    let keystore = std::fs::metadata(daemon.data_dir().join("keystore.p12"))
+        .expect("keystore")
+        .len();
+    let ballast = fill(tmpfs.dir.path(), keystore / 2);
+    eprintln!(
+        "keystore {keystore} bytes; {} bytes left free",
+        keystore / 2
+    );
     let mut acknowledged = Vec::new();
     let mut answers: HashMap<String, u32> = HashMap::new();
     for round in 0..3 {
-        for service in ["old", "new-1", "new-2", "new-3"] {
+        for service in ["early-0", "new-1", "new-2", "new-3"] {
             let key = format!("full-{round}");
             match client
                 .set_item(&key, format!("{service} {round}"), in_service(service))
