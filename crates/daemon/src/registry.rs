@@ -250,6 +250,11 @@ impl Registry {
     ) -> Result<Option<SecretString>, ServiceError> {
         let token = reissue.then(new_token).transpose()?;
         let mut projects = self.lock();
+        if token.is_none() && projects.get(project) != Some(&Entry::Removing) {
+            // A concurrent removal of the same project finished first (and the id may have been
+            // registered again since): nothing left to record.
+            return Ok(None);
+        }
         let mut next = projects.clone();
         match &token {
             Some(token) => next.insert(project.clone(), Entry::Token(hash(token.expose_secret()))),

@@ -93,6 +93,8 @@ pub enum ServiceError {
     /// assume it failed: write again, or read the item back once the daemon has restarted (until
     /// then it may still serve the earlier value). (Appended last: the wire numbers variants by
     /// position.)
-    #[error("storage failure: the outcome of the write is unknown (it may be stored); write it again")]
+    #[error(
+        "storage failure: the outcome of the write is unknown (it may be stored); write it again"
+    )]
     OutcomeUnknown,
 }
