@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use securestore_client::{
@@ -105,9 +105,13 @@ async fn android_sets_racing_a_project_removal_keep_their_keys() {
     let socket = daemon.socket();
     let removed = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
+    // Acknowledged sets before and after the removal answered, to pace the test by progress
+    // rather than by the clock (a JVM warming up under load is slow).
+    let progress = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
     let writers: Vec<_> = (0..WRITERS)
         .map(|w| {
             let (socket, removed, stop) = (socket.clone(), removed.clone(), stop.clone());
+            let progress = progress.clone();
             tokio::spawn(async move {
                 // Per key: the last value acknowledged for a set sent after the removal answered.
                 let mut after: HashMap<String, String> = HashMap::new();
@@ -127,6 +131,7 @@ async fn android_sets_racing_a_project_removal_keep_their_keys() {
                     {
                         Ok(()) => {
                             acks += 1;
+                            progress[usize::from(sent_after)].fetch_add(1, Ordering::SeqCst);
                             if sent_after {
                                 after.insert(format!("{key}/svc{}", seq % 3), value);
                             }
@@ -145,13 +150,13 @@ async fn android_sets_racing_a_project_removal_keep_their_keys() {
             })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_for(&progress[0], 40).await;
     let existed = admin::remove_project(&socket, "@o/racing", &ConnectOptions::default())
         .await
         .expect("remove");
     assert!(!existed, "an unregistered project");
     removed.store(true, Ordering::SeqCst);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_for(&progress[1], 40).await;
     stop.store(true, Ordering::SeqCst);
     let mut expected: HashMap<String, String> = HashMap::new();
     let (mut acks, mut refused) = (0, 0);
@@ -181,6 +186,14 @@ async fn android_sets_racing_a_project_removal_keep_their_keys() {
         );
     }
     assert!(!daemon.log().contains(KEY_GONE), "{}", daemon.log());
+}
+
+/// Waits until `counter` reaches `target`, for at most 60 s.
+async fn wait_for(counter: &AtomicU64, target: u64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while counter.load(Ordering::SeqCst) < target && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// A small tmpfs mounted for the test, unmounted when dropped (needs root).
