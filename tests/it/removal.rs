@@ -468,6 +468,70 @@ async fn removals_killed_midway_are_never_exposed() {
     eprintln!("removals killed midway: {kept} not begun, {finished} finished");
 }
 
+/// Finding 4, open policy: a peer without the token read a removed project's secret in the gap
+/// between the registry change and the deletion of the items. Peers keep trying to read while the
+/// project is removed; none may ever see a value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tokenless_peer_never_reads_a_project_being_removed() {
+    let daemon = Daemon::start();
+    let socket = daemon.socket();
+    let (mut attempts, mut opened) = (0u64, 0u64);
+    for round in 0..5 {
+        let project = format!("@o/watched-{round}");
+        let token = admin::add_project(&socket, &project, &ConnectOptions::default())
+            .await
+            .expect("add");
+        let client = Client::connect_with(&socket, &project, with_token(&token))
+            .await
+            .expect("connect");
+        for i in 0..200 {
+            client
+                .set_item(&format!("k{i}"), "secret", SetOptions::default())
+                .await
+                .expect("set");
+        }
+        drop(client);
+        let stop = Arc::new(AtomicBool::new(false));
+        let snooper = {
+            let (socket, project, stop) = (socket.clone(), project.clone(), stop.clone());
+            tokio::spawn(async move {
+                let (mut attempts, mut opened, mut seen) = (0u64, 0u64, Vec::new());
+                while !stop.load(Ordering::SeqCst) {
+                    attempts += 1;
+                    let Ok(peer) = Client::connect(&socket, &project).await else {
+                        continue;
+                    };
+                    opened += 1;
+                    for i in (0..200).rev().step_by(20) {
+                        if let Ok(Some(value)) =
+                            peer.get_item(&format!("k{i}"), GetOptions::default()).await
+                        {
+                            seen.push((i, value.expose_secret().to_owned()));
+                        }
+                    }
+                }
+                (attempts, opened, seen)
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        admin::remove_project(&socket, &project, &with_token(&token))
+            .await
+            .expect("remove");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        stop.store(true, Ordering::SeqCst);
+        let (a, o, seen) = snooper.await.expect("snooper");
+        attempts += a;
+        opened += o;
+        assert!(
+            seen.is_empty(),
+            "round {round}: a tokenless peer read {seen:?}"
+        );
+    }
+    eprintln!(
+        "tokenless peers: {attempts} attempts, {opened} connections opened after the removal, no value seen"
+    );
+}
+
 /// Finding 4, strict policy: the retry of a removal needs no token it cannot have. Items of an
 /// unregistered project (left by an older daemon, or written under the open policy) can be removed
 /// under strict policy too.
