@@ -280,6 +280,7 @@ impl<S: RowSealer> SealedStore<S> {
     /// Opens (creating when missing) the database at `path`, in a folder that already exists, and
     /// brings it to [`FORMAT_VERSION`], with `sealer` checking that it holds this store's keys.
     pub(crate) fn open(path: PathBuf, sealer: S) -> Result<Self, BackendError> {
+        let created = !path.exists();
         // Create the file ourselves so it is 0600 from its first byte; SQLite gives its WAL and
         // shared-memory files the database's mode.
         OpenOptions::new()
@@ -293,6 +294,12 @@ impl<S: RowSealer> SealedStore<S> {
                 path: path.clone(),
                 source,
             })?;
+        if created {
+            // The new entry must be durable before anything is committed in the file. (SQLite
+            // syncs the folder itself when it creates the WAL.)
+            let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+            keyfile::sync_dir(dir.unwrap_or(Path::new(".")))?;
+        }
         let conn = Connection::open(&path).map_err(sqlite_error("cannot open database", &path))?;
         let mut store = Self { conn, sealer, path };
         store.configure()?;
