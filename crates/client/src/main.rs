@@ -101,7 +101,8 @@ enum ProjectCommand {
         #[arg(long, requires = "replace")]
         wipe: bool,
     },
-    /// Unregister project ID and delete all of its items (needs the project's --token-file).
+    /// Unregister project ID and delete all of its items (needs the project's --token-file if it is
+    /// registered). Run it again to finish a removal that was interrupted.
     Remove {
         /// The project id
         id: String,

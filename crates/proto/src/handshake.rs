@@ -78,7 +78,8 @@ pub enum AdminRequest {
         project: String,
     },
     /// Unregister a project and delete all of its items. A registered project's own token is
-    /// required, so one project's process cannot wipe another's items.
+    /// required, so one project's process cannot wipe another's items; none is needed to finish a
+    /// removal a crash interrupted, or to delete an unregistered project's items (in every policy).
     RemoveProject {
         /// The project id.
         project: String,
