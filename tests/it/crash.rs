@@ -2,14 +2,19 @@
 //! is killed with SIGKILL at random moments; after each restart every acknowledged operation must
 //! read back exactly (or be superseded by that writer's one operation in flight at the kill).
 //!
-//! The suite runs 5 rounds; `scripts/crash-loop` runs 100 or more (`SECURESTORE_CRASH_ROUNDS`).
+//! Beside the writers, a churner adds items to other projects and removes those projects, so key
+//! deletion (Android) and project removal run under the same kills; the writers' project must lose
+//! nothing to them, and no item may be dropped as "key gone".
+//!
+//! The suite runs 5 rounds per backend; `scripts/crash-loop N [sqlite|android]` runs N
+//! (`SECURESTORE_CRASH_ROUNDS`).
 
 use std::collections::HashMap;
 use std::io::BufRead;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use securestore_client::GetOptions;
+use securestore_client::{Client, ConnectOptions, GetOptions, SetOptions, admin};
 use securestore_e2e::{Daemon, bin, crash_value, parse_crash_value};
 
 const PROJECT: &str = "@crash/app";
@@ -128,13 +133,55 @@ async fn verify(daemon: &Daemon, ledger: &Ledger) -> (u64, u64) {
     (lost, corrupt)
 }
 
+/// Until `stop`, puts items in two services of a fresh project and removes it, over and over.
+/// Returns how many removals were answered.
+async fn churn(socket: std::path::PathBuf, stop: tokio::sync::watch::Receiver<bool>) -> u64 {
+    let mut removed = 0;
+    for n in 0u64.. {
+        if *stop.borrow() {
+            break;
+        }
+        let project = format!("@crash/churn-{n}");
+        let Ok(client) = Client::connect(&socket, &project).await else {
+            break;
+        };
+        for service in ["a", "B"] {
+            let options = SetOptions {
+                keychain_service: Some(service.to_owned()),
+                ..SetOptions::default()
+            };
+            let _ = client.set_item("k", "churn", options).await;
+        }
+        drop(client);
+        match admin::remove_project(&socket, &project, &ConnectOptions::default()).await {
+            Ok(_) => removed += 1,
+            Err(_) => break,
+        }
+        // Leave the writers most of the owner's time: each Android key change rewrites the keystore.
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    removed
+}
+
 #[tokio::test]
 async fn acknowledged_writes_and_deletes_survive_sigkill() {
+    crash_loop(&[], 50).await;
+}
+
+#[tokio::test]
+async fn android_acknowledged_writes_and_deletes_survive_sigkill() {
+    // A restarted JVM takes most of a second to warm up its first cipher and keystore save.
+    crash_loop(&["--backend", "android"], 1000).await;
+}
+
+/// Kills the daemon `min_ms` to `min_ms + 250` ms into each round.
+async fn crash_loop(args: &[&str], min_ms: u64) {
     let rounds: u32 = std::env::var("SECURESTORE_CRASH_ROUNDS")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(5);
-    let mut daemon = Daemon::start();
+    let mut daemon = Daemon::start_with(args);
+    let mut removals = 0;
     let mut ledger = Ledger::default();
     let mut tally = Tally::default();
     let mut seed = std::process::id() as u64;
@@ -143,12 +190,16 @@ async fn acknowledged_writes_and_deletes_survive_sigkill() {
         let writers: Vec<Child> = (0..WRITERS)
             .map(|w| spawn_writer(&daemon, w, u64::from(round) * 1_000_000_000))
             .collect();
-        // A pseudo-random moment, 50–300 ms into the round.
+        let (stop_churn, churn_stop) = tokio::sync::watch::channel(false);
+        let churner = tokio::spawn(churn(daemon.socket(), churn_stop));
+        // A pseudo-random moment, in the round's 250 ms window.
         seed = seed
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
-        tokio::time::sleep(Duration::from_millis(50 + (seed >> 33) % 250)).await;
+        tokio::time::sleep(Duration::from_millis(min_ms + (seed >> 33) % 250)).await;
         daemon.kill();
+        let _ = stop_churn.send(true);
+        removals += churner.await.expect("churner");
         for writer in writers {
             let output = writer.wait_with_output().expect("writer output");
             ledger.record(&output.stdout);
@@ -165,10 +216,19 @@ async fn acknowledged_writes_and_deletes_survive_sigkill() {
         resettle(&daemon, &mut ledger).await;
     }
     tally.acknowledged = ledger.acks;
+    let key_gone = daemon
+        .log()
+        .matches("the key that sealed this item is gone")
+        .count();
     eprintln!(
-        "crash loop: rounds {}, acknowledged writes {}, lost {}, corrupt {}",
-        tally.rounds, tally.acknowledged, tally.lost, tally.corrupt
+        "crash loop ({}): rounds {}, acknowledged writes {}, lost {}, corrupt {}, project removals {removals}, items dropped as key gone {key_gone}",
+        if args.is_empty() { "sqlite" } else { "android" },
+        tally.rounds,
+        tally.acknowledged,
+        tally.lost,
+        tally.corrupt
     );
+    assert_eq!(key_gone, 0, "no item may be dropped as key gone");
     assert!(
         tally.acknowledged > u64::from(rounds) * 10,
         "writers made too little progress: {tally:?}"

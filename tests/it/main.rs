@@ -20,6 +20,7 @@ mod fuzz;
 mod identity;
 mod isolation;
 mod lifecycle;
+mod removal;
 mod tamper;
 mod tokens;
 mod trust;

@@ -79,6 +79,11 @@ impl Daemon {
         Self::launch(&[], "debug", Some(data_dir.to_owned()))
     }
 
+    /// Starts a daemon with extra flags whose database lives in `data_dir`.
+    pub fn start_in(data_dir: &Path, args: &[&str]) -> Self {
+        Self::launch(args, "debug", Some(data_dir.to_owned()))
+    }
+
     fn launch(args: &[&str], log_level: &str, data_dir: Option<PathBuf>) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("securestore-it")
@@ -93,6 +98,11 @@ impl Daemon {
         };
         daemon.spawn().expect("daemon starts");
         daemon
+    }
+
+    /// Replaces the extra flags for the next [`Self::spawn`] (e.g. another `--policy`).
+    pub fn set_args(&mut self, args: &[&str]) {
+        self.extra_args = args.iter().map(|a| (*a).to_owned()).collect();
     }
 
     /// The socket path.

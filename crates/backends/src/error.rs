@@ -17,6 +17,15 @@ pub enum BackendError {
     /// The disk is full; the write was rolled back and earlier items are intact.
     #[error("storage full")]
     StorageFull,
+    /// An I/O error struck while a write was being committed: it may or may not be durable. Read the
+    /// item back (after a restart, to be sure) to learn which.
+    #[error("the outcome of the write is unknown: {action}: {detail}")]
+    OutcomeUnknown {
+        /// What was being done.
+        action: &'static str,
+        /// The failure, as the storage reported it.
+        detail: String,
+    },
     /// The database holds items but its master key file is gone.
     #[error(
         "the master key file {} is missing but the database {} exists; refusing to start empty over existing data (restore the key file, or move the database away to start afresh)",
@@ -127,4 +136,20 @@ pub enum BackendError {
         /// The item's key.
         key: String,
     },
+}
+
+impl BackendError {
+    /// A file-system failure: [`BackendError::StorageFull`] when the disk (or the quota) is full,
+    /// [`BackendError::Io`] otherwise. File writes of the backends map their errors here.
+    pub(crate) fn io(action: &'static str, path: &std::path::Path, source: std::io::Error) -> Self {
+        use rustix::io::Errno;
+        match Errno::from_io_error(&source) {
+            Some(Errno::NOSPC | Errno::DQUOT) => Self::StorageFull,
+            _ => Self::Io {
+                action,
+                path: path.to_owned(),
+                source,
+            },
+        }
+    }
 }

@@ -1,8 +1,9 @@
 //! The master key file: 32 random bytes in a 0600 file of the daemon's user, created once, replaced
 //! never.
 
-use std::fs::{self, File};
+use std::fs::{self, DirBuilder, File};
 use std::io::{Read, Write};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use zeroize::Zeroizing;
@@ -27,6 +28,42 @@ fn folder_of(path: &Path) -> &Path {
     path.parent()
         .filter(|dir| !dir.as_os_str().is_empty())
         .unwrap_or(Path::new("."))
+}
+
+/// Creates `dir` and its missing parents with mode 0700, durably: each folder that gains an entry
+/// is synced, so a new folder (and what is later put in it) survives a power loss.
+///
+/// # Errors
+/// [`BackendError::Io`] (or [`BackendError::StorageFull`]) naming the folder.
+pub fn create_private_dir(dir: &Path) -> Result<(), BackendError> {
+    let missing: Vec<&Path> = dir
+        .ancestors()
+        .take_while(|p| !p.as_os_str().is_empty() && !p.exists())
+        .collect();
+    for new in missing.into_iter().rev() {
+        match DirBuilder::new().mode(0o700).create(new) {
+            Ok(()) => {}
+            // Made meanwhile by someone else: theirs to sync, and a folder all the same.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(BackendError::io("cannot create folder", new, e)),
+        }
+        sync_dir(
+            new.parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new(".")),
+        )?;
+    }
+    Ok(())
+}
+
+/// Syncs folder `dir`, so the entries created or renamed in it are durable.
+///
+/// # Errors
+/// [`BackendError::Io`] naming the folder.
+pub fn sync_dir(dir: &Path) -> Result<(), BackendError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| BackendError::io("cannot sync folder", dir, e))
 }
 
 /// Reads the key at `path`, or, when `may_create` and there is no file, makes and stores a new one.

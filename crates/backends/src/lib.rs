@@ -22,6 +22,7 @@ pub mod sqlite;
 pub mod conformance;
 
 pub use error::BackendError;
+pub use keyfile::{create_private_dir, sync_dir};
 pub use securestore_proto::{Item, Key, KeychainAccessible, ProjectId, SecretString, ServiceName};
 
 /// The project a connection was bound to in its handshake.

@@ -14,9 +14,9 @@
 //!
 //! Every refusal is a [`BackendError::UnsafePath`] naming the path and the problem in one line.
 
-use std::fs::{self, DirBuilder, File, Metadata, OpenOptions};
+use std::fs::{self, File, Metadata, OpenOptions};
 use std::io::{ErrorKind, Read};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
 use rustix::fs::OFlags;
@@ -261,11 +261,8 @@ pub fn ensure_owned_dir(dir: &Path) -> Result<(), BackendError> {
 
 fn create_dir(dir: &Path) -> Result<(), BackendError> {
     check_ancestors(dir)?;
-    DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(io_error("cannot create folder", dir))
+    // Each new folder is synced into its parent, so it survives a power loss.
+    crate::keyfile::create_private_dir(dir)
 }
 
 /// Checks an open file: a regular file owned by this user with no access for group or others.

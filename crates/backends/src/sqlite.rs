@@ -19,6 +19,7 @@ use crate::{
     Backend, BackendError, Item, ItemName, KeychainAccessible, ProjectScope, Reader, SecretString,
     Write,
 };
+use rusqlite::types::ValueRef;
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, Transaction, params};
 use zeroize::Zeroizing;
 
@@ -57,6 +58,23 @@ pub(crate) fn sqlite_error<'a>(
             source,
         },
         _ => BackendError::Sqlite { action, source },
+    }
+}
+
+/// As [`sqlite_error`], for a statement that commits (a `COMMIT`, or a write outside a transaction):
+/// an I/O error there may strike after the transaction reached the WAL and was synced (SQLite then
+/// fails growing its shared-memory index, `SQLITE_IOERR_SHMSIZE`, or cannot confirm a sync), so the
+/// write may be durable: [`BackendError::OutcomeUnknown`], never a plain failure.
+pub(crate) fn sqlite_commit_error<'a>(
+    action: &'static str,
+    path: &'a Path,
+) -> impl Fn(rusqlite::Error) -> BackendError + 'a {
+    move |source| match source.sqlite_error_code() {
+        Some(ErrorCode::SystemIoFailure) => BackendError::OutcomeUnknown {
+            action,
+            detail: source.to_string(),
+        },
+        _ => sqlite_error(action, path)(source),
     }
 }
 
@@ -123,7 +141,8 @@ pub(crate) trait RowSealer: Send {
         database: &Path,
     ) -> Result<(), BackendError>;
 
-    /// Called after a project's rows are deleted, to drop keys kept for it alone.
+    /// Deletes, durably, the keys kept for `project` alone. Called before the project's rows are
+    /// deleted, in the same write; a key deleted here is never used again.
     fn forget_project(&mut self, _project: &str) -> Result<(), BackendError> {
         Ok(())
     }
@@ -260,10 +279,17 @@ impl<S: RowSealer> SealedStore<S> {
     /// Opens (creating when missing) the database at `path`, in a folder that already exists, and
     /// brings it to [`FORMAT_VERSION`], with `sealer` checking that it holds this store's keys.
     pub(crate) fn open(path: PathBuf, sealer: S) -> Result<Self, BackendError> {
+        let created = !path.exists();
         // Create the file ourselves so it is 0600 from its first byte, never through a symbolic
         // link, and check an existing one is ours and private; SQLite gives its WAL and
         // shared-memory files the database's mode, and any already there must pass the same check.
         paths::open_or_create_private_file(&path)?;
+        if created {
+            // The new entry must be durable before anything is committed in the file. (SQLite
+            // syncs the folder itself when it creates the WAL.)
+            let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+            keyfile::sync_dir(dir.unwrap_or(Path::new(".")))?;
+        }
         for suffix in ["-wal", "-shm"] {
             let mut side = path.clone().into_os_string();
             side.push(suffix);
@@ -380,7 +406,9 @@ fn read_item(
     name: &ItemName,
 ) -> Result<Found, BackendError> {
     let err = sqlite_error("cannot read item", path);
-    let row: Option<(u8, Vec<u8>)> = conn
+    // Read the columns as whatever SQLite holds: a damaged class or value is the row's problem
+    // (`CannotDecrypt`, naming the item), not a storage failure.
+    let row: Option<(Option<u8>, Option<Vec<u8>>)> = conn
         .prepare_cached(
             "SELECT accessible, sealed FROM items WHERE project = ?1 AND service = ?2 AND key = ?3",
         )
@@ -391,16 +419,29 @@ fn read_item(
                 name.service.as_str(),
                 name.key.as_str()
             ],
-            |row| Ok((row.get(0)?, row.get(1)?)),
+            |row| {
+                let class = match row.get_ref(0)? {
+                    ValueRef::Integer(class) => u8::try_from(class).ok(),
+                    _ => None,
+                };
+                let sealed = match row.get_ref(1)? {
+                    ValueRef::Blob(sealed) => Some(sealed.to_vec()),
+                    _ => None,
+                };
+                Ok((class, sealed))
+            },
         )
         .optional()
         .map_err(&err)?;
-    let Some((class, sealed)) = row else {
+    let Some(row) = row else {
         return Ok(Found::Absent);
     };
     let cannot_decrypt = || BackendError::CannotDecrypt {
         service: name.service.as_str().to_owned(),
         key: name.key.as_str().to_owned(),
+    };
+    let (Some(class), Some(sealed)) = row else {
+        return Err(cannot_decrypt());
     };
     let plaintext = match sealer.open(&Row::new(project, name, class), &sealed)? {
         Opened::Value(plaintext) => plaintext,
@@ -453,10 +494,17 @@ impl Reader for SqliteReader {
 }
 
 impl<S: RowSealer> SealedStore<S> {
-    /// Drops the keys the sealer kept for `project` alone, once its rows are deleted.
-    fn forget_project_keys(&mut self, project: &ProjectScope) {
-        if let Err(err) = self.sealer.forget_project(project.project().as_str()) {
-            tracing::warn!(project = %project.project(), %err, "cannot remove the project's keys; its items are deleted");
+    /// How a write statement's failure is reported: a statement outside a transaction commits, so
+    /// its I/O errors leave the outcome unknown ([`sqlite_commit_error`]).
+    fn write_error(
+        &self,
+        action: &'static str,
+        committing: bool,
+    ) -> Box<dyn Fn(rusqlite::Error) -> BackendError + '_> {
+        if committing {
+            Box::new(sqlite_commit_error(action, &self.path))
+        } else {
+            Box::new(sqlite_error(action, &self.path))
         }
     }
 
@@ -482,10 +530,11 @@ impl<S: RowSealer> SealedStore<S> {
         let path = self.path.clone();
         let err = sqlite_error("cannot commit a batch", &path);
         self.conn.execute_batch("BEGIN IMMEDIATE").map_err(&err)?;
+        let commit_err = sqlite_commit_error("cannot commit a batch", &path);
         let applied = writes
             .iter()
             .try_for_each(|write| self.apply(write))
-            .and_then(|()| self.conn.execute_batch("COMMIT").map_err(&err));
+            .and_then(|()| self.conn.execute_batch("COMMIT").map_err(&commit_err));
         if applied.is_err() && !self.conn.is_autocommit() {
             let _ = self.conn.execute_batch("ROLLBACK");
         }
@@ -521,6 +570,7 @@ impl<S: RowSealer> Backend for SealedStore<S> {
         value: &SecretString,
         accessible: KeychainAccessible,
     ) -> Result<(), BackendError> {
+        let committing = self.conn.is_autocommit();
         let class = u8::from(accessible);
         let sealed = self.sealer.seal(
             &Row::new(project, name, class),
@@ -544,11 +594,12 @@ impl<S: RowSealer> Backend for SealedStore<S> {
                     unix_millis()
                 ])
             })
-            .map_err(sqlite_error("cannot write item", &self.path))?;
+            .map_err(self.write_error("cannot write item", committing))?;
         Ok(())
     }
 
     fn delete(&mut self, project: &ProjectScope, name: &ItemName) -> Result<(), BackendError> {
+        let committing = self.conn.is_autocommit();
         self.conn
             .prepare_cached("DELETE FROM items WHERE project = ?1 AND service = ?2 AND key = ?3")
             .and_then(|mut stmt| {
@@ -558,20 +609,21 @@ impl<S: RowSealer> Backend for SealedStore<S> {
                     name.key.as_str()
                 ])
             })
-            .map_err(sqlite_error("cannot delete item", &self.path))?;
+            .map_err(self.write_error("cannot delete item", committing))?;
         Ok(())
     }
 
     fn delete_project(&mut self, project: &ProjectScope) -> Result<(), BackendError> {
+        // The keys go first, durably, then the rows (in this call, or in the batch's transaction).
+        // So no row of the project can be sealed with a key that is later deleted: a write after
+        // this one makes a new key. If the rows then fail to go, they stay without their keys and
+        // read as gone; the daemon records the removal first and retries it until it completes.
+        self.sealer.forget_project(project.project().as_str())?;
+        let committing = self.conn.is_autocommit();
         self.conn
             .prepare_cached("DELETE FROM items WHERE project = ?1")
             .and_then(|mut stmt| stmt.execute(params![project.project().as_str()]))
-            .map_err(sqlite_error("cannot delete project", &self.path))?;
-        // The rows go first (durably, unless a batch's transaction is open: then `write_batch`
-        // forgets the keys after its commit); a key left behind if this fails only costs space.
-        if self.conn.is_autocommit() {
-            self.forget_project_keys(project);
-        }
+            .map_err(self.write_error("cannot delete project", committing))?;
         Ok(())
     }
 
@@ -585,14 +637,20 @@ impl<S: RowSealer> Backend for SealedStore<S> {
         }
         if writes.len() > 1 {
             match self.apply_in_one_transaction(writes) {
-                Ok(()) => {
-                    // Keys of projects deleted inside the transaction go once it has committed.
-                    for write in writes {
-                        if let Write::DeleteProject { project } = write {
-                            self.forget_project_keys(project);
-                        }
-                    }
-                    return writes.iter().map(|_| Ok(())).collect();
+                Ok(()) => return writes.iter().map(|_| Ok(())).collect(),
+                // The batch may be durable: applying its writes again one by one could answer a
+                // write "failed" that is in fact stored. Each writer learns the outcome is unknown.
+                Err(BackendError::OutcomeUnknown { action, detail }) => {
+                    tracing::error!(%detail, writes = writes.len(), "a batch's commit failed with an I/O error; its outcome is unknown");
+                    return writes
+                        .iter()
+                        .map(|_| {
+                            Err(BackendError::OutcomeUnknown {
+                                action,
+                                detail: detail.clone(),
+                            })
+                        })
+                        .collect();
                 }
                 // Rolled back: apply each on its own, so each write gets its own error (or success).
                 Err(err) => {
@@ -930,6 +988,52 @@ mod tests {
             ("wal", 2),
             "WAL with synchronous=FULL"
         );
+    }
+
+    /// Finding 5 of issue 15: an I/O error at commit (here SQLITE_IOERR_SHMSIZE, which SQLite
+    /// reported after the transaction was synced to the WAL) may hide a durable write.
+    #[test]
+    fn an_io_error_at_commit_is_an_unknown_outcome_and_a_full_disk_is_storage_full() {
+        let path = Path::new("securestore.db");
+        let failure =
+            |extended| rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(extended), None);
+        let shm_size = rusqlite::ffi::SQLITE_IOERR_SHMSIZE;
+        assert!(matches!(
+            sqlite_commit_error("commit", path)(failure(shm_size)),
+            BackendError::OutcomeUnknown { .. }
+        ));
+        assert!(matches!(
+            sqlite_commit_error("commit", path)(failure(rusqlite::ffi::SQLITE_FULL)),
+            BackendError::StorageFull
+        ));
+        assert!(matches!(
+            sqlite_error("read", path)(failure(shm_size)),
+            BackendError::Sqlite { .. }
+        ));
+    }
+
+    /// Finding 6 of issue 15: a damaged class column is the row's damage, not a storage failure.
+    #[test]
+    fn a_damaged_class_or_value_column_cannot_be_decrypted() {
+        let f = fixture();
+        let mut backend = SqliteBackend::open(&f.config).expect("open");
+        for key in ["class", "text", "sealed"] {
+            put(&mut backend, key, "v");
+        }
+        let conn = &backend.store.conn;
+        conn.execute("UPDATE items SET accessible = 9999 WHERE key = 'class'", [])
+            .expect("damage");
+        conn.execute("UPDATE items SET accessible = 'x' WHERE key = 'text'", [])
+            .expect("damage");
+        conn.execute("UPDATE items SET sealed = 'x' WHERE key = 'sealed'", [])
+            .expect("damage");
+        for key in ["class", "text", "sealed"] {
+            let err = backend.get(&scope("p"), &item(key)).expect_err("damaged");
+            assert!(
+                matches!(&err, BackendError::CannotDecrypt { key: k, .. } if k == key),
+                "{key}: {err}"
+            );
+        }
     }
 
     #[test]

@@ -62,6 +62,30 @@ pub async fn add_project(
     }
 }
 
+/// Revokes `project`'s access token (if it has one) and issues a new one, for when the answer to
+/// [`add_project`] was lost: no token is needed. With `wipe`, the project's items are deleted too;
+/// without it, they stay and the new token reads them. Connections opened with the old token are
+/// refused from then on. The daemon accepts this only from its own uid or root.
+///
+/// # Errors
+/// [`securestore_proto::ServiceError::InvalidProject`]; storage and transport failures.
+pub async fn replace_project(
+    socket: impl AsRef<Path>,
+    project: &str,
+    wipe: bool,
+    options: &ConnectOptions,
+) -> Result<SecretString, Error> {
+    ProjectId::parse(project)?;
+    let request = AdminRequest::ReplaceProject {
+        project: project.to_owned(),
+        wipe,
+    };
+    match ask(socket.as_ref(), request, options).await? {
+        AdminAnswer::Added { token } => Ok(token),
+        other => Err(unexpected(&other)),
+    }
+}
+
 /// Unregisters `project` and deletes all of its items; returns whether it was registered. A
 /// registered project's own token must be in `options.token`.
 ///

@@ -108,8 +108,16 @@ enum ProjectCommand {
     Add {
         /// The project id
         id: String,
+        /// If ID is registered already (the token from the first add was lost), revoke its token and
+        /// print a new one. Its items are kept unless --wipe is given
+        #[arg(long)]
+        replace: bool,
+        /// With --replace: delete the project's items too
+        #[arg(long, requires = "replace")]
+        wipe: bool,
     },
-    /// Unregister project ID and delete all of its items (needs the project's --token-file).
+    /// Unregister project ID and delete all of its items (needs the project's --token-file if it is
+    /// registered). Run it again to finish a removal that was interrupted.
     Remove {
         /// The project id
         id: String,
@@ -246,8 +254,12 @@ async fn run_project_command(
 ) -> Result<(), Failure> {
     let mut out = String::new();
     match action {
-        ProjectCommand::Add { id } => {
-            let token = admin::add_project(socket, &id, options).await?;
+        ProjectCommand::Add { id, replace, wipe } => {
+            let token = if replace {
+                admin::replace_project(socket, &id, wipe, options).await?
+            } else {
+                admin::add_project(socket, &id, options).await?
+            };
             out.push_str(token.expose_secret());
             out.push('\n');
         }

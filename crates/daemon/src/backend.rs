@@ -136,6 +136,8 @@ fn desktop_password(
     let mut file = paths::create_new_private_file(path)?;
     file.write_all(password.expose_secret().as_bytes())?;
     file.sync_all()?;
+    // The new entry must be durable before the keystore it opens is written.
+    securestore_backends::sync_dir(dir)?;
     Ok(password)
 }
 

@@ -221,6 +221,11 @@ async fn answer_admin(
             remove_project(&project, token.as_ref(), &shared.config, &shared.store).await
         }
         AdminRequest::ListProjects => Ok(AdminAnswer::Projects(registry.list())),
+        AdminRequest::ReplaceProject { project, wipe } => {
+            replace_project(&project, wipe, &shared.config, &shared.store)
+                .await
+                .map(|token| AdminAnswer::Added { token })
+        }
     };
     let reply = match answer {
         Ok(answer) => HelloReply::Admin(answer),
@@ -243,25 +248,86 @@ async fn answer_admin(
     }
 }
 
-/// Unregisters the project first (so its token stops working at once), then deletes its items.
-/// The project is bound exactly as a connection would be, so a registered project's token is required
-/// and this is still the only way to a [`ProjectScope`]. The items are deleted even if it was not
-/// registered, so a failed earlier removal can be retried.
+/// Removes a project as one durable step, as seen from outside: the removal is recorded in the
+/// registry first (token revoked, the project closed to every connection in every policy), then its
+/// items are deleted, then the record goes. A crash in between leaves the record, and the removal is
+/// finished at the next start or by this request again, never exposed.
+///
+/// A registered project's token is required. Needing none: a project whose removal is already
+/// pending (its token was checked when it began and is revoked now), and an unregistered one, in
+/// every policy, so items left by an older daemon can be deleted even in strict mode.
 async fn remove_project(
     project: &str,
     token: Option<&SecretString>,
     config: &Config,
     store: &StoreHandle,
 ) -> Result<AdminAnswer, ServiceError> {
-    let (scope, _) = bind(project, token, config)?;
+    let scope = bind_for_removal(project, token, config)?;
     let registry = config.registry.clone();
-    let id = scope.project().as_str().to_owned();
-    let existed = blocking(move || registry.remove(&id)).await?;
+    let id = scope.project().clone();
+    let existed = blocking(move || registry.begin_removal(&id)).await?;
     store
-        .delete_project(scope)
+        .delete_project(scope.clone())
         .await
         .map_err(crate::error::to_wire)?;
+    let registry = config.registry.clone();
+    blocking(move || registry.finish_removal(scope.project(), false)).await?;
     Ok(AdminAnswer::Removed { existed })
+}
+
+/// The registry check of [`remove_project`]; the returned scope is used only to delete the items.
+/// The one other place a [`ProjectScope`] is made besides [`bind`] (and start-up's completion of
+/// interrupted removals): deleting needs no read access, and a removal must stay possible when the
+/// project can no longer be opened.
+fn bind_for_removal(
+    project: &str,
+    token: Option<&SecretString>,
+    config: &Config,
+) -> Result<ProjectScope, ServiceError> {
+    let project = ProjectId::parse(project)?;
+    let registry = &config.registry;
+    if !registry.is_removing(&project) {
+        // The open policy's rule, whatever `config.policy` says: a registered project needs its
+        // token, an unregistered one's leftovers may be removed by the daemon's uid.
+        registry.admit(&project, token, crate::Policy::Open)?;
+    }
+    Ok(ProjectScope::bind(project))
+}
+
+/// Issues `project` a new token, revoking the old one: for a lost `add` answer. With `wipe`, its
+/// items are removed first, exactly as [`remove_project`] does, and the new registration is saved in
+/// the same step that ends the removal.
+async fn replace_project(
+    project: &str,
+    wipe: bool,
+    config: &Config,
+    store: &StoreHandle,
+) -> Result<SecretString, ServiceError> {
+    let id = ProjectId::parse(project)?;
+    let registry = config.registry.clone();
+    if !wipe {
+        let (token, replaced) = blocking(move || registry.replace(&id)).await?;
+        tracing::info!(project, ?replaced, "token replaced; items kept");
+        return Ok(token);
+    }
+    let scope = ProjectScope::bind(id.clone());
+    if registry.is_removing(&id) {
+        return Err(ServiceError::Refused {
+            reason: format!(
+                "project '{id}' is being removed; run `securestore project remove {id}` first"
+            ),
+        });
+    }
+    blocking(move || registry.begin_removal(&id)).await?;
+    store
+        .delete_project(scope.clone())
+        .await
+        .map_err(crate::error::to_wire)?;
+    let registry = config.registry.clone();
+    let token = blocking(move || registry.finish_removal(scope.project(), true)).await?;
+    token.ok_or_else(|| ServiceError::Storage {
+        message: "no token was issued".to_owned(),
+    })
 }
 
 /// Runs blocking registry work (it writes a file) off the async executor.

@@ -16,6 +16,10 @@ pub(crate) fn to_wire(err: BackendError) -> ServiceError {
             tracing::error!("storage full: a write was refused");
             ServiceError::StorageFull
         }
+        err @ BackendError::OutcomeUnknown { .. } => {
+            tracing::error!(error = %err, "a write's outcome is unknown after an I/O error");
+            ServiceError::OutcomeUnknown
+        }
         other => {
             let message = other.to_string();
             tracing::error!(error = %format!("{:#}", anyhow::Error::from(other)), "storage failure");

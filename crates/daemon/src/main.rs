@@ -142,16 +142,19 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     // folder, so a second daemon on another socket cannot share the database and registry.
     let (listener, socket_guard) = socket::bind(&socket_path)?;
     // A data folder someone else owns or may write to could hand us their database or registry, or
-    // take the files we write: refuse it before opening anything inside.
+    // take the files we write: refuse it before opening anything inside. A new one is created 0700
+    // and synced into its parent.
     paths::ensure_owned_dir(&storage.data_dir).context("the data folder is not safe")?;
     let _data_lock = LockFile::acquire(
         &storage.data_dir.join("securestored.lock"),
         &format!("the data folder {}", storage.data_dir.display()),
     )?;
-    let backend = backend::open(args.backend, &storage)
+    let mut backend = backend::open(args.backend, &storage)
         .with_context(|| format!("cannot open the {:?} store", args.backend))?;
     let registry = Registry::open(&storage.data_dir.join(REGISTRY_FILE))
         .context("cannot open the project registry")?;
+    // Before any peer is served: a removal a crash interrupted is finished, never exposed.
+    registry.finish_interrupted_removals(backend.as_mut());
     let config = Config {
         max_value_bytes: args.max_value_bytes,
         max_connections: args.max_connections as usize,

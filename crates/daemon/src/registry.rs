@@ -3,6 +3,12 @@
 //! A token is 256 random bits, shown once when the project is added; the registry keeps only its hash,
 //! which is enough for a secret of that strength (no password stretching needed). The file is small,
 //! rewritten whole (write, fsync, rename) on each change, and lives in the data folder.
+//!
+//! Removing a project is recorded here first: its line becomes `<id> removing` (the token is revoked
+//! and no connection may open the project, whatever the policy), then its items are deleted, then the
+//! line goes. A removal interrupted by a crash is finished at the next start
+//! ([`Registry::finish_interrupted_removals`]) or by running `project remove` again; it can never
+//! leave the items readable.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
@@ -11,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use anyhow::{Context as _, bail};
-use securestore_backends::paths;
+use securestore_backends::{Backend, ProjectScope, paths};
 use securestore_proto::limits::{MAX_PROJECT_BYTES, MAX_PROJECTS, MAX_TOKEN_BYTES};
 use securestore_proto::{ProjectId, SecretString, ServiceError};
 use sha2::{Digest, Sha256};
@@ -22,6 +28,8 @@ pub const REGISTRY_FILE: &str = "projects";
 
 const HEADER: &str = "# securestore project registry v1: <project id> <sha256 of token, hex>";
 const TOKEN_PREFIX: &str = "sst1_";
+/// Stands for the token hash on the line of a project whose removal is under way.
+const REMOVING: &str = "removing";
 
 /// Longest registry line: a project id, a space, a SHA-256 in hex, a newline.
 const MAX_LINE_BYTES: usize = MAX_PROJECT_BYTES + 1 + 64 + 1;
@@ -58,12 +66,30 @@ impl std::str::FromStr for Policy {
 /// SHA-256 of an access token.
 pub(crate) type TokenHash = [u8; 32];
 
+/// What the registry knows of one project.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Entry {
+    /// Registered, with the hash of its token.
+    Token(TokenHash),
+    /// Its removal began and has not completed: nobody may open it until it does.
+    Removing,
+}
+
 /// Registered projects and their token hashes; shared by every connection.
 #[derive(Debug)]
 pub struct Registry {
     /// Where changes are saved; `None` keeps the registry in memory only.
     path: Option<PathBuf>,
-    projects: Mutex<BTreeMap<ProjectId, TokenHash>>,
+    projects: Mutex<BTreeMap<ProjectId, Entry>>,
+}
+
+/// How [`Registry::replace`] found the project.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Replaced {
+    /// It was registered; its old token no longer works.
+    Registered,
+    /// It was not registered.
+    New,
 }
 
 fn hash(token: &str) -> TokenHash {
@@ -90,6 +116,24 @@ fn unhex(text: &str) -> Option<TokenHash> {
         *byte = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
     }
     Some(out)
+}
+
+/// A new access token.
+fn new_token() -> Result<SecretString, ServiceError> {
+    let random = random_hex(32).map_err(storage_failure)?;
+    Ok(SecretString::new(format!(
+        "{TOKEN_PREFIX}{}",
+        random.expose_secret()
+    )))
+}
+
+/// The refusal for a project whose removal is pending.
+fn removal_pending(project: &ProjectId) -> ServiceError {
+    ServiceError::Refused {
+        reason: format!(
+            "project '{project}' is being removed; if this persists, run `securestore project remove {project}` again"
+        ),
+    }
 }
 
 fn storage_failure(err: anyhow::Error) -> ServiceError {
@@ -127,9 +171,14 @@ impl Registry {
                 if line.starts_with('#') || line.trim().is_empty() {
                     continue;
                 }
-                let parsed = line
-                    .split_once(' ')
-                    .and_then(|(id, digest)| Some((ProjectId::parse(id).ok()?, unhex(digest)?)));
+                let parsed = line.split_once(' ').and_then(|(id, digest)| {
+                    let entry = if digest == REMOVING {
+                        Entry::Removing
+                    } else {
+                        Entry::Token(unhex(digest)?)
+                    };
+                    Some((ProjectId::parse(id).ok()?, entry))
+                });
                 let Some((id, digest)) = parsed else {
                     bail!("{}: line {} is malformed", path.display(), n + 1);
                 };
@@ -155,7 +204,7 @@ impl Registry {
         })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<ProjectId, TokenHash>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<ProjectId, Entry>> {
         // The map is only ever replaced whole, so a panic while it was held left it consistent.
         self.projects
             .lock()
@@ -169,14 +218,17 @@ impl Registry {
     /// [`ServiceError::TooManyProjects`], or [`ServiceError::Storage`] if the file cannot be saved.
     pub fn add(&self, project: &str) -> Result<SecretString, ServiceError> {
         let id = ProjectId::parse(project)?;
-        let random = random_hex(32).map_err(storage_failure)?;
-        let token = SecretString::new(format!("{TOKEN_PREFIX}{}", random.expose_secret()));
+        let token = new_token()?;
 
         let mut projects = self.lock();
-        if projects.contains_key(&id) {
-            return Err(ServiceError::AlreadyRegistered {
-                project: id.to_string(),
-            });
+        match projects.get(&id) {
+            Some(Entry::Token(_)) => {
+                return Err(ServiceError::AlreadyRegistered {
+                    project: id.to_string(),
+                });
+            }
+            Some(Entry::Removing) => return Err(removal_pending(&id)),
+            None => {}
         }
         if projects.len() >= MAX_PROJECTS {
             return Err(ServiceError::TooManyProjects {
@@ -184,36 +236,132 @@ impl Registry {
             });
         }
         let mut next = projects.clone();
-        next.insert(id.clone(), hash(token.expose_secret()));
+        next.insert(id.clone(), Entry::Token(hash(token.expose_secret())));
         self.save(&next).map_err(storage_failure)?;
         *projects = next;
         tracing::info!(project = %id, "project registered");
         Ok(token)
     }
 
-    /// Unregisters `project`; returns whether it was registered. Blocking: it writes the file.
+    /// Records, durably, that `project`'s removal has begun: its token is revoked and no connection
+    /// may open it until [`Self::finish_removal`]. Returns whether it was registered (a removal
+    /// already under way counts as registered). Blocking: it writes the file.
     ///
     /// # Errors
-    /// [`ServiceError::InvalidProject`], or [`ServiceError::Storage`] if the file cannot be saved.
-    pub fn remove(&self, project: &str) -> Result<bool, ServiceError> {
-        let id = ProjectId::parse(project)?;
+    /// [`ServiceError::Storage`] if the file cannot be saved; nothing changed then.
+    pub(crate) fn begin_removal(&self, project: &ProjectId) -> Result<bool, ServiceError> {
         let mut projects = self.lock();
-        if !projects.contains_key(&id) {
-            return Ok(false);
-        }
+        let existed = projects.contains_key(project);
         let mut next = projects.clone();
-        next.remove(&id);
+        next.insert(project.clone(), Entry::Removing);
         self.save(&next).map_err(storage_failure)?;
         *projects = next;
-        tracing::info!(project = %id, "project unregistered");
-        Ok(true)
+        tracing::info!(%project, "project removal begun");
+        Ok(existed)
+    }
+
+    /// Records that `project`'s items are gone: it is unregistered, or (with `reissue`) registered
+    /// afresh, in the same save, and its new token returned. Blocking: it writes the file.
+    ///
+    /// # Errors
+    /// [`ServiceError::Storage`] if the file cannot be saved; the removal stays pending then.
+    pub(crate) fn finish_removal(
+        &self,
+        project: &ProjectId,
+        reissue: bool,
+    ) -> Result<Option<SecretString>, ServiceError> {
+        let token = reissue.then(new_token).transpose()?;
+        let mut projects = self.lock();
+        if token.is_none() && projects.get(project) != Some(&Entry::Removing) {
+            // A concurrent removal of the same project finished first (and the id may have been
+            // registered again since): nothing left to record.
+            return Ok(None);
+        }
+        let mut next = projects.clone();
+        match &token {
+            Some(token) => next.insert(project.clone(), Entry::Token(hash(token.expose_secret()))),
+            None => next.remove(project),
+        };
+        self.save(&next).map_err(storage_failure)?;
+        *projects = next;
+        tracing::info!(%project, reissued = token.is_some(), "project removal completed");
+        Ok(token)
+    }
+
+    /// Whether `project`'s removal has begun and not completed.
+    pub(crate) fn is_removing(&self, project: &ProjectId) -> bool {
+        self.lock().get(project) == Some(&Entry::Removing)
+    }
+
+    /// Revokes `project`'s token, if it has one, and issues a new one, keeping its items: the way
+    /// out of a lost `add` answer. Blocking: it writes the file.
+    ///
+    /// # Errors
+    /// [`ServiceError::Refused`] while a removal of it is pending; [`ServiceError::TooManyProjects`];
+    /// [`ServiceError::Storage`] if the file cannot be saved.
+    pub(crate) fn replace(
+        &self,
+        project: &ProjectId,
+    ) -> Result<(SecretString, Replaced), ServiceError> {
+        let token = new_token()?;
+        let mut projects = self.lock();
+        let replaced = match projects.get(project) {
+            Some(Entry::Token(_)) => Replaced::Registered,
+            Some(Entry::Removing) => return Err(removal_pending(project)),
+            None if projects.len() >= MAX_PROJECTS => {
+                return Err(ServiceError::TooManyProjects {
+                    limit: MAX_PROJECTS as u64,
+                });
+            }
+            None => Replaced::New,
+        };
+        let mut next = projects.clone();
+        next.insert(project.clone(), Entry::Token(hash(token.expose_secret())));
+        self.save(&next).map_err(storage_failure)?;
+        *projects = next;
+        tracing::info!(%project, "project token replaced");
+        Ok((token, replaced))
+    }
+
+    /// Finishes every removal a crash interrupted: deletes the project's items with `backend`, then
+    /// unregisters it. Run at start-up, before any connection is served. A removal that fails again
+    /// stays pending (the project stays closed) and is logged; `project remove` retries it.
+    pub fn finish_interrupted_removals(&self, backend: &mut dyn Backend) {
+        let pending: Vec<ProjectId> = self
+            .lock()
+            .iter()
+            .filter(|(_, entry)| **entry == Entry::Removing)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for project in pending {
+            // A scope made outside `connection::bind`: this removal was authorised (token checked)
+            // before the crash, and its token is already revoked; no peer is involved.
+            let scope = ProjectScope::bind(project.clone());
+            let done = backend
+                .delete_project(&scope)
+                .map_err(|err| format!("{:#}", anyhow::Error::from(err)))
+                .and_then(|()| {
+                    self.finish_removal(&project, false)
+                        .map(drop)
+                        .map_err(|err| err.to_string())
+                });
+            match done {
+                Ok(()) => {
+                    tracing::warn!(%project, "finished a project removal a crash interrupted")
+                }
+                Err(error) => {
+                    tracing::error!(%project, %error, "cannot finish an interrupted project removal; it stays pending: run `securestore project remove` again")
+                }
+            }
+        }
     }
 
     /// The registered project ids, sorted.
     pub fn list(&self) -> Vec<String> {
         self.lock()
-            .keys()
-            .map(|id| id.as_str().to_owned())
+            .iter()
+            .filter(|(_, entry)| matches!(entry, Entry::Token(_)))
+            .map(|(id, _)| id.as_str().to_owned())
             .collect()
     }
 
@@ -228,7 +376,11 @@ impl Registry {
         token: Option<&SecretString>,
         policy: Policy,
     ) -> Result<Option<TokenHash>, ServiceError> {
-        let expected = self.lock().get(project).copied();
+        let expected = match self.lock().get(project).copied() {
+            Some(Entry::Removing) => return Err(removal_pending(project)),
+            Some(Entry::Token(hash)) => Some(hash),
+            None => None,
+        };
         let refused = |reason: String| Err(ServiceError::Refused { reason });
         match (expected, token) {
             (Some(expected), Some(token)) if token.len() <= MAX_TOKEN_BYTES => {
@@ -257,19 +409,22 @@ impl Registry {
         admitted_with: Option<&TokenHash>,
     ) -> bool {
         match (self.lock().get(project), admitted_with) {
-            (Some(current), Some(expected)) => bool::from(current.ct_eq(expected)),
+            (Some(Entry::Token(current)), Some(expected)) => bool::from(current.ct_eq(expected)),
             (None, None) => true,
             _ => false,
         }
     }
 
-    fn save(&self, projects: &BTreeMap<ProjectId, TokenHash>) -> anyhow::Result<()> {
+    fn save(&self, projects: &BTreeMap<ProjectId, Entry>) -> anyhow::Result<()> {
         let Some(path) = &self.path else {
             return Ok(());
         };
         let mut text = format!("{HEADER}\n");
-        for (id, digest) in projects {
-            text.push_str(&format!("{id} {}\n", hex(digest)));
+        for (id, entry) in projects {
+            match entry {
+                Entry::Token(digest) => text.push_str(&format!("{id} {}\n", hex(digest))),
+                Entry::Removing => text.push_str(&format!("{id} {REMOVING}\n")),
+            }
         }
         let dir = path.parent().unwrap_or(Path::new("."));
         let tmp = path.with_extension("tmp");
@@ -346,8 +501,24 @@ mod tests {
             }
         );
         registry.add("@o/b").expect("add");
-        assert!(registry.remove("@o/b").expect("remove"));
-        assert!(!registry.remove("@o/b").expect("remove again"));
+        assert!(registry.begin_removal(&id("@o/b")).expect("begin removal"));
+        registry
+            .finish_removal(&id("@o/b"), false)
+            .expect("finish removal");
+        assert!(!registry.begin_removal(&id("@o/c")).expect("not registered"));
+        assert!(
+            Registry::open(&path)
+                .expect("reopen")
+                .is_removing(&id("@o/c")),
+            "a pending removal is on disk before any item is deleted"
+        );
+        assert!(
+            registry.admit(&id("@o/c"), None, Policy::Open).is_err(),
+            "no connection opens a project being removed, even under the open policy"
+        );
+        registry
+            .finish_removal(&id("@o/c"), false)
+            .expect("finish removal");
 
         let text = fs::read_to_string(&path).expect("read");
         assert!(

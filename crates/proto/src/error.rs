@@ -89,4 +89,12 @@ pub enum ServiceError {
     /// The daemon is shutting down and takes no new requests.
     #[error("the daemon is shutting down")]
     ShuttingDown,
+    /// An I/O error struck while the write was being committed: it may or may not be stored. Never
+    /// assume it failed: write again, or read the item back once the daemon has restarted (until
+    /// then it may still serve the earlier value). (Appended last: the wire numbers variants by
+    /// position.)
+    #[error(
+        "storage failure: the outcome of the write is unknown (it may be stored); write it again"
+    )]
+    OutcomeUnknown,
 }

@@ -78,7 +78,8 @@ pub enum AdminRequest {
         project: String,
     },
     /// Unregister a project and delete all of its items. A registered project's own token is
-    /// required, so one project's process cannot wipe another's items.
+    /// required, so one project's process cannot wipe another's items; none is needed to finish a
+    /// removal a crash interrupted, or to delete an unregistered project's items (in every policy).
     RemoveProject {
         /// The project id.
         project: String,
@@ -87,6 +88,17 @@ pub enum AdminRequest {
     },
     /// The ids of all registered projects.
     ListProjects,
+    /// The way out of a lost [`AdminRequest::AddProject`] answer: revoke the project's token, if it
+    /// has one, and issue a new one (answered with [`AdminAnswer::Added`]). No token is needed, which
+    /// is the point; the daemon takes it only from its own uid or root, like every registry request.
+    /// Connections opened with the old token are refused from then on. (Appended last: the wire
+    /// numbers variants by position.)
+    ReplaceProject {
+        /// The project id.
+        project: String,
+        /// Delete the project's items too (`true`), or keep them for the new token (`false`).
+        wipe: bool,
+    },
 }
 
 /// The daemon's answer to an [`AdminRequest`].

@@ -51,6 +51,7 @@ fn service_error() -> impl Strategy<Value = ServiceError> {
         text().prop_map(|project| ServiceError::AlreadyRegistered { project }),
         any::<u64>().prop_map(|limit| ServiceError::TooManyProjects { limit }),
         Just(ServiceError::ShuttingDown),
+        Just(ServiceError::OutcomeUnknown),
     ]
 }
 
@@ -60,6 +61,8 @@ fn admin_request() -> impl Strategy<Value = AdminRequest> {
         (text(), proptest::option::of(secret()))
             .prop_map(|(project, token)| AdminRequest::RemoveProject { project, token }),
         Just(AdminRequest::ListProjects),
+        (text(), any::<bool>())
+            .prop_map(|(project, wipe)| AdminRequest::ReplaceProject { project, wipe }),
     ]
 }
 

@@ -60,59 +60,107 @@ fn is_exception(err: &JniError, class: &str) -> bool {
 }
 
 /// The keys of one Java `KeyStore`, used through `Cipher`.
+///
+/// The key lifecycle is a small state machine with one source of truth, the keystore as last saved:
+///
+/// - **Fresh**: the Java `KeyStore` object holds exactly what is saved. `keys` caches keys read from
+///   it or created in it *and saved*; it is keyed by [`alias_id`], so a name the keystore lists in
+///   another case (PKCS12 folds aliases to lower case) finds and evicts the same entry.
+/// - **Stale**: a change to the object (a new key, a deleted key) could not be saved. The object may
+///   now differ from the file, so nothing is sealed or opened with it: the next call reloads it from
+///   the file and empties the cache first ([`KeystoreSealer::ensure_fresh`]).
+///
+/// So a key seals a value only once it is durably in the keystore, and a key that is reported gone
+/// ([`Opened::KeyGone`], which deletes the item) is really absent from the saved keystore, never
+/// merely missing from a cache or hidden behind a failed call (those are errors).
 pub(crate) struct KeystoreSealer {
     vm: JavaVM,
     kind: KeystoreKind,
     /// The loaded `java.security.KeyStore`.
     keystore: Global<JObject<'static>>,
-    /// Keys already looked up, by alias: a `getKey` per operation would be a keystore round trip.
+    /// Keys durably in the keystore, by [`alias_id`]: a `getKey` per operation would be a keystore
+    /// round trip.
     keys: HashMap<String, Global<JObject<'static>>>,
+    /// The keystore object was changed and the change was not saved: reload before any use.
+    stale: bool,
+}
+
+/// The one normal form of an alias, for the cache and for comparing with the keystore's listing. A
+/// PKCS12 keystore lists aliases in lower case; [`super::key_alias`] keeps every escaped part lower
+/// case, so folding the case loses nothing.
+fn alias_id(alias: &str) -> String {
+    alias.to_ascii_lowercase()
+}
+
+/// Loads the Java `KeyStore` of `kind`: a PKCS12 one from its file (empty when there is none yet),
+/// read only from a folder of ours as a private regular file, never through a link. Also says
+/// whether the file existed.
+fn load_keystore(
+    vm: &JavaVM,
+    kind: &KeystoreKind,
+) -> Result<(Global<JObject<'static>>, bool), BackendError> {
+    let file_bytes = match kind {
+        KeystoreKind::AndroidKeyStore => None,
+        KeystoreKind::Pkcs12 { file, .. } => {
+            if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+                paths::check_owned_dir(dir)?;
+            }
+            paths::read_private_file(file, MAX_PKCS12_BYTES)?
+        }
+    };
+    let existed = file_bytes.is_some();
+    let keystore = vm
+        .attach_current_thread(|env| -> Result<_, JniError> {
+            checked(env, |env| {
+                let keystore = KeyStore::get_instance(env, kind.java_type())?;
+                let (stream, password) = match (kind, &file_bytes) {
+                    (KeystoreKind::Pkcs12 { password, .. }, bytes) => (
+                        match bytes {
+                            Some(bytes) => ByteArrayInputStream::new_instance(env, bytes)?,
+                            None => JObject::null(),
+                        },
+                        char_array(env, Some(password.expose_secret()))?,
+                    ),
+                    (KeystoreKind::AndroidKeyStore, _) => (JObject::null(), JObject::null()),
+                };
+                KeyStore(&keystore).load(env, &stream, &password)?;
+                env.new_global_ref(keystore)
+            })
+        })
+        .map_err(keystore_error("cannot open the keystore"))?;
+    Ok((keystore, existed))
 }
 
 impl KeystoreSealer {
     /// Loads the keystore (creating an empty PKCS12 file on first start).
     pub(crate) fn open(vm: JavaVM, kind: KeystoreKind) -> Result<Self, BackendError> {
-        let file_bytes = match &kind {
-            KeystoreKind::AndroidKeyStore => None,
-            KeystoreKind::Pkcs12 { file, .. } => {
-                if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
-                    paths::check_owned_dir(dir)?;
-                }
-                paths::read_private_file(file, MAX_PKCS12_BYTES)?
-            }
-        };
-        let keystore = vm
-            .attach_current_thread(|env| -> Result<_, JniError> {
-                checked(env, |env| {
-                    let keystore = KeyStore::get_instance(env, kind.java_type())?;
-                    let (stream, password) = match (&kind, &file_bytes) {
-                        (KeystoreKind::Pkcs12 { password, .. }, bytes) => (
-                            match bytes {
-                                Some(bytes) => ByteArrayInputStream::new_instance(env, bytes)?,
-                                None => JObject::null(),
-                            },
-                            char_array(env, Some(password.expose_secret()))?,
-                        ),
-                        (KeystoreKind::AndroidKeyStore, _) => (JObject::null(), JObject::null()),
-                    };
-                    KeyStore(&keystore).load(env, &stream, &password)?;
-                    env.new_global_ref(keystore)
-                })
-            })
-            .map_err(keystore_error("cannot open the keystore"))?;
+        let (keystore, existed) = load_keystore(&vm, &kind)?;
         let sealer = Self {
             vm,
             kind,
             keystore,
             keys: HashMap::new(),
+            stale: false,
         };
         if let KeystoreKind::Pkcs12 { file, .. } = &sealer.kind
-            && file_bytes.is_none()
+            && !existed
         {
             sealer.persist()?;
             tracing::info!(path = %file.display(), "created a new PKCS12 keystore");
         }
         Ok(sealer)
+    }
+
+    /// Brings a stale keystore object back to what is saved: reloaded, the cache emptied.
+    fn ensure_fresh(&mut self) -> Result<(), BackendError> {
+        if !self.stale {
+            return Ok(());
+        }
+        self.keys.clear();
+        self.keystore = load_keystore(&self.vm, &self.kind)?.0;
+        self.stale = false;
+        tracing::info!("reloaded the keystore after a change that was not saved");
+        Ok(())
     }
 
     /// The entry password: `null` for AndroidKeyStore, the file's password for PKCS12.
@@ -146,10 +194,28 @@ impl KeystoreSealer {
         write_durably(file, &bytes)
     }
 
+    /// Runs a change to the keystore object and saves it. If either fails the object is marked
+    /// stale, so the change that may be in it but not on disk is never used.
+    fn change<T>(
+        &mut self,
+        change: impl FnOnce(&Self) -> Result<T, BackendError>,
+    ) -> Result<T, BackendError> {
+        self.ensure_fresh()?;
+        let result = change(self).and_then(|value| self.persist().map(|()| value));
+        if result.is_err() {
+            self.stale = true;
+            self.keys.clear();
+        }
+        result
+    }
+
     /// Makes sure the key for `alias` is in `self.keys`: from the keystore, or (when `create`) newly
-    /// generated inside it. `false` when it does not exist and may not be created.
+    /// generated inside it and saved. `false` only when the saved keystore has no such key and it may
+    /// not be created; every failure to tell is an error.
     fn load_key(&mut self, alias: &str, create: bool) -> Result<bool, BackendError> {
-        if self.keys.contains_key(alias) {
+        self.ensure_fresh()?;
+        let id = alias_id(alias);
+        if self.keys.contains_key(&id) {
             return Ok(true);
         }
         let found = self
@@ -170,7 +236,7 @@ impl KeystoreSealer {
             Some(key) => key,
             None if !create => return Ok(false),
             None => {
-                let key = self.generate(alias)?;
+                let key = self.change(|sealer| sealer.generate(alias))?;
                 tracing::info!(
                     alias,
                     keystore = self.kind.java_type(),
@@ -179,14 +245,13 @@ impl KeystoreSealer {
                 key
             }
         };
-        self.keys.insert(alias.to_owned(), key);
+        self.keys.insert(id, key);
         Ok(true)
     }
 
-    /// Generates an AES-256 key inside the keystore under `alias`, durably.
-    fn generate(&mut self, alias: &str) -> Result<Global<JObject<'static>>, BackendError> {
-        let key = self
-            .vm
+    /// Generates an AES-256 key inside the keystore object under `alias`; [`Self::change`] saves it.
+    fn generate(&self, alias: &str) -> Result<Global<JObject<'static>>, BackendError> {
+        self.vm
             .attach_current_thread(|env| -> Result<_, JniError> {
                 checked(env, |env| match &self.kind {
                     KeystoreKind::AndroidKeyStore => {
@@ -216,34 +281,36 @@ impl KeystoreSealer {
                     }
                 })
             })
-            .map_err(keystore_error("cannot create a key"))?;
-        self.persist()?;
-        Ok(key)
+            .map_err(keystore_error("cannot create a key"))
     }
 
-    /// Removes `alias` from the keystore (for tests of the failure policy, and project deletion).
+    /// Removes `aliases` from the keystore, durably. The cache forgets them first, so a key being
+    /// deleted can never seal another value, whatever the outcome.
     fn delete_aliases(&mut self, aliases: &[String]) -> Result<(), BackendError> {
+        for alias in aliases {
+            self.keys.remove(&alias_id(alias));
+        }
         if aliases.is_empty() {
             return Ok(());
         }
-        self.vm
-            .attach_current_thread(|env| -> Result<_, JniError> {
-                checked(env, |env| {
-                    for alias in aliases {
-                        KeyStore(&self.keystore).delete_entry(env, alias)?;
-                    }
-                    Ok(())
+        self.change(|sealer| {
+            sealer
+                .vm
+                .attach_current_thread(|env| -> Result<_, JniError> {
+                    checked(env, |env| {
+                        for alias in aliases {
+                            KeyStore(&sealer.keystore).delete_entry(env, alias)?;
+                        }
+                        Ok(())
+                    })
                 })
-            })
-            .map_err(keystore_error("cannot delete a key"))?;
-        for alias in aliases {
-            self.keys.remove(alias);
-        }
-        self.persist()
+                .map_err(keystore_error("cannot delete a key"))
+        })
     }
 
     /// Every alias in the keystore.
-    pub(super) fn aliases(&self) -> Result<Vec<String>, BackendError> {
+    pub(super) fn aliases(&mut self) -> Result<Vec<String>, BackendError> {
+        self.ensure_fresh()?;
         self.vm
             .attach_current_thread(|env| -> Result<_, JniError> {
                 checked(env, |env| KeyStore(&self.keystore).aliases(env))
@@ -269,7 +336,7 @@ impl RowSealer for KeystoreSealer {
         self.load_key(&alias, true)?;
         let key = self
             .keys
-            .get(&alias)
+            .get(&alias_id(&alias))
             .ok_or_else(|| BackendError::Internal("a created key is missing".to_owned()))?;
         let aad = row.aad();
         let (iv, ciphertext) = self
@@ -306,9 +373,10 @@ impl RowSealer for KeystoreSealer {
         if !self.load_key(&alias, false)? {
             return Ok(Opened::KeyGone);
         }
-        let Some(key) = self.keys.get(&alias) else {
-            return Ok(Opened::KeyGone);
-        };
+        let key = self
+            .keys
+            .get(&alias_id(&alias))
+            .ok_or_else(|| BackendError::Internal("a loaded key is missing".to_owned()))?;
         let aad = row.aad();
         let result = self.vm.attach_current_thread(|env| -> Result<_, JniError> {
             checked(env, |env| {
@@ -366,11 +434,13 @@ impl RowSealer for KeystoreSealer {
     }
 
     fn forget_project(&mut self, project: &str) -> Result<(), BackendError> {
-        let prefix = project_alias_prefix(project).to_ascii_lowercase();
+        let prefix = alias_id(&project_alias_prefix(project));
+        // Whatever the keystore lists, no cached key of the project may outlive this call.
+        self.keys.retain(|id, _| !id.starts_with(&prefix));
         let aliases: Vec<String> = self
             .aliases()?
             .into_iter()
-            .filter(|alias| alias.to_ascii_lowercase().starts_with(&prefix))
+            .filter(|alias| alias_id(alias).starts_with(&prefix))
             .collect();
         self.delete_aliases(&aliases)
     }
@@ -400,11 +470,7 @@ fn write_durably(path: &Path, bytes: &[u8]) -> Result<(), BackendError> {
     };
     write().map_err(|source| {
         let _ = fs::remove_file(&tmp);
-        BackendError::Io {
-            action: "cannot write the keystore file",
-            path: path.to_owned(),
-            source,
-        }
+        BackendError::io("cannot write the keystore file", path, source)
     })
 }
 

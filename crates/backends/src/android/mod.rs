@@ -308,12 +308,166 @@ mod desktop_tests {
             .expect("delete project");
         Box::new(backend).close().expect("close");
 
-        let sealer = KeystoreSealer::open(jvm(), config.keystore.clone()).expect("keystore");
+        let mut sealer = KeystoreSealer::open(jvm(), config.keystore.clone()).expect("keystore");
         let aliases = sealer.aliases().expect("aliases");
         assert_eq!(
             aliases,
             vec![key_alias("@o/doomed2", "A").to_ascii_lowercase()],
             "only the other project's key is left (PKCS12 lists aliases in lower case)"
+        );
+    }
+
+    fn set(backend: &mut AndroidKeystoreBackend, project: &str, service: &str, key: &str) {
+        backend
+            .set(
+                &ProjectScope::bind(ProjectId::parse(project).expect("project")),
+                &ItemName {
+                    service: crate::ServiceName::parse(Some(service)).expect("service"),
+                    key: Key::parse(key).expect("key"),
+                },
+                &SecretString::from(format!("value of {key}")),
+                KeychainAccessible::default(),
+            )
+            .expect("set");
+    }
+
+    fn value(
+        backend: &mut AndroidKeystoreBackend,
+        project: &str,
+        service: &str,
+        key: &str,
+    ) -> Option<String> {
+        backend
+            .get(
+                &ProjectScope::bind(ProjectId::parse(project).expect("project")),
+                &ItemName {
+                    service: crate::ServiceName::parse(Some(service)).expect("service"),
+                    key: Key::parse(key).expect("key"),
+                },
+            )
+            .expect("get")
+            .map(|item| item.value.expose_secret().to_owned())
+    }
+
+    /// Finding 1 of issue 15: the cache evicted keys by the names the keystore lists (lower case),
+    /// kept the deleted key under its mixed-case alias, and sealed later writes with it.
+    #[test]
+    fn writes_after_a_project_is_deleted_and_used_again_survive_a_restart() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = config(dir.path());
+        let mut backend = AndroidKeystoreBackend::open(jvm(), &config).expect("open");
+        set(&mut backend, "@o/p", "Auth", "a");
+        backend
+            .delete_project(&ProjectScope::bind(
+                ProjectId::parse("@o/p").expect("project"),
+            ))
+            .expect("delete project");
+        set(&mut backend, "@o/p", "Auth", "b");
+        Box::new(backend).close().expect("close");
+        let mut backend = AndroidKeystoreBackend::open(jvm(), &config).expect("reopen");
+        assert_eq!(value(&mut backend, "@o/p", "Auth", "a"), None);
+        assert_eq!(
+            value(&mut backend, "@o/p", "Auth", "b").as_deref(),
+            Some("value of b"),
+            "the write after the deletion was sealed with a key that is in the keystore"
+        );
+    }
+
+    /// Finding 2 of issue 15: in one batch [delete project, set], the keys were forgotten after the
+    /// commit, including the one that sealed the acknowledged set.
+    #[test]
+    fn a_set_batched_after_its_projects_deletion_keeps_its_key() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = config(dir.path());
+        let scope = ProjectScope::bind(ProjectId::parse("@o/p").expect("project"));
+        let item = |key: &str| ItemName {
+            service: crate::ServiceName::parse(Some("s")).expect("service"),
+            key: Key::parse(key).expect("key"),
+        };
+        let put = |key: &str| crate::Write::Set {
+            project: scope.clone(),
+            name: item(key),
+            value: SecretString::from(format!("value of {key}")),
+            accessible: KeychainAccessible::default(),
+        };
+        let mut backend = AndroidKeystoreBackend::open(jvm(), &config).expect("open");
+        set(&mut backend, "@o/p", "s", "old");
+        let batch = [
+            put("before"),
+            crate::Write::DeleteProject {
+                project: scope.clone(),
+            },
+            put("after-1"),
+            put("after-2"),
+        ];
+        let results = backend.write_batch(&batch);
+        assert!(results.iter().all(Result::is_ok), "{results:?}");
+        Box::new(backend).close().expect("close");
+        let mut backend = AndroidKeystoreBackend::open(jvm(), &config).expect("reopen");
+        assert_eq!(value(&mut backend, "@o/p", "s", "old"), None);
+        assert_eq!(value(&mut backend, "@o/p", "s", "before"), None);
+        for key in ["after-1", "after-2"] {
+            assert_eq!(
+                value(&mut backend, "@o/p", "s", key).as_deref(),
+                Some(format!("value of {key}").as_str()),
+                "{key} was acknowledged after the deletion in the same batch"
+            );
+        }
+    }
+
+    /// Finding 3 of issue 15: a key whose keystore save failed stayed in memory and sealed the next
+    /// writes, which were acknowledged and then lost at the next start.
+    #[test]
+    fn a_key_that_could_not_be_saved_seals_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = config(dir.path());
+        let KeystoreKind::Pkcs12 { file, .. } = &config.keystore else {
+            unreachable!()
+        };
+        let mut backend = AndroidKeystoreBackend::open(jvm(), &config).expect("open");
+        // The save writes `<file>.tmp-<pid>` first: a folder in its place makes every save fail.
+        let blocker = file.with_extension(format!("tmp-{}", std::process::id()));
+        std::fs::create_dir(&blocker).expect("block saves");
+        let scope = ProjectScope::bind(ProjectId::parse("@o/p").expect("project"));
+        let name = ItemName {
+            service: crate::ServiceName::parse(Some("new")).expect("service"),
+            key: Key::parse("k").expect("key"),
+        };
+        for attempt in 0..3 {
+            let err = backend
+                .set(
+                    &scope,
+                    &name,
+                    &SecretString::from("v"),
+                    KeychainAccessible::default(),
+                )
+                .expect_err("no key can be saved, so nothing may be sealed");
+            assert!(
+                // The folder in the temp file's place is refused before any write is tried.
+                matches!(err, BackendError::Io { .. } | BackendError::UnsafePath { .. }),
+                "attempt {attempt}: {err}"
+            );
+        }
+        let batch: Vec<_> = (0..3)
+            .map(|i| crate::Write::Set {
+                project: scope.clone(),
+                name: ItemName {
+                    service: name.service.clone(),
+                    key: Key::parse(&format!("b{i}")).expect("key"),
+                },
+                value: SecretString::from("v"),
+                accessible: KeychainAccessible::default(),
+            })
+            .collect();
+        assert!(backend.write_batch(&batch).iter().all(Result::is_err));
+        std::fs::remove_dir(&blocker).expect("unblock");
+        set(&mut backend, "@o/p", "new", "later");
+        Box::new(backend).close().expect("close");
+        let mut backend = AndroidKeystoreBackend::open(jvm(), &config).expect("reopen");
+        assert_eq!(value(&mut backend, "@o/p", "new", "k"), None);
+        assert_eq!(
+            value(&mut backend, "@o/p", "new", "later").as_deref(),
+            Some("value of later")
         );
     }
 
