@@ -230,6 +230,8 @@ struct RawHello {
     purpose: RawPurpose,
 }
 
+// The tokens are read only to keep the layout.
+#[allow(dead_code)]
 #[derive(Deserialize)]
 enum RawPurpose {
     Project {
@@ -239,6 +241,7 @@ enum RawPurpose {
     Admin(RawAdminRequest),
 }
 
+#[allow(dead_code)]
 #[derive(Deserialize)]
 enum RawAdminRequest {
     AddProject {
