@@ -10,6 +10,7 @@ mod api;
 mod at_rest;
 mod backends;
 mod bounds;
+mod budget;
 mod cli;
 mod concurrency;
 mod crash;
