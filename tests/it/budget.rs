@@ -180,6 +180,47 @@ async fn a_pipelined_flood_stays_inside_the_memory_budget() {
     daemon.assert_serving().await;
 }
 
+/// Finding 4, second form: one connection pipelining sets of 16 MiB values (`--max-value-bytes
+/// 16777216`) reached 1.1 GiB. Now one such frame is held at a time. The flood runs for [`FLOOD_FOR`]
+/// (a debug daemon seals 16 MiB slowly) and is then cut.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_huge_values_are_held_one_at_a_time() {
+    const PIPELINED: u64 = 64;
+    let daemon = Daemon::start_logging(&["--max-value-bytes", "16777216"], "info");
+    let pid = daemon.pid();
+    let stream = bound_stream(&daemon, PROJECT).await;
+    let (_read, mut write) = stream.into_split();
+    let value = "y".repeat(16 * 1024 * 1024);
+    let flood = async {
+        for id in 0..PIPELINED {
+            let set = SecureStoreRequest::SetItem {
+                key: "huge".to_owned(),
+                value: SecretString::from(value.clone()),
+                options: securestore_proto::SetOptions::default(),
+            };
+            let mut context = securestore_proto::tarpc::context::current();
+            context.deadline = Instant::now() + Duration::from_secs(60);
+            let request = securestore_proto::tarpc::ClientMessage::Request(
+                securestore_proto::tarpc::Request {
+                    context,
+                    id,
+                    message: set,
+                },
+            );
+            let body = securestore_proto::codec::encode(&request, 32 << 20).expect("encode");
+            write.write_all(&frame(&body)).await.expect("pipeline a set");
+        }
+    };
+    let sent_all = tokio::time::timeout(FLOOD_FOR, flood).await.is_ok();
+    let hwm = proc_status(pid, "VmHWM");
+    println!(
+        "{PIPELINED} pipelined 16 MiB sets for {FLOOD_FOR:?} (all written: {sent_all}): daemon VmHWM {} MiB",
+        hwm / MIB
+    );
+    assert!(!sent_all, "the daemon stopped reading (backpressure)");
+    assert!(hwm < 256 * MIB, "peak {} MiB", hwm / MIB);
+}
+
 /// Finding 5: 512 connections that complete the handshake and stay idle held every slot, and a real
 /// client timed out. Now a newcomer is admitted by closing the connection idle longest, with a
 /// goodbye; a client whose idle connection was closed reopens one on its next call, transparently.

@@ -128,7 +128,6 @@ async fn serve_peer(stream: UnixStream, peer_uid: u32, shared: Arc<Shared>) {
         return;
     }
     tracing::debug!(project = %scope.project(), "connection bound");
-    let slot = shared.slots.enter(stall.clone());
 
     let handler = Handler {
         scope: Arc::new(scope),
@@ -146,6 +145,7 @@ async fn serve_peer(stream: UnixStream, peer_uid: u32, shared: Arc<Shared>) {
     // Cancelled when a request of this connection panics: only this connection is closed.
     let broken = CancellationToken::new();
     let in_flight = TaskTracker::new();
+    let slot = shared.slots.enter(stall.clone(), in_flight.clone());
     let serve = requests.for_each(|request| {
         let broken = broken.clone();
         // The request holds its frame's share of the budget until it ends.

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::Notify;
+use tokio_util::task::TaskTracker;
 
 use crate::watch::Stall;
 
@@ -23,6 +24,8 @@ pub(crate) struct Slots {
 #[derive(Debug)]
 struct Entry {
     stall: Arc<Stall>,
+    /// The connection's requests under way: one with any is not worth asking.
+    in_flight: TaskTracker,
     asked: Arc<Notify>,
 }
 
@@ -41,13 +44,14 @@ impl Slots {
     }
 
     /// Lists a connection that has completed its handshake.
-    pub(crate) fn enter(self: &Arc<Self>, stall: Arc<Stall>) -> Slot {
+    pub(crate) fn enter(self: &Arc<Self>, stall: Arc<Stall>, in_flight: TaskTracker) -> Slot {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let asked = Arc::new(Notify::new());
         self.table().insert(
             id,
             Entry {
                 stall,
+                in_flight,
                 asked: asked.clone(),
             },
         );
@@ -58,13 +62,13 @@ impl Slots {
         }
     }
 
-    /// Asks the connection idle longest (among those with nothing half-read) to close. Returns whether
-    /// there was one to ask.
+    /// Asks the connection idle longest (among those with nothing half-read and no request under way)
+    /// to close. Returns whether there was one to ask.
     pub(crate) fn ask_longest_idle(&self) -> bool {
         let table = self.table();
         let oldest = table
             .values()
-            .filter(|entry| entry.stall.is_quiet())
+            .filter(|entry| entry.stall.is_quiet() && entry.in_flight.is_empty())
             .min_by_key(|entry| entry.stall.last_active());
         match oldest {
             Some(entry) => {
