@@ -11,8 +11,7 @@ use std::time::{Duration, Instant};
 use futures::future::join_all;
 use securestore_client::{Client, ConnectOptions, Error, SecretString, SetOptions};
 use securestore_e2e::{
-    Daemon, PROJECT, bin, closed_after, encode_request, frame, raw_hello, securestored_in,
-    value_of,
+    Daemon, PROJECT, bin, closed_after, encode_request, frame, raw_hello, securestored_in, value_of,
 };
 use securestore_proto::handshake::{Hello, HelloReply};
 use securestore_proto::{SecureStoreRequest, ServiceError};
@@ -172,7 +171,11 @@ async fn a_pipelined_flood_stays_inside_the_memory_budget() {
         after / MIB
     );
     if let Ok(answers) = answers {
-        assert_eq!(answers, CONNECTIONS as u64 * PIPELINED, "every set answered");
+        assert_eq!(
+            answers,
+            CONNECTIONS as u64 * PIPELINED,
+            "every set answered"
+        );
     }
     assert!(calls > 0);
     assert!(hwm < 256 * MIB, "peak {} MiB", hwm / MIB);
@@ -208,7 +211,10 @@ async fn pipelined_huge_values_are_held_one_at_a_time() {
                 },
             );
             let body = securestore_proto::codec::encode(&request, 32 << 20).expect("encode");
-            write.write_all(&frame(&body)).await.expect("pipeline a set");
+            write
+                .write_all(&frame(&body))
+                .await
+                .expect("pipeline a set");
         }
     };
     let sent_all = tokio::time::timeout(FLOOD_FOR, flood).await.is_ok();
@@ -303,7 +309,10 @@ async fn busy_connections_are_not_closed_to_make_room() {
         }
     });
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(!waiting.is_finished(), "no busy connection was closed for it");
+    assert!(
+        !waiting.is_finished(),
+        "no busy connection was closed for it"
+    );
     for mut stream in busy.drain(..) {
         let mut byte = [0u8; 1];
         assert_eq!(
@@ -448,12 +457,13 @@ fn max_connections_is_checked_against_the_open_file_limit() {
             "the daemon exited"
         );
         if socket.exists() {
-            let limits = std::fs::read_to_string(format!("/proc/{}/limits", child.id()))
-                .expect("limits");
-            if let Some(line) = limits.lines().find(|l| l.starts_with("Max open files")) {
-                if line.split_whitespace().nth(3) == Some("4096") {
-                    break line.to_owned();
-                }
+            let limits =
+                std::fs::read_to_string(format!("/proc/{}/limits", child.id())).expect("limits");
+            if let Some(line) = limits.lines().find(|l| l.starts_with("Max open files"))
+                && line.split_whitespace().nth(3) == Some("4096")
+            {
+                break line.to_owned();
+            }
             }
         }
         assert!(Instant::now() < deadline, "not raised in time");

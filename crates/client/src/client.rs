@@ -232,8 +232,12 @@ impl Client {
             .into());
         }
         self.call(|rpc| {
-            let (ctx, key, value, options) =
-                (self.context(), key.to_owned(), value.clone(), options.clone());
+            let (ctx, key, value, options) = (
+                self.context(),
+                key.to_owned(),
+                value.clone(),
+                options.clone(),
+            );
             async move { rpc.set_item(ctx, key, value, options).await }
         })
         .await

@@ -39,7 +39,9 @@ pub fn ensure_open_file_limit(max_connections: usize) -> anyhow::Result<u64> {
             maximum: limit.maximum,
         },
     )
-    .map_err(|err| anyhow::anyhow!("cannot raise the open-file limit from {soft} to {raised}: {err}"))?;
+    .map_err(|err| {
+        anyhow::anyhow!("cannot raise the open-file limit from {soft} to {raised}: {err}")
+    })?;
     tracing::info!(
         from = soft,
         to = raised,

@@ -37,7 +37,10 @@ const READ_AHEAD: usize = 8 * 1024;
 /// Milliseconds since the first call, on one clock for every connection.
 fn now_ms() -> u64 {
     static EPOCH: OnceLock<std::time::Instant> = OnceLock::new();
-    EPOCH.get_or_init(std::time::Instant::now).elapsed().as_millis() as u64
+    EPOCH
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_millis() as u64
 }
 
 /// Shared between the reader, the watchdog and the accept loop.

@@ -85,8 +85,8 @@ impl<S> GoodbyeWatch<S> {
                     .len()
                     .min(usize::try_from(self.body_left).unwrap_or(usize::MAX));
                 if let Some(at) = self.matched {
-                    self.matched = (goodbye.get(at..at + take) == Some(&bytes[..take]))
-                        .then_some(at + take);
+                    self.matched =
+                        (goodbye.get(at..at + take) == Some(&bytes[..take])).then_some(at + take);
                 }
                 self.body_left -= take as u64;
                 bytes = &bytes[take..];

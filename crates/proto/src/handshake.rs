@@ -337,10 +337,7 @@ mod tests {
         let (client, server) = tokio::io::duplex(4096);
         let mut client = frames(client);
         let mut server = frames(server);
-        client
-            .send(bytes::Bytes::from(bytes))
-            .await
-            .expect("send");
+        client.send(bytes::Bytes::from(bytes)).await.expect("send");
         let refusal = recv_hello(&mut server)
             .await
             .expect("a frame")
@@ -350,7 +347,13 @@ mod tests {
             "{refusal:?}"
         );
 
-        client.send(bytes::Bytes::from_static(&[9, 9])).await.expect("send");
-        assert!(recv_hello(&mut server).await.is_err(), "garbage stays an error");
+        client
+            .send(bytes::Bytes::from_static(&[9, 9]))
+            .await
+            .expect("send");
+        assert!(
+            recv_hello(&mut server).await.is_err(),
+            "garbage stays an error"
+        );
     }
 }
