@@ -464,7 +464,6 @@ fn max_connections_is_checked_against_the_open_file_limit() {
             {
                 break line.to_owned();
             }
-            }
         }
         assert!(Instant::now() < deadline, "not raised in time");
         std::thread::sleep(Duration::from_millis(20));
