@@ -187,6 +187,8 @@ async fn the_connection_cap_queues_clients_until_a_slot_frees() {
         stream.write_all(&[0, 0, 1, 0, 7]).await.expect("write");
         busy.push(stream);
     }
+    // Until the daemon has read those bytes, the connections look idle.
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let short = ConnectOptions {
         timeout: Duration::from_millis(500),
         ..ConnectOptions::default()

@@ -297,7 +297,7 @@ async fn busy_connections_are_not_closed_to_make_room() {
         stream.write_all(&[0, 0, 1, 0, 7]).await.expect("write");
         busy.push(stream);
     }
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let waiting = tokio::spawn({
         let socket = daemon.socket();
         async move {

@@ -44,7 +44,7 @@ impl Default for ConnectOptions {
 }
 
 /// Calls sent again on a new connection after the daemon closed an idle one, before giving up.
-const MAX_REOPENS: usize = 3;
+const MAX_REOPENS: usize = 5;
 
 /// A connection to the daemon, bound to one project. Cheap to clone; clones share the connection.
 #[derive(Clone)]

@@ -59,8 +59,9 @@ pub(crate) async fn serve(stream: UnixStream, shared: Arc<Shared>) {
 }
 
 async fn serve_peer(stream: UnixStream, peer_uid: u32, shared: Arc<Shared>) {
-    let budget = shared.budget.connection();
-    let watched = FrameWatch::new(stream, Some(budget.clone()));
+    // The handshake is not paid for: its frames are small (4 KiB) and one per connection, and a
+    // newcomer must not wait behind the requests in flight only to say hello.
+    let watched = FrameWatch::new(stream, None);
     let stall = watched.stall();
     let mut frames = handshake::frames(watched);
     let hello = tokio::time::timeout(
@@ -137,6 +138,10 @@ async fn serve_peer(stream: UnixStream, peer_uid: u32, shared: Arc<Shared>) {
         max_value_bytes: shared.config.max_value_bytes,
         shutdown: shared.shutdown.clone(),
     };
+    // From the first request on, every frame is paid for. The hello was the only frame handed on so
+    // far (one per read), so no request frame has slipped through unpaid.
+    let budget = shared.budget.connection();
+    frames.get_mut().pay_from(budget.clone());
     let transport = handshake::server_transport(frames, shared.config.max_value_bytes);
     let requests = rpc::BaseChannel::with_defaults(transport)
         .max_concurrent_requests(shared.config.max_in_flight_per_connection)
@@ -167,9 +172,12 @@ async fn serve_peer(stream: UnixStream, peer_uid: u32, shared: Arc<Shared>) {
         }
         () = broken.cancelled() => {}
         () = idle_when_asked(&slot, &stall, &in_flight) => {
-            // Reads have stopped: let tarpc write the last answers and end, then the goodbye goes
-            // out as the socket is dropped.
-            let _ = tokio::time::timeout(FLUSH_AFTER_DRAIN, &mut serve).await;
+            // Reads have stopped: let tarpc write the last answers and end; only then may the
+            // goodbye go out (as the socket is dropped), since it tells the peer nothing unanswered
+            // ran. A peer that does not take its answers gets no goodbye.
+            if tokio::time::timeout(FLUSH_AFTER_DRAIN, &mut serve).await.is_ok() {
+                stall.say_goodbye();
+            }
             tracing::debug!("closed while idle to make room for a new connection");
         }
         () = shared.shutdown.cancelled() => {

@@ -55,9 +55,11 @@ pub(crate) struct Stall {
     undelivered: AtomicUsize,
     /// [`now_ms`] when a byte was last read or written.
     last_active: AtomicU64,
-    /// Set to close the connection for being idle: reads report the end of the stream, and the
-    /// goodbye is written when the socket is dropped.
+    /// Set to close the connection for being idle: reads report the end of the stream.
     closing: AtomicBool,
+    /// Set once every answer went out after `closing`: the goodbye is written when the socket is
+    /// dropped. Never set if answers might be left unsent, or a client could resend a request that ran.
+    goodbye: AtomicBool,
 }
 
 impl Stall {
@@ -92,10 +94,15 @@ impl Stall {
             && self.undelivered.load(Ordering::Relaxed) == 0
     }
 
-    /// Stops reading for good: the next read reports the end of the stream, and the goodbye frame is
-    /// written when the socket is dropped.
+    /// Stops reading for good: the next read reports the end of the stream.
     pub(crate) fn stop_reading(&self) {
         self.closing.store(true, Ordering::Relaxed);
+    }
+
+    /// After [`Stall::stop_reading`] and once every answer is written: the goodbye frame goes out when
+    /// the socket is dropped.
+    pub(crate) fn say_goodbye(&self) {
+        self.goodbye.store(true, Ordering::Relaxed);
     }
 
     fn touch(&self) {
@@ -182,6 +189,7 @@ impl<S: Socket> FrameWatch<S> {
             undelivered: AtomicUsize::new(0),
             last_active: AtomicU64::new(now_ms()),
             closing: AtomicBool::new(false),
+            goodbye: AtomicBool::new(false),
         });
         Self {
             inner,
@@ -202,6 +210,11 @@ impl<S: Socket> FrameWatch<S> {
 
     pub(crate) fn stall(&self) -> Arc<Stall> {
         self.stall.clone()
+    }
+
+    /// Pays for every frame from now on from `budget`.
+    pub(crate) fn pay_from(&mut self, budget: ConnectionBudget) {
+        self.budget = Some(budget);
     }
 
     /// Follows the frame structure through `bytes` and updates when the current frame began.
@@ -237,10 +250,17 @@ impl<S: Socket> FrameWatch<S> {
         }
     }
 
+    /// Records the bytes read and not yet handed on, a withheld length prefix included.
     fn set_undelivered(&self) {
+        let withheld = match self.deliver {
+            Deliver::Prefix { have } => have,
+            Deliver::Paying => 4,
+            Deliver::SendPrefix { sent } => 4 - sent,
+            Deliver::Body { .. } => 0,
+        };
         self.stall
             .undelivered
-            .store(self.end - self.start, Ordering::Relaxed);
+            .store(self.end - self.start + withheld, Ordering::Relaxed);
     }
 }
 
@@ -266,6 +286,16 @@ impl<S: Socket + AsyncRead + Unpin> FrameWatch<S> {
 
     /// Hands `out` bytes of at most one whole frame, paying for the frame before its prefix.
     fn deliver(&mut self, cx: &mut Context<'_>, out: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let result = self.deliver_some(cx, out);
+        self.set_undelivered();
+        result
+    }
+
+    fn deliver_some(
+        &mut self,
+        cx: &mut Context<'_>,
+        out: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         let mut delivered = false;
         // Returned when nothing more can be handed on now: what was handed on, or wait.
         macro_rules! stop {
@@ -421,7 +451,7 @@ impl<S: Socket + AsyncWrite + Unpin> AsyncWrite for FrameWatch<S> {
 
 impl<S: Socket> Drop for FrameWatch<S> {
     fn drop(&mut self) {
-        if !self.stall.closing.load(Ordering::Relaxed) {
+        if !self.stall.goodbye.load(Ordering::Relaxed) {
             return;
         }
         // Every answer went out before the reads stopped (see `connection`); best effort, as the peer

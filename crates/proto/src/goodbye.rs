@@ -123,17 +123,43 @@ impl<S: AsyncRead + Unpin> AsyncRead for GoodbyeWatch<S> {
     }
 }
 
-impl<S: AsyncWrite + Unpin> AsyncWrite for GoodbyeWatch<S> {
+impl<S: AsyncRead + Unpin> GoodbyeWatch<S> {
+    /// After a failed write: the daemon may have closed the socket with a goodbye that nobody has read
+    /// yet (the client wrote before it read). Reads what is already there to find out.
+    fn read_what_is_left(&mut self, cx: &mut Context<'_>) {
+        let mut scratch = [0u8; 512];
+        loop {
+            let mut buf = ReadBuf::new(&mut scratch);
+            match Pin::new(&mut self.inner).poll_read(cx, &mut buf) {
+                Poll::Ready(Ok(())) if !buf.filled().is_empty() => {
+                    let n = buf.filled().len();
+                    self.advance(&scratch[..n]);
+                }
+                _ => return,
+            }
+        }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for GoodbyeWatch<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        let written = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if let Poll::Ready(Err(_)) = written {
+            self.read_what_is_left(cx);
+        }
+        written
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
+        let flushed = Pin::new(&mut self.inner).poll_flush(cx);
+        if let Poll::Ready(Err(_)) = flushed {
+            self.read_what_is_left(cx);
+        }
+        flushed
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
