@@ -8,11 +8,13 @@
 //! [`GoodbyeWatch`] is how a client notices it.
 
 use std::io;
+use std::os::fd::AsFd;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
+use rustix::net::RecvFlags;
 use tarpc::{Response, ServerError};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
@@ -123,25 +125,21 @@ impl<S: AsyncRead + Unpin> AsyncRead for GoodbyeWatch<S> {
     }
 }
 
-impl<S: AsyncRead + Unpin> GoodbyeWatch<S> {
+impl<S: AsFd> GoodbyeWatch<S> {
     /// After a failed write: the daemon may have closed the socket with a goodbye that nobody has read
-    /// yet (the client wrote before it read). Reads what is already there to find out.
-    fn read_what_is_left(&mut self, cx: &mut Context<'_>) {
+    /// yet (the client wrote before it read). Reads what is already there to find out, straight from
+    /// the socket: the runtime may not have noticed yet that it is readable.
+    fn read_what_is_left(&mut self) {
         let mut scratch = [0u8; 512];
-        loop {
-            let mut buf = ReadBuf::new(&mut scratch);
-            match Pin::new(&mut self.inner).poll_read(cx, &mut buf) {
-                Poll::Ready(Ok(())) if !buf.filled().is_empty() => {
-                    let n = buf.filled().len();
-                    self.advance(&scratch[..n]);
-                }
-                _ => return,
-            }
+        while let Ok((_, n)) = rustix::net::recv(&self.inner, &mut scratch[..], RecvFlags::DONTWAIT)
+            && n > 0
+        {
+            self.advance(&scratch[..n]);
         }
     }
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for GoodbyeWatch<S> {
+impl<S: AsFd + AsyncWrite + Unpin> AsyncWrite for GoodbyeWatch<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -149,7 +147,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for GoodbyeWatch<S> {
     ) -> Poll<io::Result<usize>> {
         let written = Pin::new(&mut self.inner).poll_write(cx, buf);
         if let Poll::Ready(Err(_)) = written {
-            self.read_what_is_left(cx);
+            self.read_what_is_left();
         }
         written
     }
@@ -157,7 +155,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for GoodbyeWatch<S> {
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let flushed = Pin::new(&mut self.inner).poll_flush(cx);
         if let Poll::Ready(Err(_)) = flushed {
-            self.read_what_is_left(cx);
+            self.read_what_is_left();
         }
         flushed
     }
@@ -197,5 +195,21 @@ mod tests {
         let decoded: Response<SecureStoreResponse> =
             crate::codec::decode(body(), 1024).expect("tarpc can read it");
         assert_eq!(decoded.request_id, GOODBYE_REQUEST_ID);
+    }
+
+    #[tokio::test]
+    async fn a_goodbye_not_yet_read_is_found_when_a_write_fails() {
+        use tokio::io::AsyncWriteExt;
+        let (ours, daemon) = tokio::net::UnixStream::pair().expect("pair");
+        let mut watch = GoodbyeWatch::new(ours);
+        let said = watch.said_goodbye();
+        let mut sent = 0;
+        let goodbye = frame();
+        while sent < goodbye.len() {
+            sent += daemon.try_write(&goodbye[sent..]).unwrap_or(0);
+        }
+        drop(daemon);
+        assert!(watch.write_all(b"a request").await.is_err(), "broken pipe");
+        assert!(said.load(Ordering::Acquire), "found without a read");
     }
 }
