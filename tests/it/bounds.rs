@@ -179,8 +179,16 @@ async fn in_flight_requests_per_connection_are_capped_and_every_request_is_answe
 #[tokio::test]
 async fn the_connection_cap_queues_clients_until_a_slot_frees() {
     let daemon = Daemon::start_with(&["--max-connections", "2"]);
-    let first = daemon.client(PROJECT).await;
-    let second = daemon.client(PROJECT).await;
+    // Both slots busy (each in the middle of a frame), so neither is closed to make room; idle ones
+    // would be (see `budget::idle_connections_cannot_hold_every_slot`).
+    let mut busy = Vec::new();
+    for _ in 0..2 {
+        let mut stream = bound_stream(&daemon).await;
+        stream.write_all(&[0, 0, 1, 0, 7]).await.expect("write");
+        busy.push(stream);
+    }
+    // Until the daemon has read those bytes, the connections look idle.
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let short = ConnectOptions {
         timeout: Duration::from_millis(500),
         ..ConnectOptions::default()
@@ -190,7 +198,7 @@ async fn the_connection_cap_queues_clients_until_a_slot_frees() {
         .expect_err("no slot");
     assert!(matches!(err, Error::TimedOut), "{err:?}");
 
-    drop(first);
+    drop(busy.remove(0));
     let third = securestore_client::Client::connect_with(
         daemon.socket(),
         PROJECT,
@@ -202,10 +210,11 @@ async fn the_connection_cap_queues_clients_until_a_slot_frees() {
         .set_item("k", "v", SetOptions::default())
         .await
         .expect("set");
-    second
-        .get_item("k", GetOptions::default())
-        .await
-        .expect("the others still work");
+    let mut second = busy.remove(0);
+    assert!(
+        !closed_within(&mut second, Duration::from_millis(200)).await,
+        "the other busy connection is still open"
+    );
 }
 
 #[tokio::test]

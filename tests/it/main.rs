@@ -11,6 +11,7 @@ mod api;
 mod at_rest;
 mod backends;
 mod bounds;
+mod budget;
 mod cli;
 mod concurrency;
 mod consistency;

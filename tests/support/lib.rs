@@ -56,6 +56,8 @@ pub struct Daemon {
     log_level: String,
     /// Where the database lives, if not in `dir` (e.g. on a small tmpfs).
     data_dir: Option<PathBuf>,
+    /// Extra environment, e.g. `RUST_BACKTRACE`.
+    extra_env: Vec<(String, String)>,
 }
 
 impl Daemon {
@@ -72,6 +74,27 @@ impl Daemon {
     /// Starts a daemon with extra flags and the given `RUST_LOG`.
     pub fn start_logging(args: &[&str], log_level: &str) -> Self {
         Self::launch(args, log_level, None)
+    }
+
+    /// Starts a daemon with extra flags, the given `RUST_LOG` and extra environment variables.
+    pub fn start_with_env(args: &[&str], log_level: &str, env: &[(&str, &str)]) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("securestore-it")
+            .tempdir()
+            .expect("tempdir");
+        let mut daemon = Self {
+            dir,
+            child: None,
+            extra_args: args.iter().map(|a| (*a).to_owned()).collect(),
+            log_level: log_level.to_owned(),
+            data_dir: None,
+            extra_env: env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        };
+        daemon.spawn().expect("daemon starts");
+        daemon
     }
 
     /// Starts a daemon whose database lives in `data_dir`.
@@ -95,6 +118,7 @@ impl Daemon {
             extra_args: args.iter().map(|a| (*a).to_owned()).collect(),
             log_level: log_level.to_owned(),
             data_dir,
+            extra_env: Vec::new(),
         };
         daemon.spawn().expect("daemon starts");
         daemon
@@ -138,6 +162,7 @@ impl Daemon {
             .arg(self.key_file())
             .args(&self.extra_args)
             .env("RUST_LOG", &self.log_level)
+            .envs(self.extra_env.iter().map(|(k, v)| (k, v)))
             .env_remove("SECURESTORE_SOCKET");
         cmd
     }
@@ -189,6 +214,11 @@ impl Daemon {
         self.child
             .as_mut()
             .is_some_and(|c| c.try_wait().expect("try_wait").is_none())
+    }
+
+    /// The running daemon's process id, e.g. to read its memory from `/proc`.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
     }
 
     /// Sends SIGTERM and waits for the exit status.

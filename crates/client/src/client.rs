@@ -1,10 +1,21 @@
 //! The async [`Client`]: connect, handshake, then Expo's three calls.
+//!
+//! When every connection slot of the daemon is taken, it closes the connection idle longest with a
+//! goodbye frame ([`securestore_proto::goodbye`]). A client that finds its connection closed that way
+//! opens a new one and sends the call there: the goodbye guarantees the daemon never read any request
+//! it left unanswered. A connection lost any other way is an error, never retried, as a write may
+//! have been applied.
 
-use std::path::Path;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use securestore_proto::goodbye::GoodbyeWatch;
 use securestore_proto::handshake::{self, Frames, Hello, HelloReply, PROTOCOL_VERSION, Purpose};
 use securestore_proto::limits::MAX_REQUEST_DEADLINE;
+use securestore_proto::tarpc::client::RpcError;
 use securestore_proto::tarpc::{self, context};
 use securestore_proto::{
     DeleteOptions, GetOptions, Item, Key, ProjectId, SecretString, SecureStoreClient, ServiceError,
@@ -38,13 +49,30 @@ impl Default for ConnectOptions {
     }
 }
 
+/// Calls sent again on a new connection after the daemon closed an idle one, before giving up.
+const MAX_REOPENS: usize = 5;
+
 /// A connection to the daemon, bound to one project. Cheap to clone; clones share the connection.
 #[derive(Clone)]
 pub struct Client {
-    rpc: SecureStoreClient,
+    current: Arc<Mutex<Connection>>,
+    /// Held while a new connection is opened, so clones that lose the old one open just one.
+    reopening: Arc<tokio::sync::Mutex<()>>,
+    socket: PathBuf,
+    token: Option<SecretString>,
+    /// Kept to check the daemon again when a new connection is opened.
+    expected_daemon_uid: Option<u32>,
     project: ProjectId,
     max_value_bytes: u32,
     timeout: Duration,
+}
+
+/// One open connection.
+#[derive(Clone)]
+struct Connection {
+    rpc: SecureStoreClient,
+    /// Set when the daemon closed this connection for being idle, with nothing of ours read.
+    said_goodbye: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for Client {
@@ -89,8 +117,34 @@ impl Client {
         project: ProjectId,
         options: ConnectOptions,
     ) -> Result<Self, Error> {
-        let hello = Hello::project(project.as_str(), options.token);
-        let (reply, frames) = greet(socket, &hello, options.expected_daemon_uid).await?;
+        let (connection, max_value_bytes) = Self::dial(
+            socket,
+            &project,
+            options.token.clone(),
+            options.expected_daemon_uid,
+        )
+        .await?;
+        Ok(Self {
+            current: Arc::new(Mutex::new(connection)),
+            reopening: Arc::default(),
+            socket: socket.to_owned(),
+            token: options.token,
+            expected_daemon_uid: options.expected_daemon_uid,
+            project,
+            max_value_bytes,
+            timeout: options.timeout,
+        })
+    }
+
+    /// Opens one connection bound to `project`; returns it with the daemon's value limit.
+    async fn dial(
+        socket: &Path,
+        project: &ProjectId,
+        token: Option<SecretString>,
+        expected_daemon_uid: Option<u32>,
+    ) -> Result<(Connection, u32), Error> {
+        let hello = Hello::project(project.as_str(), token);
+        let (reply, frames) = greet(socket, &hello, expected_daemon_uid).await?;
         let accepted = match reply {
             HelloReply::Accepted(accepted) => accepted,
             HelloReply::Rejected(refusal) => return Err(Error::Service(refusal)),
@@ -106,14 +160,59 @@ impl Client {
                 accepted.protocol_version
             )));
         }
+        let said_goodbye = frames.get_ref().said_goodbye();
         let transport = handshake::client_transport(frames, accepted);
         let rpc = SecureStoreClient::new(tarpc::client::Config::default(), transport).spawn();
-        Ok(Self {
-            rpc,
-            project,
-            max_value_bytes: accepted.max_value_bytes,
-            timeout: options.timeout,
-        })
+        Ok((Connection { rpc, said_goodbye }, accepted.max_value_bytes))
+    }
+
+    fn connection(&self) -> Connection {
+        self.current
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Replaces `closed` (which said goodbye) with a new connection, unless a clone already did.
+    async fn reopen(&self, closed: &Connection) -> Result<Connection, Error> {
+        let _one_at_a_time = self.reopening.lock().await;
+        let current = self.connection();
+        if !Arc::ptr_eq(&current.said_goodbye, &closed.said_goodbye) {
+            return Ok(current);
+        }
+        let dial = Self::dial(
+            &self.socket,
+            &self.project,
+            self.token.clone(),
+            self.expected_daemon_uid,
+        );
+        let (connection, _) = tokio::time::timeout(self.timeout, dial)
+            .await
+            .map_err(|_| Error::TimedOut)??;
+        *self.current.lock().unwrap_or_else(PoisonError::into_inner) = connection.clone();
+        Ok(connection)
+    }
+
+    /// Runs `call` on the current connection; if the daemon closed it for being idle, on a new one.
+    async fn call<T, F, Fut>(&self, call: F) -> Result<T, Error>
+    where
+        F: Fn(SecureStoreClient) -> Fut,
+        Fut: Future<Output = Result<Result<T, ServiceError>, RpcError>>,
+    {
+        let mut connection = self.connection();
+        for _ in 0..MAX_REOPENS {
+            if connection.said_goodbye.load(Ordering::Acquire) {
+                connection = self.reopen(&connection).await?;
+            }
+            match call(connection.rpc.clone()).await {
+                // The goodbye came before our request was read: it never ran, so sending it again on
+                // a new connection cannot apply it twice. A deadline is the caller's, and final.
+                Err(RpcError::Shutdown | RpcError::Send(_) | RpcError::Channel(_))
+                    if connection.said_goodbye.load(Ordering::Acquire) => {}
+                answer => return Ok(answer??),
+            }
+        }
+        Err(Error::Disconnected(None))
     }
 
     /// The project this client is bound to.
@@ -153,10 +252,16 @@ impl Client {
             }
             .into());
         }
-        Ok(self
-            .rpc
-            .set_item(self.context(), key.to_owned(), value, options)
-            .await??)
+        self.call(|rpc| {
+            let (ctx, key, value, options) = (
+                self.context(),
+                key.to_owned(),
+                value.clone(),
+                options.clone(),
+            );
+            async move { rpc.set_item(ctx, key, value, options).await }
+        })
+        .await
     }
 
     /// `getItemAsync`: the value under `key`, or `None` when there is none.
@@ -185,10 +290,11 @@ impl Client {
         options: GetOptions,
     ) -> Result<Option<Item>, Error> {
         check(key, options.keychain_service.as_deref())?;
-        Ok(self
-            .rpc
-            .get_item(self.context(), key.to_owned(), options)
-            .await??)
+        self.call(|rpc| {
+            let (ctx, key, options) = (self.context(), key.to_owned(), options.clone());
+            async move { rpc.get_item(ctx, key, options).await }
+        })
+        .await
     }
 
     /// `deleteItemAsync`: removes the item under `key`; removing a missing item succeeds.
@@ -197,10 +303,11 @@ impl Client {
     /// [`ServiceError::InvalidKey`], [`ServiceError::InvalidService`], storage and transport failures.
     pub async fn delete_item(&self, key: &str, options: DeleteOptions) -> Result<(), Error> {
         check(key, options.keychain_service.as_deref())?;
-        Ok(self
-            .rpc
-            .delete_item(self.context(), key.to_owned(), options)
-            .await??)
+        self.call(|rpc| {
+            let (ctx, key, options) = (self.context(), key.to_owned(), options.clone());
+            async move { rpc.delete_item(ctx, key, options).await }
+        })
+        .await
     }
 }
 
@@ -213,7 +320,7 @@ pub(crate) async fn greet(
     socket: &Path,
     hello: &Hello,
     expected_daemon_uid: Option<u32>,
-) -> Result<(HelloReply, Frames<UnixStream>), Error> {
+) -> Result<(HelloReply, Frames<GoodbyeWatch<UnixStream>>), Error> {
     let stream = UnixStream::connect(socket)
         .await
         .map_err(|source| Error::Unreachable {
@@ -221,7 +328,7 @@ pub(crate) async fn greet(
             source,
         })?;
     check_daemon(&stream, socket, expected_daemon_uid)?;
-    let mut frames = handshake::frames(stream);
+    let mut frames = handshake::frames(GoodbyeWatch::new(stream));
     let lost = |err: std::io::Error| Error::Disconnected(Some(Box::new(err)));
     handshake::send(&mut frames, hello).await.map_err(lost)?;
     if matches!(hello.purpose, Purpose::Admin(_)) {

@@ -12,9 +12,18 @@ use crate::registry::{Policy, Registry};
 pub struct Config {
     /// Largest value accepted, in bytes; also fixes the frame limit on both ends.
     pub max_value_bytes: u32,
-    /// Connections served at once; further clients wait in the socket's backlog until a slot frees
-    /// (silent connections free theirs after `handshake_timeout`).
+    /// Connections served at once. When all are taken, a newcomer is admitted by closing the bound
+    /// connection idle longest (it gets a goodbye frame, and clients reconnect on their next call);
+    /// if none is idle, further clients wait in the socket's backlog until a slot frees (silent
+    /// connections free theirs after `handshake_timeout`). The daemon refuses to start if the
+    /// open-file limit cannot cover this many.
     pub max_connections: usize,
+    /// Bytes of requests the daemon holds at once, across all connections: each frame is paid for
+    /// before it is buffered and until its request ends. When spent, connections stop reading their
+    /// sockets until requests finish. A frame larger than this still runs, alone.
+    pub max_request_bytes: usize,
+    /// Bytes of requests one connection may hold at once (raised to one whole frame if smaller).
+    pub max_request_bytes_per_connection: usize,
     /// Requests one connection may have under way at once; more are answered with an error.
     pub max_in_flight_per_connection: usize,
     /// How long a new connection has to complete its handshake before it is closed.
@@ -34,6 +43,8 @@ impl Default for Config {
         Self {
             max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
             max_connections: 512,
+            max_request_bytes: 32 * 1024 * 1024,
+            max_request_bytes_per_connection: 4 * 1024 * 1024,
             max_in_flight_per_connection: 64,
             handshake_timeout: Duration::from_secs(5),
             frame_timeout: Duration::from_secs(10),

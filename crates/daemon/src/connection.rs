@@ -17,9 +17,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::Config;
+use crate::budget::Budget;
 use crate::handler::{Bound, Handler};
 use crate::order::Ticketer;
 use crate::registry::TokenHash;
+use crate::slots::{Slot, Slots};
 use crate::store::{StoreHandle, Unsettled};
 use crate::watch::FrameWatch;
 
@@ -33,6 +35,10 @@ pub(crate) struct Shared {
     pub(crate) shutdown: CancellationToken,
     /// The daemon's own uid: peers must run as it, or as root.
     pub(crate) uid: u32,
+    /// Bytes of requests in flight, across all connections.
+    pub(crate) budget: Budget,
+    /// Bound connections, for making room when every slot is taken.
+    pub(crate) slots: Arc<Slots>,
 }
 
 /// Serves `stream` until the peer leaves or the daemon shuts down.
@@ -54,16 +60,23 @@ pub(crate) async fn serve(stream: UnixStream, shared: Arc<Shared>) {
 }
 
 async fn serve_peer(stream: UnixStream, peer_uid: u32, shared: Arc<Shared>) {
-    let watched = FrameWatch::new(stream);
+    // The handshake is not paid for: its frames are small (4 KiB) and one per connection, and a
+    // newcomer must not wait behind the requests in flight only to say hello.
+    let watched = FrameWatch::new(stream, None);
     let stall = watched.stall();
     let mut frames = handshake::frames(watched);
     let hello = tokio::time::timeout(
         shared.config.handshake_timeout,
-        handshake::recv::<_, Hello>(&mut frames),
+        handshake::recv_hello(&mut frames),
     )
     .await;
-    let hello = match hello {
-        Ok(Ok(hello)) => hello,
+    let hello: Hello = match hello {
+        Ok(Ok(Ok(hello))) => hello,
+        Ok(Ok(Err(refusal))) => {
+            // Well formed but for a name or token that is not UTF-8: answered like any bad name.
+            refuse(&mut frames, refusal).await;
+            return;
+        }
         Ok(Err(err)) => {
             tracing::debug!(%err, "handshake failed; closing");
             return;
@@ -85,7 +98,21 @@ async fn serve_peer(stream: UnixStream, peer_uid: u32, shared: Arc<Shared>) {
         }
         Purpose::Project { project, token } => (project, token),
     };
-    let (scope, token_hash) = match bind(&project, token.as_ref(), &shared.config) {
+    let bound = bind(&project, token.as_ref(), &shared.config).and_then(|(scope, hash)| {
+        // A token for a project that has none is a mistake worth saying: the peer believes its
+        // project is protected when it is open to every peer of this uid.
+        if token.is_some() && hash.is_none() {
+            return Err(ServiceError::Refused {
+                reason: format!(
+                    "project '{}' is not registered, so it has no access token; register it \
+                     (securestore project add) or connect without a token",
+                    scope.project()
+                ),
+            });
+        }
+        Ok((scope, hash))
+    });
+    let (scope, token_hash) = match bound {
         Ok(bound) => bound,
         Err(refusal) => {
             tracing::warn!(project = %project.escape_debug(), "project refused");
@@ -113,6 +140,10 @@ async fn serve_peer(stream: UnixStream, peer_uid: u32, shared: Arc<Shared>) {
         shutdown: shared.shutdown.clone(),
         unsettled: Unsettled::default(),
     });
+    // From the first request on, every frame is paid for. The hello was the only frame handed on so
+    // far (one per read), so no request frame has slipped through unpaid.
+    let budget = shared.budget.connection();
+    frames.get_mut().pay_from(budget.clone());
     let transport = handshake::server_transport(frames, shared.config.max_value_bytes);
     let requests = rpc::BaseChannel::with_defaults(transport)
         .max_concurrent_requests(shared.config.max_in_flight_per_connection)
@@ -128,15 +159,19 @@ async fn serve_peer(stream: UnixStream, peer_uid: u32, shared: Arc<Shared>) {
     // Cancelled when a request of this connection panics: only this connection is closed.
     let broken = CancellationToken::new();
     let in_flight = TaskTracker::new();
+    let slot = shared.slots.enter(stall.clone(), in_flight.clone());
     // Turns are taken here, as requests are received, so they reach storage in that order.
     let mut ticketer = Ticketer::default();
     let serve = requests.for_each(|request| {
         let broken = broken.clone();
+        // The request holds its frame's share of the budget until it ends.
+        let grant = budget.take();
         let handler = Handler {
             bound: bound.clone(),
             turn: ticketer.next_turn(),
         };
         in_flight.spawn(async move {
+            let _grant = grant;
             let executed = request.execute(handler.serve());
             if AssertUnwindSafe(executed).catch_unwind().await.is_err() {
                 tracing::error!("a request handler panicked; closing this connection");
@@ -152,6 +187,15 @@ async fn serve_peer(stream: UnixStream, peer_uid: u32, shared: Arc<Shared>) {
             tracing::debug!("a frame stayed incomplete too long; closing");
         }
         () = broken.cancelled() => {}
+        () = idle_when_asked(&slot, &stall, &in_flight) => {
+            // Reads have stopped: let tarpc write the last answers and end; only then may the
+            // goodbye go out (as the socket is dropped), since it tells the peer nothing unanswered
+            // ran. A peer that does not take its answers gets no goodbye.
+            if tokio::time::timeout(FLUSH_AFTER_DRAIN, &mut serve).await.is_ok() {
+                stall.say_goodbye();
+            }
+            tracing::debug!("closed while idle to make room for a new connection");
+        }
         () = shared.shutdown.cancelled() => {
             // Let requests under way finish and their answers go out; new ones are turned away by
             // the handler. Bounded, so a stuck request cannot hold up shutdown.
@@ -166,6 +210,21 @@ async fn serve_peer(stream: UnixStream, peer_uid: u32, shared: Arc<Shared>) {
             };
             let _ = tokio::time::timeout(shared.config.drain_timeout, drain).await;
         }
+    }
+}
+
+/// Completes once the accept loop has asked this connection to make room and it is idle: nothing
+/// half-read or waiting to be decoded, no request under way. It then stops reading, so a request the
+/// peer sends from now on is never run; the goodbye tells the peer so.
+async fn idle_when_asked(slot: &Slot, stall: &crate::watch::Stall, in_flight: &TaskTracker) {
+    loop {
+        slot.asked().await;
+        // Checked in the same turn that stops the reads: the connection's task cannot read between.
+        if stall.is_quiet() && in_flight.is_empty() {
+            stall.stop_reading();
+            return;
+        }
+        tracing::trace!("asked to make room, but busy");
     }
 }
 

@@ -22,6 +22,7 @@
 #![forbid(unsafe_code)]
 
 pub mod backend;
+mod budget;
 mod config;
 mod connection;
 mod error;
@@ -30,14 +31,18 @@ pub mod fuzzing;
 mod handler;
 mod harden;
 pub mod lock;
+mod open_files;
 mod order;
+mod panics;
 mod registry;
 mod server;
+mod slots;
 pub mod socket;
 mod store;
 mod watch;
 
 pub use config::Config;
 pub use harden::harden_process;
+pub use open_files::ensure_open_file_limit;
 pub use registry::{MAX_REGISTRY_BYTES, Policy, REGISTRY_FILE, Registry};
 pub use server::run;

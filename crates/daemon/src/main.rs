@@ -65,6 +65,17 @@ struct Args {
     )]
     policy: Policy,
 
+    /// Bytes of requests held at once across all connections; when spent, the daemon stops reading
+    /// sockets until requests finish
+    #[arg(long, value_name = "BYTES", default_value_t = Config::default().max_request_bytes as u64,
+          value_parser = clap::value_parser!(u64).range(64 * 1024..=4 * 1024 * 1024 * 1024 - 1))]
+    max_request_bytes: u64,
+
+    /// Bytes of requests one connection may hold at once (at least one whole frame)
+    #[arg(long, value_name = "BYTES", default_value_t = Config::default().max_request_bytes_per_connection as u64,
+          value_parser = clap::value_parser!(u64).range(1..=4 * 1024 * 1024 * 1024 - 1), hide_short_help = true)]
+    max_request_bytes_per_connection: u64,
+
     /// Requests one connection may have under way at once
     #[arg(long, value_name = "N", default_value_t = Config::default().max_in_flight_per_connection as u32,
           value_parser = clap::value_parser!(u32).range(1..=4096))]
@@ -127,6 +138,8 @@ async fn shutdown_signal() {
 }
 
 async fn serve(args: Args) -> anyhow::Result<()> {
+    // Before binding: a daemon that could not accept its --max-connections must not start at all.
+    securestore_daemon::ensure_open_file_limit(args.max_connections as usize)?;
     let socket_path = args.socket.unwrap_or_else(default_socket_path);
     let storage = BackendPaths {
         data_dir: match args.data_dir {
@@ -158,6 +171,9 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     let config = Config {
         max_value_bytes: args.max_value_bytes,
         max_connections: args.max_connections as usize,
+        max_request_bytes: usize::try_from(args.max_request_bytes).unwrap_or(usize::MAX),
+        max_request_bytes_per_connection: usize::try_from(args.max_request_bytes_per_connection)
+            .unwrap_or(usize::MAX),
         max_in_flight_per_connection: args.max_in_flight as usize,
         handshake_timeout: Duration::from_millis(args.handshake_timeout_ms),
         frame_timeout: Duration::from_millis(args.frame_timeout_ms),

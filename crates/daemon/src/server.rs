@@ -1,4 +1,5 @@
-//! The accept loop: caps connections, hands each to [`crate::connection`], and shuts down in order.
+//! The accept loop: caps connections, makes room for a newcomer by closing the connection idle
+//! longest, hands each to [`crate::connection`], and shuts down in order.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -11,8 +12,14 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::Config;
+use crate::budget::Budget;
 use crate::connection::{self, Shared};
+use crate::slots::Slots;
 use crate::store;
+
+/// While a newcomer waits for a slot, how often the accept loop asks another idle connection to close
+/// (the one asked may have turned busy and declined).
+const ASK_AGAIN: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Serves clients on `listener` from `backend` until `shutdown` completes.
 ///
@@ -29,13 +36,21 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    crate::panics::install();
     let (store, storage_threads) =
         store::spawn(backend).context("cannot start the storage threads")?;
     let token = CancellationToken::new();
+    let budget = Budget::new(
+        config.max_request_bytes,
+        config.max_request_bytes_per_connection,
+        securestore_proto::limits::max_frame_len(config.max_value_bytes),
+    );
     let shared = Arc::new(Shared {
         uid: rustix::process::getuid().as_raw(),
         store,
         shutdown: token.clone(),
+        budget,
+        slots: Arc::new(Slots::default()),
         config,
     });
     let limit = Arc::new(Semaphore::new(shared.config.max_connections));
@@ -43,17 +58,16 @@ pub async fn run(
     tracing::info!(
         max_connections = shared.config.max_connections,
         max_value_bytes = shared.config.max_value_bytes,
+        max_request_bytes = shared.budget.total_bytes(),
         "accepting connections"
     );
 
     tokio::pin!(shutdown);
     loop {
-        // Wait for a free slot before accepting, so excess clients queue in the kernel's backlog
-        // instead of costing the daemon memory.
-        let permit = tokio::select! {
-            permit = limit.clone().acquire_owned() => permit.context("connection limit closed")?,
-            () = &mut shutdown => break,
-        };
+        // With a free slot, take it before accepting. With none, accept one newcomer anyway (excess
+        // clients beyond it queue in the kernel's backlog, not in the daemon's memory) and make room
+        // for it: an idle connection must not lock out a client that has something to do.
+        let free = limit.clone().try_acquire_owned().ok();
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => stream,
@@ -65,6 +79,28 @@ pub async fn run(
                 }
             },
             () = &mut shutdown => break,
+        };
+        let permit = match free {
+            Some(permit) => permit,
+            None => {
+                let wait_for_room = async {
+                    loop {
+                        if let Ok(permit) = limit.clone().try_acquire_owned() {
+                            return Ok(permit);
+                        }
+                        let asked = shared.slots.ask_longest_idle();
+                        tracing::debug!(asked, "all connection slots taken; making room");
+                        tokio::select! {
+                            permit = limit.clone().acquire_owned() => return permit,
+                            () = tokio::time::sleep(ASK_AGAIN) => {}
+                        }
+                    }
+                };
+                tokio::select! {
+                    permit = wait_for_room => permit.context("connection limit closed")?,
+                    () = &mut shutdown => break,
+                }
+            }
         };
         let shared = shared.clone();
         connections.spawn(async move {

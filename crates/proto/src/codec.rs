@@ -3,8 +3,10 @@
 //! Every message on the wire, handshake or tarpc, is encoded and decoded here, so the format can be
 //! swapped in this file alone. Decoding never allocates past the limit it is given, and a panic inside
 //! a decoder (tarpc's deadline arithmetic can overflow on hostile input) becomes an error for that one
-//! frame instead of unwinding through the connection.
+//! frame instead of unwinding through the connection. [`in_decoder`] tells a panic hook that the panic
+//! came from hostile bytes, so the daemon can keep it out of the default hook's stderr output.
 
+use std::cell::Cell;
 use std::io;
 use std::marker::PhantomData;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -23,6 +25,33 @@ fn options(limit: usize) -> impl Options {
 
 fn invalid_data(what: &str, err: impl std::fmt::Display) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, format!("{what}: {err}"))
+}
+
+thread_local! {
+    /// Set while this thread runs a decoder inside [`decode`]'s `catch_unwind`.
+    static DECODING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether the current thread is inside [`decode`]: a panic hook asks this to tell a panic caught
+/// here (caused by the bytes a peer sent, and turned into an error) from a bug elsewhere.
+pub fn in_decoder() -> bool {
+    DECODING.with(Cell::get)
+}
+
+/// Clears the flag even if the decoder unwinds.
+struct Decoding;
+
+impl Decoding {
+    fn enter() -> Self {
+        DECODING.with(|flag| flag.set(true));
+        Self
+    }
+}
+
+impl Drop for Decoding {
+    fn drop(&mut self) {
+        DECODING.with(|flag| flag.set(false));
+    }
 }
 
 /// Encodes `item`, failing if the encoding would exceed `limit` bytes.
@@ -50,7 +79,11 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8], limit: usize) -> io::Result<T> 
         ));
     }
     // The decoder touches no state outside this call, so nothing is left half-updated by a panic.
-    match catch_unwind(AssertUnwindSafe(|| options(limit).deserialize(bytes))) {
+    let caught = catch_unwind(AssertUnwindSafe(|| {
+        let _decoding = Decoding::enter();
+        options(limit).deserialize(bytes)
+    }));
+    match caught {
         Ok(Ok(item)) => Ok(item),
         Ok(Err(e)) => Err(invalid_data("malformed message", e)),
         Err(_) => Err(invalid_data("malformed message", "the decoder panicked")),
@@ -141,6 +174,20 @@ mod tests {
                 panic!("decoder bug")
             }
         }
-        assert!(decode::<Boom>(&[0], 16).is_err());
+        assert!(!in_decoder());
+        let seen = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let previous = std::panic::take_hook();
+        let flag = seen.clone();
+        std::panic::set_hook(Box::new(move |_| {
+            flag.store(in_decoder(), std::sync::atomic::Ordering::SeqCst);
+        }));
+        let result = decode::<Boom>(&[0], 16);
+        std::panic::set_hook(previous);
+        assert!(result.is_err());
+        assert!(
+            seen.load(std::sync::atomic::Ordering::SeqCst),
+            "the hook saw the flag"
+        );
+        assert!(!in_decoder(), "cleared after the unwind");
     }
 }

@@ -205,6 +205,90 @@ where
     }
 }
 
+/// Receives the client's [`Hello`]. A hello that is well formed except that a project id or token is
+/// not UTF-8 becomes `Ok(Err(refusal))`, so the daemon can answer it rather than close in silence.
+///
+/// # Errors
+/// As [`recv`], for anything else that is not a hello.
+pub async fn recv_hello<S>(frames: &mut Frames<S>) -> io::Result<Result<Hello, ServiceError>>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let limit = frames.codec().max_frame_length();
+    let frame = match frames.next().await {
+        Some(frame) => frame?,
+        None => {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the peer closed the connection during the handshake",
+            ));
+        }
+    };
+    match codec::decode::<Hello>(&frame, limit) {
+        Ok(hello) => Ok(Ok(hello)),
+        Err(err) => match codec::decode::<RawHello>(&frame, limit) {
+            Ok(raw) => Ok(Err(raw.refusal())),
+            Err(_) => Err(err),
+        },
+    }
+}
+
+/// A [`Hello`] with every text field as raw bytes: bincode lays out a `String` and a `Vec<u8>` alike,
+/// so a hello that failed to decode only because of bad UTF-8 decodes as this.
+#[derive(Deserialize)]
+struct RawHello {
+    #[allow(dead_code)] // Read only to keep the layout.
+    protocol_version: u16,
+    purpose: RawPurpose,
+}
+
+// The tokens are read only to keep the layout.
+#[allow(dead_code)]
+#[derive(Deserialize)]
+enum RawPurpose {
+    Project {
+        project: Vec<u8>,
+        token: Option<Vec<u8>>,
+    },
+    Admin(RawAdminRequest),
+}
+
+#[allow(dead_code)]
+#[derive(Deserialize)]
+enum RawAdminRequest {
+    AddProject {
+        project: Vec<u8>,
+    },
+    RemoveProject {
+        project: Vec<u8>,
+        token: Option<Vec<u8>>,
+    },
+    ListProjects,
+}
+
+impl RawHello {
+    fn refusal(self) -> ServiceError {
+        let project = match self.purpose {
+            RawPurpose::Project { project, .. }
+            | RawPurpose::Admin(RawAdminRequest::AddProject { project })
+            | RawPurpose::Admin(RawAdminRequest::RemoveProject { project, .. }) => project,
+            RawPurpose::Admin(RawAdminRequest::ListProjects) => Vec::new(),
+        };
+        if std::str::from_utf8(&project).is_err() {
+            ServiceError::InvalidProject {
+                reason: format!(
+                    "'{}' is not valid UTF-8",
+                    String::from_utf8_lossy(&project).escape_debug()
+                ),
+            }
+        } else {
+            ServiceError::Refused {
+                reason: "the access token is not valid UTF-8".to_owned(),
+            }
+        }
+    }
+}
+
 /// Raises the frame limit to the one `max_value_bytes` implies and wraps the frames for tarpc.
 fn into_transport<S, Item, SinkItem>(
     mut frames: Frames<S>,
@@ -247,4 +331,41 @@ pub fn server_transport<S: AsyncRead + AsyncWrite>(
     max_value_bytes: u32,
 ) -> ServerTransport<S> {
     into_transport(frames, max_value_bytes, clamp_deadline)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::SinkExt;
+
+    #[tokio::test]
+    async fn a_hello_with_a_non_utf8_project_is_answered_not_dropped() {
+        let mut bytes = codec::encode(&Hello::project("@o/abc", None), 4096).expect("encode");
+        let at = bytes
+            .windows(3)
+            .position(|w| w == b"abc")
+            .expect("the id is in the frame");
+        bytes[at] = 0xff;
+        let (client, server) = tokio::io::duplex(4096);
+        let mut client = frames(client);
+        let mut server = frames(server);
+        client.send(bytes::Bytes::from(bytes)).await.expect("send");
+        let refusal = recv_hello(&mut server)
+            .await
+            .expect("a frame")
+            .expect_err("refused");
+        assert!(
+            matches!(refusal, ServiceError::InvalidProject { .. }),
+            "{refusal:?}"
+        );
+
+        client
+            .send(bytes::Bytes::from_static(&[9, 9]))
+            .await
+            .expect("send");
+        assert!(
+            recv_hello(&mut server).await.is_err(),
+            "garbage stays an error"
+        );
+    }
 }

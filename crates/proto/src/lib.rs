@@ -8,6 +8,7 @@
 
 pub mod codec;
 mod error;
+pub mod goodbye;
 pub mod handshake;
 pub mod limits;
 mod names;

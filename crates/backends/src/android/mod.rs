@@ -444,7 +444,10 @@ mod desktop_tests {
                 .expect_err("no key can be saved, so nothing may be sealed");
             assert!(
                 // The folder in the temp file's place is refused before any write is tried.
-                matches!(err, BackendError::Io { .. } | BackendError::UnsafePath { .. }),
+                matches!(
+                    err,
+                    BackendError::Io { .. } | BackendError::UnsafePath { .. }
+                ),
                 "attempt {attempt}: {err}"
             );
         }
