@@ -10,6 +10,7 @@ use securestore_proto::{
     DeleteOptions, GetOptions, Item, Key, ProjectId, SecretString, SecureStoreClient, ServiceError,
     ServiceName, SetOptions,
 };
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::UnixStream;
 
 use crate::Error;
@@ -77,13 +78,56 @@ impl Client {
             .map_err(|_| Error::TimedOut)?
     }
 
+    /// Binds an already-connected `stream` to `project`, with the same handshake as
+    /// [`Client::connect_with`]. This is how a process that hosts the daemon reaches it without a
+    /// socket (`securestore_daemon::Host::open_stream`).
+    ///
+    /// There is no peer-credential check of the daemon here, unlike a socket connection: an
+    /// in-process pipe has no credentials to read, and its other end is this very process. Pass only
+    /// streams whose other end you trust to be the daemon.
+    ///
+    /// # Errors
+    /// As [`Client::connect`], except [`Error::Unreachable`].
+    pub async fn connect_stream<S>(
+        stream: S,
+        project: &str,
+        options: ConnectOptions,
+    ) -> Result<Self, Error>
+    where
+        S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    {
+        let project = ProjectId::parse(project)?;
+        let timeout = options.timeout;
+        let bind = async move {
+            let hello = Hello::project(project.as_str(), options.token.clone());
+            let (reply, frames) = exchange(handshake::frames(stream), &hello).await?;
+            Self::accept(reply, frames, project, options)
+        };
+        tokio::time::timeout(timeout, bind)
+            .await
+            .map_err(|_| Error::TimedOut)?
+    }
+
     async fn open(
         socket: &Path,
         project: ProjectId,
         options: ConnectOptions,
     ) -> Result<Self, Error> {
-        let hello = Hello::project(project.as_str(), options.token);
+        let hello = Hello::project(project.as_str(), options.token.clone());
         let (reply, frames) = greet(socket, &hello).await?;
+        Self::accept(reply, frames, project, options)
+    }
+
+    /// Turns the daemon's reply to a project hello into a client on `frames`.
+    fn accept<S>(
+        reply: HelloReply,
+        frames: Frames<S>,
+        project: ProjectId,
+        options: ConnectOptions,
+    ) -> Result<Self, Error>
+    where
+        S: AsyncRead + AsyncWrite + Send + 'static,
+    {
         let accepted = match reply {
             HelloReply::Accepted(accepted) => accepted,
             HelloReply::Rejected(refusal) => return Err(Error::Service(refusal)),
@@ -214,6 +258,17 @@ pub(crate) async fn greet(
     if matches!(hello.purpose, Purpose::Admin(_)) {
         handshake::allow_admin_answer(&mut frames);
     }
+    let reply = handshake::recv(&mut frames).await.map_err(lost)?;
+    Ok((reply, frames))
+}
+
+/// Sends `hello` on fresh `frames` and returns the daemon's reply with the open frames.
+async fn exchange<S>(mut frames: Frames<S>, hello: &Hello) -> Result<(HelloReply, Frames<S>), Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let lost = |err: std::io::Error| Error::Disconnected(Some(Box::new(err)));
+    handshake::send(&mut frames, hello).await.map_err(lost)?;
     let reply = handshake::recv(&mut frames).await.map_err(lost)?;
     Ok((reply, frames))
 }

@@ -12,6 +12,7 @@ use securestore_proto::handshake::{
 };
 use securestore_proto::tarpc::server::{self as rpc, Channel};
 use securestore_proto::{ProjectId, SecretString, SecureStore, ServiceError};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::UnixStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -52,7 +53,13 @@ pub(crate) async fn serve(stream: UnixStream, shared: Arc<Shared>) {
     tracing::Instrument::instrument(serve_peer(stream, peer.uid(), shared), span).await;
 }
 
-async fn serve_peer(stream: UnixStream, peer_uid: u32, shared: Arc<Shared>) {
+/// Serves one peer whose uid is already known: a socket peer (uid from the kernel) or an in-process
+/// peer of [`crate::Host`] (the daemon's own uid: it is this process). Everything after the uid —
+/// handshake, binding, tokens, limits — is the same for both.
+pub(crate) async fn serve_peer<S>(stream: S, peer_uid: u32, shared: Arc<Shared>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let watched = FrameWatch::new(stream);
     let stall = watched.stall();
     let mut frames = handshake::frames(watched);
@@ -154,7 +161,10 @@ async fn serve_peer(stream: UnixStream, peer_uid: u32, shared: Arc<Shared>) {
 }
 
 /// Answers a refusal and lets the connection close.
-async fn refuse(frames: &mut Frames<FrameWatch<UnixStream>>, refusal: ServiceError) {
+async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(
+    frames: &mut Frames<FrameWatch<S>>,
+    refusal: ServiceError,
+) {
     tracing::warn!(%refusal, "connection refused");
     let _ = handshake::send(frames, &HelloReply::Rejected(refusal)).await;
 }
@@ -190,8 +200,8 @@ pub(crate) fn bind(
 }
 
 /// Runs one registry request and sends its answer; the connection closes afterwards.
-async fn answer_admin(
-    frames: &mut Frames<FrameWatch<UnixStream>>,
+async fn answer_admin<S: AsyncRead + AsyncWrite + Unpin>(
+    frames: &mut Frames<FrameWatch<S>>,
     request: AdminRequest,
     shared: &Shared,
 ) {

@@ -29,6 +29,7 @@ mod error;
 pub mod fuzzing;
 mod handler;
 mod harden;
+mod host;
 pub mod lock;
 mod registry;
 mod server;
@@ -38,5 +39,6 @@ mod watch;
 
 pub use config::Config;
 pub use harden::harden_process;
+pub use host::{Host, HostConfig};
 pub use registry::{Policy, REGISTRY_FILE, Registry};
 pub use server::run;

@@ -5,8 +5,9 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use securestore_backends::Backend;
+use tokio::io::DuplexStream;
 use tokio::net::UnixListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -25,6 +26,18 @@ use crate::store;
 /// an error here: it is logged and closed.
 pub async fn run(
     listener: UnixListener,
+    backend: Box<dyn Backend>,
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    serve(listener, None, backend, config, shutdown).await
+}
+
+/// As [`run`], also serving the in-process peers that arrive on `in_process` (see [`crate::Host`]).
+/// They share the socket peers' connection cap and go through the same connection code.
+pub(crate) async fn serve(
+    listener: UnixListener,
+    mut in_process: Option<mpsc::Receiver<DuplexStream>>,
     backend: Box<dyn Backend>,
     config: Config,
     shutdown: impl Future<Output = ()>,
@@ -64,6 +77,15 @@ pub async fn run(
                     continue;
                 }
             },
+            Some(peer) = next_in_process(&mut in_process) => {
+                let shared = shared.clone();
+                connections.spawn(async move {
+                    // The peer is this process, so its uid is the daemon's own.
+                    connection::serve_peer(peer, shared.uid, shared.clone()).await;
+                    drop(permit);
+                });
+                continue;
+            }
             () = &mut shutdown => break,
         };
         let shared = shared.clone();
@@ -104,4 +126,14 @@ pub async fn run(
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The next in-process peer; never completes when there is no channel.
+async fn next_in_process(
+    in_process: &mut Option<mpsc::Receiver<DuplexStream>>,
+) -> Option<DuplexStream> {
+    match in_process {
+        Some(receiver) => receiver.recv().await,
+        None => std::future::pending().await,
+    }
 }
