@@ -11,6 +11,7 @@ mod report;
 mod rng;
 mod scenarios;
 mod settings;
+mod transports;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -88,6 +89,10 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     eprintln!("baseline B, after: fdatasync, SQLite");
     let durability_after = durability(&settings).await?;
 
+    eprintln!("transports: socket, in-process, Java");
+    let transports = transports::measure(&settings).await?;
+    let ping_floor = ping.iter().find(|(clients, _)| *clients == 1).map(|(_, s)| *s);
+
     report::print(&Results {
         machine: Machine::describe(&settings.data),
         settings,
@@ -99,7 +104,9 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         large,
         startup,
         stores: created,
-    })
+    })?;
+    transports::print(&transports, ping_floor.as_ref());
+    Ok(())
 }
 
 /// Creates whichever stores earlier runs have not left behind.

@@ -133,7 +133,11 @@ mod tests {
     fn answers_and_transport_failures_get_their_codes() {
         let invalid: BridgeError = Error::Service(ServiceError::InvalidKey).into();
         assert_eq!(invalid.code, ErrorCode::InvalidKey);
-        assert!(invalid.message.starts_with("Invalid key provided to SecureStore"));
+        assert!(
+            invalid
+                .message
+                .starts_with("Invalid key provided to SecureStore")
+        );
         let large: BridgeError = ServiceError::ValueTooLarge { size: 9, limit: 8 }.into();
         assert_eq!(large.code, ErrorCode::ValueTooLarge);
         assert!(large.message.contains("the limit is 8 bytes"), "{large}");

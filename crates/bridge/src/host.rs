@@ -47,7 +47,10 @@ impl HostHandle {
     /// # Errors
     /// [`ErrorCode::InvalidArgument`] for a value limit out of range; [`ErrorCode::HostFailed`] when
     /// the socket or data folder is in use (by this or another process) or the store will not open.
-    pub fn start(options: HostOptions, open_backend: Option<OpenBackend>) -> Result<Self, BridgeError> {
+    pub fn start(
+        options: HostOptions,
+        open_backend: Option<OpenBackend>,
+    ) -> Result<Self, BridgeError> {
         let mut config = Config {
             policy: options.policy,
             ..Config::default()

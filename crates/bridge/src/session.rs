@@ -69,7 +69,11 @@ impl Session {
     ///
     /// # Errors
     /// [`ErrorCode::InvalidKey`], [`ErrorCode::InvalidService`], [`ErrorCode::Storage`], transport.
-    pub fn get(&self, key: &str, service: Option<&str>) -> Result<Option<SecretString>, BridgeError> {
+    pub fn get(
+        &self,
+        key: &str,
+        service: Option<&str>,
+    ) -> Result<Option<SecretString>, BridgeError> {
         let options = GetOptions {
             keychain_service: service.map(str::to_owned),
         };

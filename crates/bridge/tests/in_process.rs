@@ -49,14 +49,22 @@ fn the_contract_holds_in_process() {
     set(&session, "token", "s3cr3t", None).expect("set");
     assert_eq!(value(&session, "token", None).as_deref(), Some("s3cr3t"));
     assert_eq!(value(&session, "never_set", None), None);
-    set(&session, "token", "h\u{e9}llo \u{2713} \u{65e5}\u{672c} \u{1f510}", None).expect("utf8");
+    set(
+        &session,
+        "token",
+        "h\u{e9}llo \u{2713} \u{65e5}\u{672c} \u{1f510}",
+        None,
+    )
+    .expect("utf8");
     assert_eq!(
         value(&session, "token", None).as_deref(),
         Some("h\u{e9}llo \u{2713} \u{65e5}\u{672c} \u{1f510}")
     );
     session.delete("token", None).expect("delete");
     assert_eq!(value(&session, "token", None), None);
-    session.delete("token", None).expect("delete of a missing item");
+    session
+        .delete("token", None)
+        .expect("delete of a missing item");
 
     set(&session, "k", "a", Some("svc.a")).expect("set a");
     set(&session, "k", "b", Some("svc.b")).expect("set b");
@@ -66,17 +74,29 @@ fn the_contract_holds_in_process() {
 
     let invalid = session.get("bad key!", None).expect_err("invalid key");
     assert_eq!(invalid.code, ErrorCode::InvalidKey);
-    assert!(invalid.message.starts_with("Invalid key provided to SecureStore"));
+    assert!(
+        invalid
+            .message
+            .starts_with("Invalid key provided to SecureStore")
+    );
     assert_eq!(set(&session, "", "x", None), Err(ErrorCode::InvalidKey));
-    assert_eq!(set(&session, "k", "x", Some("")), Err(ErrorCode::InvalidService));
+    assert_eq!(
+        set(&session, "k", "x", Some("")),
+        Err(ErrorCode::InvalidService)
+    );
     set(&session, "big", &"v".repeat(LIMIT as usize), None).expect("at the limit");
     let large = session
-        .set("big", "v".repeat(LIMIT as usize + 1).into(), None, KeychainAccessible::WhenUnlocked)
+        .set(
+            "big",
+            "v".repeat(LIMIT as usize + 1).into(),
+            None,
+            KeychainAccessible::WhenUnlocked,
+        )
         .expect_err("over the limit");
     assert_eq!(large.code, ErrorCode::ValueTooLarge);
     assert!(large.message.contains("512"), "{large:?}");
-    let bad_project = Session::connect_in_process(&host, "bad project!", None, None)
-        .expect_err("bad project");
+    let bad_project =
+        Session::connect_in_process(&host, "bad project!", None, None).expect_err("bad project");
     assert_eq!(bad_project.code, ErrorCode::InvalidProject);
 
     // A socket client sees what the in-process one wrote: one store behind both transports.
@@ -99,20 +119,32 @@ fn an_in_process_client_sees_only_its_own_project() {
     let a = Session::connect_in_process(&host, "@inproc/a", None, None).expect("a");
     let b = Session::connect_in_process(&host, "@inproc/b", None, None).expect("b");
     set(&a, "shared_name", "a's secret", None).expect("a sets");
-    assert_eq!(value(&b, "shared_name", None), None, "b must not see a's item");
+    assert_eq!(
+        value(&b, "shared_name", None),
+        None,
+        "b must not see a's item"
+    );
     set(&b, "shared_name", "b's secret", None).expect("b sets");
-    assert_eq!(value(&a, "shared_name", None).as_deref(), Some("a's secret"));
+    assert_eq!(
+        value(&a, "shared_name", None).as_deref(),
+        Some("a's secret")
+    );
     b.delete("shared_name", None).expect("b deletes its own");
-    assert_eq!(value(&a, "shared_name", None).as_deref(), Some("a's secret"));
+    assert_eq!(
+        value(&a, "shared_name", None).as_deref(),
+        Some("a's secret")
+    );
 }
 
 #[test]
 fn tokens_and_policy_are_checked_in_process_too() {
     let dir = tempfile::tempdir().expect("tempdir");
     let host = host(&dir, Policy::Strict);
-    let token = host.register_project("@inproc/registered").expect("register");
-    let refused = Session::connect_in_process(&host, "@inproc/registered", None, None)
-        .expect_err("no token");
+    let token = host
+        .register_project("@inproc/registered")
+        .expect("register");
+    let refused =
+        Session::connect_in_process(&host, "@inproc/registered", None, None).expect_err("no token");
     assert_eq!(refused.code, ErrorCode::Refused);
     let wrong = Session::connect_in_process(
         &host,

@@ -84,7 +84,10 @@ impl From<ErrorCode> for securestore_result {
 
 /// Runs `work` with panics caught, and reports its failure as a code and (if `error_out` is not
 /// null) a message.
-fn run(error_out: *mut *mut c_char, work: impl FnOnce() -> Result<(), BridgeError>) -> securestore_result {
+fn run(
+    error_out: *mut *mut c_char,
+    work: impl FnOnce() -> Result<(), BridgeError>,
+) -> securestore_result {
     set_out(error_out, ptr::null_mut());
     match guard(work) {
         Ok(()) => securestore_result::SECURESTORE_OK,
@@ -109,7 +112,8 @@ fn set_out<T>(out: *mut T, value: T) {
 
 /// A required UTF-8, NUL-terminated string argument.
 fn text<'a>(name: &str, ptr: *const c_char) -> Result<&'a str, BridgeError> {
-    optional_text(name, ptr)?.ok_or_else(|| BridgeError::invalid_argument(format!("{name} is null")))
+    optional_text(name, ptr)?
+        .ok_or_else(|| BridgeError::invalid_argument(format!("{name} is null")))
 }
 
 /// An optional UTF-8, NUL-terminated string argument (null means none).
@@ -182,7 +186,10 @@ pub unsafe extern "C" fn securestore_connect(
             token_arg(token)?,
             None,
         )?;
-        set_out(client_out, Box::into_raw(Box::new(securestore_client { session })));
+        set_out(
+            client_out,
+            Box::into_raw(Box::new(securestore_client { session })),
+        );
         Ok(())
     })
 }
@@ -208,7 +215,9 @@ pub unsafe extern "C" fn securestore_get(
     set_out(value_len_out, 0);
     run(error_out, || {
         if value_out.is_null() || value_len_out.is_null() {
-            return Err(BridgeError::invalid_argument("value_out or value_len_out is null"));
+            return Err(BridgeError::invalid_argument(
+                "value_out or value_len_out is null",
+            ));
         }
         let session = self::client(client)?;
         let found = session.get(text("key", key)?, optional_text("service", service)?)?;
@@ -311,9 +320,8 @@ pub unsafe extern "C" fn securestore_value_free(value: *mut u8, value_len: usize
     }
     // SAFETY: `securestore_get` made this buffer as a boxed slice of `value_len + 1` bytes (the
     // value and its NUL), and the caller gives it back once.
-    let mut buffer = unsafe {
-        Box::from_raw(std::ptr::slice_from_raw_parts_mut(value, value_len + 1))
-    };
+    let mut buffer =
+        unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(value, value_len + 1)) };
     buffer.zeroize();
 }
 
@@ -365,7 +373,10 @@ pub unsafe extern "C" fn securestore_host_start(
             policy: Policy::Open,
         };
         let host = HostHandle::start(options, None)?;
-        set_out(host_out, Box::into_raw(Box::new(securestore_host { host: Some(host) })));
+        set_out(
+            host_out,
+            Box::into_raw(Box::new(securestore_host { host: Some(host) })),
+        );
         Ok(())
     })
 }
@@ -397,7 +408,10 @@ pub unsafe extern "C" fn securestore_host_connect(
             .ok_or_else(|| BridgeError::new(ErrorCode::Unreachable, "the host has stopped"))?;
         let session =
             Session::connect_in_process(host, text("project", project)?, token_arg(token)?, None)?;
-        set_out(client_out, Box::into_raw(Box::new(securestore_client { session })));
+        set_out(
+            client_out,
+            Box::into_raw(Box::new(securestore_client { session })),
+        );
         Ok(())
     })
 }

@@ -99,7 +99,9 @@ fn session<'a>(handle: jlong) -> Result<&'a Session, BridgeError> {
 
 fn host<'a>(handle: jlong) -> Result<&'a HostHandle, BridgeError> {
     if handle == 0 {
-        return Err(BridgeError::invalid_argument("the SecureStoreHost is stopped"));
+        return Err(BridgeError::invalid_argument(
+            "the SecureStoreHost is stopped",
+        ));
     }
     // SAFETY: a non-zero handle is a `Box<HostHandle>` pointer from `hostStart`, and the Java side
     // holds its read lock for the call, so `hostStop` cannot run until the call returns.
@@ -150,8 +152,7 @@ pub extern "system" fn Java_dev_securestore_Native_sessionConnectInProcess<'loca
         let host = host(host_handle)?;
         let project = text(env, "project", &project)?;
         let token = optional_text(env, &token)?.map(SecretString::from);
-        let session =
-            Session::connect_in_process(host, &project, token, timeout(timeout_millis))?;
+        let session = Session::connect_in_process(host, &project, token, timeout(timeout_millis))?;
         Ok(into_handle(session))
     })
 }
@@ -218,7 +219,12 @@ pub extern "system" fn Java_dev_securestore_Native_sessionSet<'local>(
         let key = text(env, "key", &key)?;
         let value = SecretString::from(text(env, "value", &value)?);
         let service = optional_text(env, &service)?;
-        session.set(&key, value, service.as_deref(), accessible_from(accessible)?)
+        session.set(
+            &key,
+            value,
+            service.as_deref(),
+            accessible_from(accessible)?,
+        )
     })
 }
 
@@ -245,7 +251,12 @@ pub extern "system" fn Java_dev_securestore_Native_sessionSetBytes<'local>(
             .map_err(|_| BridgeError::invalid_argument("value is not valid UTF-8"))?;
         let value = SecretString::from(value);
         let service = optional_text(env, &service)?;
-        session.set(&key, value, service.as_deref(), accessible_from(accessible)?)
+        session.set(
+            &key,
+            value,
+            service.as_deref(),
+            accessible_from(accessible)?,
+        )
     })
 }
 
