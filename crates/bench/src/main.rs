@@ -58,6 +58,9 @@ struct Stores {
 }
 
 async fn run(settings: Settings) -> anyhow::Result<()> {
+    if settings.transports_only {
+        return run_transports(&settings).await;
+    }
     let binary = daemon::binary()?;
     std::fs::create_dir_all(&settings.data)
         .with_context(|| format!("cannot create {}", settings.data.display()))?;
@@ -91,7 +94,10 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
 
     eprintln!("transports: socket, in-process, Java");
     let transports = transports::measure(&settings).await?;
-    let ping_floor = ping.iter().find(|(clients, _)| *clients == 1).map(|(_, s)| *s);
+    let ping_floor = ping
+        .iter()
+        .find(|(clients, _)| *clients == 1)
+        .map(|(_, s)| *s);
 
     report::print(&Results {
         machine: Machine::describe(&settings.data),
@@ -106,6 +112,19 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         stores: created,
     })?;
     transports::print(&transports, ping_floor.as_ref());
+    Ok(())
+}
+
+/// `--transports`: the transports rows beside the 1-client ping-pong floor, nothing else.
+async fn run_transports(settings: &Settings) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&settings.data)
+        .with_context(|| format!("cannot create {}", settings.data.display()))?;
+    let frames = baselines::get_frame_sizes()?;
+    let floor = baselines::ping_pong(frames, 1, settings).await?;
+    let rows = transports::measure(settings).await?;
+    println!("securestore-bench --transports");
+    println!("machine: {}", Machine::describe(&settings.data));
+    transports::print(&rows, Some(&floor));
     Ok(())
 }
 
