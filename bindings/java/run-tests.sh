@@ -15,7 +15,9 @@ if [ ! -f "$junit" ]; then
 fi
 
 echo "== java: building the JNI library and the CLI"
-cargo build --locked -p securestore-jni -p securestore-client --bin securestore
+# Two commands: `--bin` would limit a single command to that binary, leaving the library unbuilt.
+cargo build --locked -p securestore-jni
+cargo build --locked -p securestore-client --bin securestore
 profile_dir=${CARGO_TARGET_DIR:-$root/target}/debug
 library=$profile_dir/libsecurestore_jni.so
 cli=$profile_dir/securestore
