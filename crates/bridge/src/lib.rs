@@ -57,3 +57,18 @@ pub fn guard<T>(work: impl FnOnce() -> Result<T, BridgeError>) -> Result<T, Brid
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_becomes_an_internal_error_and_results_pass_through() {
+        let caught = guard::<()>(|| panic!("boom")).expect_err("caught");
+        assert_eq!(caught.code, ErrorCode::Internal);
+        assert!(caught.message.contains("boom"), "{caught:?}");
+        assert_eq!(guard(|| Ok(7)), Ok(7));
+        let refused = BridgeError::new(ErrorCode::Refused, "no");
+        assert_eq!(guard::<()>(|| Err(refused.clone())), Err(refused));
+    }
+}
