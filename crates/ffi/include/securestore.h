@@ -140,7 +140,8 @@ void securestore_client_free(struct securestore_client *client);
 // `value` and `value_len` are exactly what [`securestore_get`] returned, not freed before.
 void securestore_value_free(uint8_t *value, size_t value_len);
 
-// Frees a message from `error_out`. Null is ignored.
+// Wipes and frees a string this library returned (a message from `error_out`, or a token from
+// [`securestore_host_register_project`]). Null is ignored.
 //
 // # Safety
 // `text` is a string this library returned, not freed before, or null.
@@ -149,16 +150,19 @@ void securestore_string_free(char *text);
 // Starts the daemon inside this process, on its own thread, serving `socket` (its folder must be
 // private, mode 0700) with data in `data_dir` and the master key in `key_file`. `backend` is
 // `"sqlite"` (or null for it) or, on Apple platforms, `"apple"` (the Keychain). `max_value_bytes`
-// of 0 keeps the default (64 KiB). Free with [`securestore_host_free`], which stops it.
+// of 0 keeps the default (64 KiB). `policy` is `"open"` (or null for it: any unregistered project,
+// registered ones with their token) or `"strict"` (only registered projects). Free with
+// [`securestore_host_free`], which stops it.
 //
 // # Safety
-// `socket`, `data_dir` and `key_file` are NUL-terminated strings; `backend` one or null;
-// `host_out` writable; `error_out` writable or null.
+// `socket`, `data_dir` and `key_file` are NUL-terminated strings; `backend` and `policy` one or
+// null; `host_out` writable; `error_out` writable or null.
 securestore_result securestore_host_start(const char *socket,
                                           const char *data_dir,
                                           const char *key_file,
                                           const char *backend,
                                           uint32_t max_value_bytes,
+                                          const char *policy,
                                           struct securestore_host **host_out,
                                           char **error_out);
 
@@ -173,6 +177,18 @@ securestore_result securestore_host_connect(const struct securestore_host *host,
                                             const char *token,
                                             struct securestore_client **client_out,
                                             char **error_out);
+
+// Registers `project` with the host and returns its new access token in `*token_out` (shown this
+// once; wipe and free it with [`securestore_string_free`]). From then on a connection to the project
+// must present the token.
+//
+// # Safety
+// `host` is a live handle; `project` a NUL-terminated string; `token_out` writable; `error_out`
+// writable or null.
+securestore_result securestore_host_register_project(const struct securestore_host *host,
+                                                     const char *project,
+                                                     char **token_out,
+                                                     char **error_out);
 
 // Stops the daemon (drains requests under way, closes the store, removes the socket) and frees
 // the handle. Null is ignored. Clients connected to it see their connection close.

@@ -325,7 +325,8 @@ pub unsafe extern "C" fn securestore_value_free(value: *mut u8, value_len: usize
     buffer.zeroize();
 }
 
-/// Frees a message from `error_out`. Null is ignored.
+/// Wipes and frees a string this library returned (a message from `error_out`, or a token from
+/// [`securestore_host_register_project`]). Null is ignored.
 ///
 /// # Safety
 /// `text` is a string this library returned, not freed before, or null.
@@ -333,18 +334,21 @@ pub unsafe extern "C" fn securestore_value_free(value: *mut u8, value_len: usize
 pub unsafe extern "C" fn securestore_string_free(text: *mut c_char) {
     if !text.is_null() {
         // SAFETY: the string was made by `CString::into_raw` and is given back once.
-        drop(unsafe { CString::from_raw(text) });
+        let string = unsafe { CString::from_raw(text) };
+        string.into_bytes_with_nul().zeroize();
     }
 }
 
 /// Starts the daemon inside this process, on its own thread, serving `socket` (its folder must be
 /// private, mode 0700) with data in `data_dir` and the master key in `key_file`. `backend` is
 /// `"sqlite"` (or null for it) or, on Apple platforms, `"apple"` (the Keychain). `max_value_bytes`
-/// of 0 keeps the default (64 KiB). Free with [`securestore_host_free`], which stops it.
+/// of 0 keeps the default (64 KiB). `policy` is `"open"` (or null for it: any unregistered project,
+/// registered ones with their token) or `"strict"` (only registered projects). Free with
+/// [`securestore_host_free`], which stops it.
 ///
 /// # Safety
-/// `socket`, `data_dir` and `key_file` are NUL-terminated strings; `backend` one or null;
-/// `host_out` writable; `error_out` writable or null.
+/// `socket`, `data_dir` and `key_file` are NUL-terminated strings; `backend` and `policy` one or
+/// null; `host_out` writable; `error_out` writable or null.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn securestore_host_start(
     socket: *const c_char,
@@ -352,6 +356,7 @@ pub unsafe extern "C" fn securestore_host_start(
     key_file: *const c_char,
     backend: *const c_char,
     max_value_bytes: u32,
+    policy: *const c_char,
     host_out: *mut *mut securestore_host,
     error_out: *mut *mut c_char,
 ) -> securestore_result {
@@ -370,7 +375,10 @@ pub unsafe extern "C" fn securestore_host_start(
             key_file: text("key_file", key_file)?.into(),
             backend,
             max_value_bytes: (max_value_bytes != 0).then_some(max_value_bytes),
-            policy: Policy::Open,
+            policy: optional_text("policy", policy)?
+                .unwrap_or("open")
+                .parse::<Policy>()
+                .map_err(BridgeError::invalid_argument)?,
         };
         let host = HostHandle::start(options, None)?;
         set_out(
@@ -412,6 +420,40 @@ pub unsafe extern "C" fn securestore_host_connect(
             client_out,
             Box::into_raw(Box::new(securestore_client { session })),
         );
+        Ok(())
+    })
+}
+
+/// Registers `project` with the host and returns its new access token in `*token_out` (shown this
+/// once; wipe and free it with [`securestore_string_free`]). From then on a connection to the project
+/// must present the token.
+///
+/// # Safety
+/// `host` is a live handle; `project` a NUL-terminated string; `token_out` writable; `error_out`
+/// writable or null.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn securestore_host_register_project(
+    host: *const securestore_host,
+    project: *const c_char,
+    token_out: *mut *mut c_char,
+    error_out: *mut *mut c_char,
+) -> securestore_result {
+    set_out(token_out, ptr::null_mut());
+    run(error_out, || {
+        if host.is_null() || token_out.is_null() {
+            return Err(BridgeError::invalid_argument("host or token_out is null"));
+        }
+        // SAFETY: not null; the caller passes a live handle from `securestore_host_start`.
+        let handle = unsafe { &*host };
+        let host = handle
+            .host
+            .as_ref()
+            .ok_or_else(|| BridgeError::new(ErrorCode::Unreachable, "the host has stopped"))?;
+        let token = host.register_project(text("project", project)?)?;
+        // A token is a short prefix and hex digits: it has no NUL.
+        let token = CString::new(token.expose_secret())
+            .map_err(|_| BridgeError::new(ErrorCode::Internal, "a token held a NUL"))?;
+        set_out(token_out, token.into_raw());
         Ok(())
     })
 }
