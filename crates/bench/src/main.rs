@@ -11,6 +11,7 @@ mod report;
 mod rng;
 mod scenarios;
 mod settings;
+mod transports;
 mod usage;
 
 use std::path::Path;
@@ -58,6 +59,9 @@ struct Stores {
 }
 
 async fn run(settings: Settings) -> anyhow::Result<()> {
+    if settings.transports_only {
+        return run_transports(&settings).await;
+    }
     let binary = daemon::binary()?;
     std::fs::create_dir_all(&settings.data)
         .with_context(|| format!("cannot create {}", settings.data.display()))?;
@@ -89,6 +93,13 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     eprintln!("baseline B, after: fdatasync, SQLite");
     let durability_after = durability(&settings).await?;
 
+    eprintln!("transports: socket, in-process, Java");
+    let transports = transports::measure(&settings).await?;
+    let ping_floor = ping
+        .iter()
+        .find(|(clients, _)| *clients == 1)
+        .map(|(_, s)| *s);
+
     report::print(&Results {
         machine: Machine::describe(&settings.data),
         settings,
@@ -100,7 +111,22 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         large,
         startup,
         stores: created,
-    })
+    })?;
+    transports::print(&transports, ping_floor.as_ref());
+    Ok(())
+}
+
+/// `--transports`: the transports rows beside the 1-client ping-pong floor, nothing else.
+async fn run_transports(settings: &Settings) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&settings.data)
+        .with_context(|| format!("cannot create {}", settings.data.display()))?;
+    let frames = baselines::get_frame_sizes()?;
+    let floor = baselines::ping_pong(frames, 1, settings).await?;
+    let rows = transports::measure(settings).await?;
+    println!("securestore-bench --transports");
+    println!("machine: {}", Machine::describe(&settings.data));
+    transports::print(&rows, Some(&floor));
+    Ok(())
 }
 
 /// Creates whichever stores earlier runs have not left behind.

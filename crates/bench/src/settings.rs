@@ -11,9 +11,10 @@ use crate::measure::Window;
 pub const USAGE: &str = "\
 securestore-bench: measure securestored against this machine's own limits
 
-usage: cargo run --release -p securestore-bench -- [--quick] [--data DIR]
+usage: cargo run --release -p securestore-bench -- [--quick] [--transports] [--data DIR]
 
-  --quick     shorter measurements and a 100,000-item large store instead of 1,000,000
+  --quick       shorter measurements and a 100,000-item large store instead of 1,000,000
+  --transports  only the transports rows (socket, in-process, Java) and the ping-pong floor
   --data DIR  where the reusable stores live [default: target/bench-data]
 
 Build the daemon first: cargo build --release --workspace";
@@ -23,6 +24,8 @@ Build the daemon first: cargo build --release --workspace";
 pub struct Settings {
     /// Whether `--quick` was given.
     pub quick: bool,
+    /// Whether `--transports` was given: only the transports rows and the ping-pong floor.
+    pub transports_only: bool,
     /// The bench data folder: reusable stores and the durability baselines' scratch files.
     pub data: PathBuf,
     /// Run but not recorded at the start of each measurement, so connections and caches are warm.
@@ -62,6 +65,7 @@ impl Settings {
     fn new(quick: bool, data: PathBuf) -> Self {
         Self {
             quick,
+            transports_only: false,
             data,
             warmup: Duration::from_millis(if quick { 100 } else { 300 }),
             length: Duration::from_millis(if quick { 500 } else { 2000 }),
@@ -79,10 +83,12 @@ impl Settings {
 /// An unknown flag or a missing `--data` folder.
 pub fn parse(mut args: impl Iterator<Item = String>) -> anyhow::Result<Parsed> {
     let mut quick = false;
+    let mut transports_only = false;
     let mut data = None;
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--quick" => quick = true,
+            "--transports" => transports_only = true,
             "--data" => data = Some(PathBuf::from(args.next().context("--data needs a folder")?)),
             "-h" | "--help" => return Ok(Parsed::Help),
             other => bail!("unknown argument {other:?}\n\n{USAGE}"),
@@ -92,7 +98,9 @@ pub fn parse(mut args: impl Iterator<Item = String>) -> anyhow::Result<Parsed> {
         Some(data) => data,
         None => default_data_dir()?,
     };
-    Ok(Parsed::Run(Settings::new(quick, data)))
+    let mut settings = Settings::new(quick, data);
+    settings.transports_only = transports_only;
+    Ok(Parsed::Run(settings))
 }
 
 /// `target/bench-data`: beside the profile folder this executable was built into.

@@ -21,6 +21,7 @@ use securestore_proto::{
     DeleteOptions, GetOptions, Item, Key, ProjectId, SecretString, SecureStoreClient, ServiceError,
     ServiceName, SetOptions,
 };
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::UnixStream;
 
 use crate::Error;
@@ -58,13 +59,25 @@ pub struct Client {
     current: Arc<Mutex<Connection>>,
     /// Held while a new connection is opened, so clones that lose the old one open just one.
     reopening: Arc<tokio::sync::Mutex<()>>,
-    socket: PathBuf,
+    /// How to open a new connection when the daemon closed an idle one.
+    redial: Redial,
     token: Option<SecretString>,
-    /// Kept to check the daemon again when a new connection is opened.
-    expected_daemon_uid: Option<u32>,
     project: ProjectId,
     max_value_bytes: u32,
     timeout: Duration,
+}
+
+/// Where a [`Client`] opens its next connection.
+#[derive(Debug, Clone)]
+enum Redial {
+    /// The socket, checking the daemon's uid again (`expected_daemon_uid`, or ours or root).
+    Socket {
+        path: PathBuf,
+        expected_daemon_uid: Option<u32>,
+    },
+    /// Nowhere: an in-process stream cannot be opened again by the client. (The daemon never
+    /// closes in-process connections to make room, so it never needs to be.)
+    Never,
 }
 
 /// One open connection.
@@ -112,6 +125,46 @@ impl Client {
             .map_err(|_| Error::TimedOut)?
     }
 
+    /// Binds an already-connected `stream` to `project`, with the same handshake as
+    /// [`Client::connect_with`]. This is how a process that hosts the daemon reaches it without a
+    /// socket (`securestore_daemon::Host::open_stream`).
+    ///
+    /// There is no peer-credential check of the daemon here, unlike a socket connection: an
+    /// in-process pipe has no credentials to read, and its other end is this very process. Pass only
+    /// streams whose other end you trust to be the daemon.
+    ///
+    /// # Errors
+    /// As [`Client::connect`], except [`Error::Unreachable`].
+    pub async fn connect_stream<S>(
+        stream: S,
+        project: &str,
+        options: ConnectOptions,
+    ) -> Result<Self, Error>
+    where
+        S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    {
+        let project = ProjectId::parse(project)?;
+        let timeout = options.timeout;
+        let bind = async move {
+            let hello = Hello::project(project.as_str(), options.token.clone());
+            let (reply, frames) = exchange(handshake::frames(stream), &hello).await?;
+            // Nothing on a pipe can say goodbye: the daemon never closes it to make room.
+            let (connection, max_value_bytes) = Self::bound(reply, frames, Arc::default())?;
+            Ok(Self {
+                current: Arc::new(Mutex::new(connection)),
+                reopening: Arc::default(),
+                redial: Redial::Never,
+                token: options.token,
+                project,
+                max_value_bytes,
+                timeout: options.timeout,
+            })
+        };
+        tokio::time::timeout(timeout, bind)
+            .await
+            .map_err(|_| Error::TimedOut)?
+    }
+
     async fn open(
         socket: &Path,
         project: ProjectId,
@@ -127,9 +180,11 @@ impl Client {
         Ok(Self {
             current: Arc::new(Mutex::new(connection)),
             reopening: Arc::default(),
-            socket: socket.to_owned(),
+            redial: Redial::Socket {
+                path: socket.to_owned(),
+                expected_daemon_uid: options.expected_daemon_uid,
+            },
             token: options.token,
-            expected_daemon_uid: options.expected_daemon_uid,
             project,
             max_value_bytes,
             timeout: options.timeout,
@@ -145,6 +200,19 @@ impl Client {
     ) -> Result<(Connection, u32), Error> {
         let hello = Hello::project(project.as_str(), token);
         let (reply, frames) = greet(socket, &hello, expected_daemon_uid).await?;
+        let said_goodbye = frames.get_ref().said_goodbye();
+        Self::bound(reply, frames, said_goodbye)
+    }
+
+    /// Turns the daemon's reply to a project hello on `frames` into a connection.
+    fn bound<S>(
+        reply: HelloReply,
+        frames: Frames<S>,
+        said_goodbye: Arc<AtomicBool>,
+    ) -> Result<(Connection, u32), Error>
+    where
+        S: AsyncRead + AsyncWrite + Send + 'static,
+    {
         let accepted = match reply {
             HelloReply::Accepted(accepted) => accepted,
             HelloReply::Rejected(refusal) => return Err(Error::Service(refusal)),
@@ -160,7 +228,6 @@ impl Client {
                 accepted.protocol_version
             )));
         }
-        let said_goodbye = frames.get_ref().said_goodbye();
         let transport = handshake::client_transport(frames, accepted);
         let rpc = SecureStoreClient::new(tarpc::client::Config::default(), transport).spawn();
         Ok((Connection { rpc, said_goodbye }, accepted.max_value_bytes))
@@ -180,11 +247,18 @@ impl Client {
         if !Arc::ptr_eq(&current.said_goodbye, &closed.said_goodbye) {
             return Ok(current);
         }
+        let Redial::Socket {
+            path,
+            expected_daemon_uid,
+        } = &self.redial
+        else {
+            return Err(Error::Disconnected(None));
+        };
         let dial = Self::dial(
-            &self.socket,
+            path,
             &self.project,
             self.token.clone(),
-            self.expected_daemon_uid,
+            *expected_daemon_uid,
         );
         let (connection, _) = tokio::time::timeout(self.timeout, dial)
             .await
@@ -363,6 +437,17 @@ fn check_daemon(stream: &UnixStream, socket: &Path, expected: Option<u32>) -> Re
             expected,
         })
     }
+}
+
+/// Sends `hello` on fresh `frames` and returns the daemon's reply with the open frames.
+async fn exchange<S>(mut frames: Frames<S>, hello: &Hello) -> Result<(HelloReply, Frames<S>), Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let lost = |err: std::io::Error| Error::Disconnected(Some(Box::new(err)));
+    handshake::send(&mut frames, hello).await.map_err(lost)?;
+    let reply = handshake::recv(&mut frames).await.map_err(lost)?;
+    Ok((reply, frames))
 }
 
 /// The client's own check of the daemon's name rules, so a bad name never costs a round trip.

@@ -1,8 +1,10 @@
 //! Choosing and opening the storage backend: the one place the daemon names a backend.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use anyhow::{Context as _, bail};
+#[cfg(feature = "android")]
+use anyhow::Context as _;
+use anyhow::bail;
 use securestore_backends::Backend;
 use securestore_backends::sqlite::{SqliteBackend, SqliteConfig};
 
@@ -65,19 +67,37 @@ pub fn open(kind: BackendKind, paths: &BackendPaths) -> anyhow::Result<Box<dyn B
 
 #[cfg(feature = "android-jvm")]
 fn open_android(paths: &BackendPaths) -> anyhow::Result<Box<dyn Backend>> {
-    use securestore_backends::android::{
-        AndroidConfig, AndroidKeystoreBackend, KeystoreKind, PKCS12_FILE, desktop_jvm,
+    let vm = securestore_backends::android::desktop_jvm(None)
+        .context("cannot start a JVM for the Android backend")?;
+    open_android_on(vm, paths)
+}
+
+/// Opens the Android backend with its keys reached through `vm`, a JVM this process already runs
+/// (an app hosting the daemon, or a desktop JVM that loaded the Java bindings): never a second JVM.
+/// On Android the keys live in `AndroidKeyStore`; elsewhere in a PKCS12 file in the data folder,
+/// with its password beside the key file, exactly as `--backend android` keeps them.
+///
+/// # Errors
+/// As [`open`].
+#[cfg(feature = "android")]
+pub fn open_android_on(
+    vm: securestore_backends::android::JavaVM,
+    paths: &BackendPaths,
+) -> anyhow::Result<Box<dyn Backend>> {
+    use securestore_backends::android::{AndroidConfig, AndroidKeystoreBackend, KeystoreKind};
+    let keystore = if cfg!(target_os = "android") {
+        KeystoreKind::AndroidKeyStore
+    } else {
+        let file = paths
+            .data_dir
+            .join(securestore_backends::android::PKCS12_FILE);
+        let password_file = paths.key_file.with_file_name("keystore.password");
+        let password = desktop_password(&password_file, !file.exists())?;
+        KeystoreKind::Pkcs12 { file, password }
     };
-    let password_file = paths.key_file.with_file_name("keystore.password");
-    let keystore = paths.data_dir.join(PKCS12_FILE);
-    let password = desktop_password(&password_file, !keystore.exists())?;
-    let vm = desktop_jvm(None).context("cannot start a JVM for the Android backend")?;
     let config = AndroidConfig {
         data_dir: paths.data_dir.clone(),
-        keystore: KeystoreKind::Pkcs12 {
-            file: keystore,
-            password,
-        },
+        keystore,
     };
     Ok(Box::new(AndroidKeystoreBackend::open(vm, &config)?))
 }
@@ -105,9 +125,9 @@ fn open_apple() -> anyhow::Result<Box<dyn Backend>> {
 
 /// The desktop keystore's password: read from `path`, or made (random, 0600) when the keystore is
 /// new. A missing password for an existing keystore is an error, never a fresh password.
-#[cfg(feature = "android-jvm")]
+#[cfg(feature = "android")]
 fn desktop_password(
-    path: &Path,
+    path: &std::path::Path,
     may_create: bool,
 ) -> anyhow::Result<securestore_backends::SecretString> {
     use securestore_backends::paths;
@@ -117,7 +137,7 @@ fn desktop_password(
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+        .unwrap_or(std::path::Path::new("."));
     paths::ensure_owned_dir(dir)?;
     // Checked as the key file is: a regular file of ours, 0600, read without following links.
     match paths::read_private_file(path, 4096)? {

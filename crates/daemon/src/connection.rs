@@ -12,6 +12,7 @@ use securestore_proto::handshake::{
 };
 use securestore_proto::tarpc::server::{self as rpc, Channel};
 use securestore_proto::{ProjectId, SecretString, SecureStore, ServiceError};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::UnixStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -23,7 +24,7 @@ use crate::order::Ticketer;
 use crate::registry::TokenHash;
 use crate::slots::{Slot, Slots};
 use crate::store::{StoreHandle, Unsettled};
-use crate::watch::FrameWatch;
+use crate::watch::{FrameWatch, Socket};
 
 /// After shutdown, how long a connection keeps flushing answers of requests that just finished.
 const FLUSH_AFTER_DRAIN: Duration = Duration::from_millis(100);
@@ -56,10 +57,27 @@ pub(crate) async fn serve(stream: UnixStream, shared: Arc<Shared>) {
         peer_uid = peer.uid(),
         peer_pid = peer.pid().unwrap_or(0)
     );
-    tracing::Instrument::instrument(serve_peer(stream, peer.uid(), shared), span).await;
+    tracing::Instrument::instrument(serve_peer(stream, peer.uid(), Origin::Socket, shared), span)
+        .await;
 }
 
-async fn serve_peer(stream: UnixStream, peer_uid: u32, shared: Arc<Shared>) {
+/// Where a peer came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Origin {
+    /// The socket: it may be closed while idle to make room for a newcomer (it reconnects).
+    Socket,
+    /// This process, through [`crate::Host`]: never closed to make room, as its client cannot
+    /// open a new pipe by itself; it counts against the cap all the same.
+    InProcess,
+}
+
+/// Serves one peer whose uid is already known: a socket peer (uid from the kernel) or an in-process
+/// peer of [`crate::Host`] (the daemon's own uid: it is this process). Everything after the uid —
+/// handshake, binding, tokens, limits — is the same for both.
+pub(crate) async fn serve_peer<S>(stream: S, peer_uid: u32, origin: Origin, shared: Arc<Shared>)
+where
+    S: AsyncRead + AsyncWrite + Socket + Unpin + Send + 'static,
+{
     // The handshake is not paid for: its frames are small (4 KiB) and one per connection, and a
     // newcomer must not wait behind the requests in flight only to say hello.
     let watched = FrameWatch::new(stream, None);
@@ -159,7 +177,8 @@ async fn serve_peer(stream: UnixStream, peer_uid: u32, shared: Arc<Shared>) {
     // Cancelled when a request of this connection panics: only this connection is closed.
     let broken = CancellationToken::new();
     let in_flight = TaskTracker::new();
-    let slot = shared.slots.enter(stall.clone(), in_flight.clone());
+    let slot =
+        (origin == Origin::Socket).then(|| shared.slots.enter(stall.clone(), in_flight.clone()));
     // Turns are taken here, as requests are received, so they reach storage in that order.
     let mut ticketer = Ticketer::default();
     let serve = requests.for_each(|request| {
@@ -187,7 +206,7 @@ async fn serve_peer(stream: UnixStream, peer_uid: u32, shared: Arc<Shared>) {
             tracing::debug!("a frame stayed incomplete too long; closing");
         }
         () = broken.cancelled() => {}
-        () = idle_when_asked(&slot, &stall, &in_flight) => {
+        () = idle_when_asked(slot.as_ref(), &stall, &in_flight) => {
             // Reads have stopped: let tarpc write the last answers and end; only then may the
             // goodbye go out (as the socket is dropped), since it tells the peer nothing unanswered
             // ran. A peer that does not take its answers gets no goodbye.
@@ -216,7 +235,15 @@ async fn serve_peer(stream: UnixStream, peer_uid: u32, shared: Arc<Shared>) {
 /// Completes once the accept loop has asked this connection to make room and it is idle: nothing
 /// half-read or waiting to be decoded, no request under way. It then stops reading, so a request the
 /// peer sends from now on is never run; the goodbye tells the peer so.
-async fn idle_when_asked(slot: &Slot, stall: &crate::watch::Stall, in_flight: &TaskTracker) {
+async fn idle_when_asked(
+    slot: Option<&Slot>,
+    stall: &crate::watch::Stall,
+    in_flight: &TaskTracker,
+) {
+    let Some(slot) = slot else {
+        // Not in the table: never asked.
+        return std::future::pending().await;
+    };
     loop {
         slot.asked().await;
         // Checked in the same turn that stops the reads: the connection's task cannot read between.
@@ -229,7 +256,10 @@ async fn idle_when_asked(slot: &Slot, stall: &crate::watch::Stall, in_flight: &T
 }
 
 /// Answers a refusal and lets the connection close.
-async fn refuse(frames: &mut Frames<FrameWatch<UnixStream>>, refusal: ServiceError) {
+async fn refuse<S: AsyncRead + AsyncWrite + Socket + Unpin>(
+    frames: &mut Frames<FrameWatch<S>>,
+    refusal: ServiceError,
+) {
     tracing::warn!(%refusal, "connection refused");
     let _ = handshake::send(frames, &HelloReply::Rejected(refusal)).await;
 }
@@ -265,8 +295,8 @@ pub(crate) fn bind(
 }
 
 /// Runs one registry request and sends its answer; the connection closes afterwards.
-async fn answer_admin(
-    frames: &mut Frames<FrameWatch<UnixStream>>,
+async fn answer_admin<S: AsyncRead + AsyncWrite + Socket + Unpin>(
+    frames: &mut Frames<FrameWatch<S>>,
     request: AdminRequest,
     shared: &Shared,
 ) {

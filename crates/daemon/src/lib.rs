@@ -30,6 +30,7 @@ mod error;
 pub mod fuzzing;
 mod handler;
 mod harden;
+mod host;
 pub mod lock;
 mod open_files;
 mod order;
@@ -43,6 +44,7 @@ mod watch;
 
 pub use config::Config;
 pub use harden::harden_process;
+pub use host::{Host, HostConfig};
 pub use open_files::ensure_open_file_limit;
 pub use registry::{MAX_REGISTRY_BYTES, Policy, REGISTRY_FILE, Registry};
 pub use server::run;

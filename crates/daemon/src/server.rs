@@ -6,14 +6,15 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use securestore_backends::Backend;
-use tokio::net::UnixListener;
-use tokio::sync::Semaphore;
+use tokio::io::DuplexStream;
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::Config;
 use crate::budget::Budget;
-use crate::connection::{self, Shared};
+use crate::connection::{self, Origin, Shared};
 use crate::slots::Slots;
 use crate::store;
 
@@ -32,6 +33,26 @@ const ASK_AGAIN: std::time::Duration = std::time::Duration::from_millis(100);
 /// an error here: it is logged and closed.
 pub async fn run(
     listener: UnixListener,
+    backend: Box<dyn Backend>,
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    serve(listener, None, backend, config, shutdown).await
+}
+
+/// A peer waiting for a connection slot.
+enum Peer {
+    /// A client on the socket; its uid comes from the kernel.
+    Socket(UnixStream),
+    /// A client in this process (see [`crate::Host`]).
+    InProcess(DuplexStream),
+}
+
+/// As [`run`], also serving the in-process peers that arrive on `in_process` (see [`crate::Host`]).
+/// They share the socket peers' connection cap and go through the same connection code.
+pub(crate) async fn serve(
+    listener: UnixListener,
+    mut in_process: Option<mpsc::Receiver<DuplexStream>>,
     backend: Box<dyn Backend>,
     config: Config,
     shutdown: impl Future<Output = ()>,
@@ -68,9 +89,9 @@ pub async fn run(
         // clients beyond it queue in the kernel's backlog, not in the daemon's memory) and make room
         // for it: an idle connection must not lock out a client that has something to do.
         let free = limit.clone().try_acquire_owned().ok();
-        let stream = tokio::select! {
+        let peer = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok((stream, _)) => Peer::Socket(stream),
                 Err(err) => {
                     // Typically EMFILE: back off briefly rather than spin.
                     tracing::warn!(%err, "accept failed");
@@ -78,6 +99,7 @@ pub async fn run(
                     continue;
                 }
             },
+            Some(peer) = next_in_process(&mut in_process) => Peer::InProcess(peer),
             () = &mut shutdown => break,
         };
         let permit = match free {
@@ -104,7 +126,14 @@ pub async fn run(
         };
         let shared = shared.clone();
         connections.spawn(async move {
-            connection::serve(stream, shared).await;
+            match peer {
+                Peer::Socket(stream) => connection::serve(stream, shared).await,
+                Peer::InProcess(stream) => {
+                    // The peer is this process, so its uid is the daemon's own.
+                    let uid = shared.uid;
+                    connection::serve_peer(stream, uid, Origin::InProcess, shared).await;
+                }
+            }
             drop(permit);
         });
     }
@@ -140,4 +169,14 @@ pub async fn run(
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The next in-process peer; never completes when there is no channel.
+async fn next_in_process(
+    in_process: &mut Option<mpsc::Receiver<DuplexStream>>,
+) -> Option<DuplexStream> {
+    match in_process {
+        Some(receiver) => receiver.recv().await,
+        None => std::future::pending().await,
+    }
 }

@@ -129,6 +129,16 @@ impl Socket for UnixStream {
     }
 }
 
+/// An in-process pipe is never closed to make room, so it never says goodbye.
+impl Socket for tokio::io::DuplexStream {
+    fn write_now(&self, _: &[u8]) -> io::Result<usize> {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "no goodbye on an in-process pipe",
+        ))
+    }
+}
+
 #[cfg(test)]
 impl Socket for () {
     fn write_now(&self, bytes: &[u8]) -> io::Result<usize> {

@@ -1,0 +1,54 @@
+package dev.securestore;
+
+/**
+ * Every native method of the bindings, in one class, so the library is loaded once and the JNI
+ * surface is in one place (the Rust side is {@code crates/jni/src/lib.rs}). Not for callers: use
+ * {@link SecureStore} and {@link SecureStoreHost}.
+ *
+ * <p>The library is {@code libsecurestore_jni.so}, found on {@code java.library.path} (an Android
+ * app ships it in its APK's {@code lib/<abi>/}); the system property {@code securestore.library}
+ * names an exact file instead.
+ *
+ * <p>Handles are opaque {@code long}s; each has exactly one destroy function. Failures arrive as
+ * {@link SecureStoreException}s thrown from the native side.
+ */
+final class Native {
+    static {
+        String path = System.getProperty("securestore.library");
+        if (path != null && !path.isEmpty()) {
+            System.load(path);
+        } else {
+            System.loadLibrary("securestore_jni");
+        }
+    }
+
+    private Native() {}
+
+    /** Forces the library to load (and fail early, with the JVM's own error, if it cannot). */
+    static void ensureLoaded() {}
+
+    static native long sessionConnect(String socketPath, String project, String token, long timeoutMillis);
+
+    static native long sessionConnectInProcess(long host, String project, String token, long timeoutMillis);
+
+    static native String sessionGet(long session, String key, String service);
+
+    static native byte[] sessionGetBytes(long session, String key, String service);
+
+    static native void sessionSet(long session, String key, String value, String service, int accessible);
+
+    static native void sessionSetBytes(long session, String key, byte[] utf8Value, String service, int accessible);
+
+    static native void sessionDelete(long session, String key, String service);
+
+    static native int sessionMaxValueBytes(long session);
+
+    static native void sessionDestroy(long session);
+
+    static native long hostStart(
+            String socketPath, String dataDir, String keyFile, String backend, int maxValueBytes, String policy);
+
+    static native String hostRegisterProject(long host, String project);
+
+    static native void hostStop(long host);
+}

@@ -1,0 +1,207 @@
+package dev.securestore;
+
+import java.nio.charset.StandardCharsets;
+import java.util.Objects;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.Executor;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.atomic.AtomicInteger;
+import java.util.function.Supplier;
+
+/**
+ * A connection to the securestore daemon, bound to one project: Expo SecureStore's
+ * {@code getItem}, {@code setItem} and {@code deleteItem}.
+ *
+ * <p>Thread-safe: one instance may be used from many threads at once; the calls share the
+ * connection. The plain methods block until the daemon answers (a write returns once it is
+ * durable), so on Android call them off the main thread, or use the {@code ...Async} forms, which
+ * run on a small pool of daemon threads (or on an {@link Executor} you pass).
+ *
+ * <p>Values cross JNI as Java {@link String}s, which cannot be wiped and stay in the heap until the
+ * garbage collector reuses their memory. {@link #getItemBytes} and {@link #setItemBytes} take and
+ * return UTF-8 {@code byte[]}s instead, which the caller can overwrite with zeros when done.
+ */
+public final class SecureStore implements AutoCloseable {
+    private static final ExecutorService IO = Executors.newCachedThreadPool(new DaemonThreads());
+
+    private final NativeHandle handle;
+    private final String project;
+
+    SecureStore(long handle, String project) {
+        this.handle = new NativeHandle(handle, "SecureStore");
+        this.project = project;
+    }
+
+    /**
+     * Connects to the daemon at {@code socketPath} and binds the connection to {@code project}.
+     *
+     * @throws SecureStoreException.InvalidProject for a bad project id
+     * @throws SecureStoreException.Unreachable when no daemon answers at the socket
+     * @throws SecureStoreException.Refused when the project is registered (a token is needed) or
+     *     the daemon does not serve this caller
+     */
+    public static SecureStore connect(String socketPath, String project) {
+        return connect(socketPath, project, null);
+    }
+
+    /** As {@link #connect(String, String)}, presenting the project's access token. */
+    public static SecureStore connect(String socketPath, String project, String token) {
+        return connect(socketPath, project, token, 0);
+    }
+
+    /**
+     * As {@link #connect(String, String, String)}, with the longest wait for connecting and for
+     * each call ({@code 0} keeps the default, 10 s).
+     */
+    public static SecureStore connect(String socketPath, String project, String token, long timeoutMillis) {
+        Native.ensureLoaded();
+        long handle = Native.sessionConnect(socketPath, project, token, timeoutMillis);
+        return new SecureStore(handle, project);
+    }
+
+    /** The project this connection is bound to. */
+    public String project() {
+        return project;
+    }
+
+    /** The daemon's value limit in bytes (UTF-8), as announced when connecting. */
+    public int maxValueBytes() {
+        return handle.use(Native::sessionMaxValueBytes);
+    }
+
+    /** {@code getItem} in the default service: the value, or {@code null} when there is none. */
+    public String getItem(String key) {
+        return getItem(key, SecureStoreOptions.DEFAULT);
+    }
+
+    /**
+     * {@code getItem}: the value under {@code key} in {@code options.keychainService()}, or
+     * {@code null} when there is none.
+     *
+     * @throws SecureStoreException.InvalidKey for a key Expo would refuse (Expo's message)
+     * @throws SecureStoreException.InvalidService for a bad service name
+     */
+    public String getItem(String key, SecureStoreOptions options) {
+        Objects.requireNonNull(options, "options");
+        return handle.use(h -> Native.sessionGet(h, key, options.keychainService()));
+    }
+
+    /** {@code getItem}, returning the value's UTF-8 bytes, which the caller can wipe; {@code null} when absent. */
+    public byte[] getItemBytes(String key, SecureStoreOptions options) {
+        Objects.requireNonNull(options, "options");
+        return handle.use(h -> Native.sessionGetBytes(h, key, options.keychainService()));
+    }
+
+    /** {@code setItem} in the default service, {@link KeychainAccessible#WHEN_UNLOCKED}. */
+    public void setItem(String key, String value) {
+        setItem(key, value, SecureStoreOptions.DEFAULT);
+    }
+
+    /**
+     * {@code setItem}: stores {@code value}; returns once the daemon has made it durable.
+     *
+     * @throws SecureStoreException.ValueTooLarge when the value's UTF-8 form is over
+     *     {@link #maxValueBytes()}
+     */
+    public void setItem(String key, String value, SecureStoreOptions options) {
+        Objects.requireNonNull(options, "options");
+        handle.use(h -> {
+            Native.sessionSet(h, key, value, options.keychainService(), options.keychainAccessible().value());
+            return null;
+        });
+    }
+
+    /** {@code setItem} with the value as UTF-8 bytes; the caller may wipe the array afterwards. */
+    public void setItemBytes(String key, byte[] utf8Value, SecureStoreOptions options) {
+        Objects.requireNonNull(options, "options");
+        handle.use(h -> {
+            Native.sessionSetBytes(
+                    h, key, utf8Value, options.keychainService(), options.keychainAccessible().value());
+            return null;
+        });
+    }
+
+    /** {@code deleteItem} in the default service. */
+    public void deleteItem(String key) {
+        deleteItem(key, SecureStoreOptions.DEFAULT);
+    }
+
+    /** {@code deleteItem}: removes the item; removing a missing item succeeds. */
+    public void deleteItem(String key, SecureStoreOptions options) {
+        Objects.requireNonNull(options, "options");
+        handle.use(h -> {
+            Native.sessionDelete(h, key, options.keychainService());
+            return null;
+        });
+    }
+
+    /** {@code getItemAsync}, on the bindings' own threads. */
+    public CompletableFuture<String> getItemAsync(String key, SecureStoreOptions options) {
+        return getItemAsync(key, options, IO);
+    }
+
+    /** {@code getItemAsync}, on {@code executor}. */
+    public CompletableFuture<String> getItemAsync(String key, SecureStoreOptions options, Executor executor) {
+        return async(() -> getItem(key, options), executor);
+    }
+
+    /** {@code setItemAsync}, on the bindings' own threads. */
+    public CompletableFuture<Void> setItemAsync(String key, String value, SecureStoreOptions options) {
+        return setItemAsync(key, value, options, IO);
+    }
+
+    /** {@code setItemAsync}, on {@code executor}. */
+    public CompletableFuture<Void> setItemAsync(
+            String key, String value, SecureStoreOptions options, Executor executor) {
+        return async(() -> {
+            setItem(key, value, options);
+            return null;
+        }, executor);
+    }
+
+    /** {@code deleteItemAsync}, on the bindings' own threads. */
+    public CompletableFuture<Void> deleteItemAsync(String key, SecureStoreOptions options) {
+        return deleteItemAsync(key, options, IO);
+    }
+
+    /** {@code deleteItemAsync}, on {@code executor}. */
+    public CompletableFuture<Void> deleteItemAsync(String key, SecureStoreOptions options, Executor executor) {
+        return async(() -> {
+            deleteItem(key, options);
+            return null;
+        }, executor);
+    }
+
+    private static <T> CompletableFuture<T> async(Supplier<T> call, Executor executor) {
+        return CompletableFuture.supplyAsync(call, executor);
+    }
+
+    /** Whether {@link #close()} has not been called yet. */
+    public boolean isOpen() {
+        return handle.isOpen();
+    }
+
+    /** Closes the connection, after calls under way return. Later calls throw {@link IllegalStateException}. */
+    @Override
+    public void close() {
+        handle.destroy(Native::sessionDestroy);
+    }
+
+    /** Daemon threads, so pending async calls never keep the JVM alive. */
+    private static final class DaemonThreads implements java.util.concurrent.ThreadFactory {
+        private final AtomicInteger count = new AtomicInteger();
+
+        @Override
+        public Thread newThread(Runnable task) {
+            Thread thread = new Thread(task, "securestore-io-" + count.incrementAndGet());
+            thread.setDaemon(true);
+            return thread;
+        }
+    }
+
+    /** UTF-8 bytes of {@code text}, for callers building a value for {@link #setItemBytes}. */
+    public static byte[] utf8(String text) {
+        return text.getBytes(StandardCharsets.UTF_8);
+    }
+}

@@ -1,0 +1,212 @@
+//! The transports side by side, on one daemon hosted in this process (`securestore_daemon::Host`):
+//! get and set from one client over the Unix socket, over the in-process pipe, and a get from a
+//! Java client (another process, through JNI and the socket) when the Java bindings are built.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use securestore_backends::sqlite::{SqliteBackend, SqliteConfig};
+use securestore_client::{Client, ConnectOptions, GetOptions, SetOptions};
+use securestore_daemon::backend::BackendPaths;
+use securestore_daemon::{Config, Host, HostConfig};
+
+use crate::fixtures::{self, ValueSize};
+use crate::measure::{Recorder, Stats};
+use crate::settings::Settings;
+
+/// Items written before measuring, read and overwritten at random.
+const ITEMS: u64 = 1000;
+const PROJECT: &str = "@bench/transports";
+
+/// One measured row: a label and its figures, or why it was not measured.
+pub struct Row {
+    /// What was measured.
+    pub label: String,
+    /// The figures, or the reason there are none.
+    pub stats: Result<Stats, String>,
+}
+
+/// Runs every transport's get and set with one client, on a store of [`ITEMS`] 100 B items.
+///
+/// # Errors
+/// When the host cannot start or a client call fails.
+pub async fn measure(settings: &Settings) -> anyhow::Result<Vec<Row>> {
+    let dir = tempfile::Builder::new()
+        .prefix("transports")
+        .tempdir_in(&settings.data)
+        .context("cannot create the transports bench folder")?;
+    let socket = dir.path().join("run/s.sock");
+    let host = Host::start(
+        HostConfig {
+            socket: socket.clone(),
+            paths: BackendPaths {
+                data_dir: dir.path().join("data"),
+                key_file: dir.path().join("state/master.key"),
+            },
+            config: Config::default(),
+        },
+        |paths: &BackendPaths| {
+            Ok(Box::new(SqliteBackend::open(&SqliteConfig {
+                data_dir: paths.data_dir.clone(),
+                key_file: paths.key_file.clone(),
+            })?) as Box<dyn securestore_backends::Backend>)
+        },
+    )?;
+    let over_socket = Client::connect(&socket, PROJECT).await?;
+    for i in 0..ITEMS {
+        over_socket
+            .set_item(
+                &fixtures::key(i),
+                fixtures::value(ValueSize::Small, i),
+                SetOptions::default(),
+            )
+            .await?;
+    }
+    let in_process = Client::connect_stream(
+        host.open_stream().await?,
+        PROJECT,
+        ConnectOptions::default(),
+    )
+    .await?;
+
+    let mut rows = Vec::new();
+    for (name, client) in [("socket", &over_socket), ("in-process", &in_process)] {
+        rows.push(Row {
+            label: format!("get 100 B, 1 client, {name}"),
+            stats: Ok(run(client, false, settings).await?),
+        });
+        rows.push(Row {
+            label: format!("set 100 B, 1 client, {name}"),
+            stats: Ok(run(client, true, settings).await?),
+        });
+    }
+    rows.push(Row {
+        label: "get 100 B, 1 client, Java (JNI + socket)".to_owned(),
+        stats: java_get(&socket, settings).await,
+    });
+    drop((over_socket, in_process));
+    tokio::task::spawn_blocking(move || host.stop())
+        .await
+        .context("the host's stop panicked")??;
+    Ok(rows)
+}
+
+async fn run(client: &Client, write: bool, settings: &Settings) -> anyhow::Result<Stats> {
+    let window = settings.window();
+    let mut recorder = Recorder::new(window);
+    let mut i = 0u64;
+    while recorder.running() {
+        let n = i % ITEMS;
+        i += 1;
+        let began = Instant::now();
+        if write {
+            client
+                .set_item(
+                    &fixtures::key(n),
+                    fixtures::value(ValueSize::Small, i),
+                    SetOptions::default(),
+                )
+                .await?;
+        } else {
+            let found = client
+                .get_item(&fixtures::key(n), GetOptions::default())
+                .await?;
+            if found.is_none() {
+                bail!("item {n} is missing");
+            }
+        }
+        recorder.record(began);
+    }
+    Stats::from_samples(recorder.into_samples(), window)
+}
+
+/// A Java process (`dev.securestore.BenchMain`, built by `bindings/java/run-tests.sh`) getting one
+/// item in a loop through the JNI library and the socket; it prints `p50_ns p99_ns ops_per_sec`.
+async fn java_get(socket: &Path, settings: &Settings) -> Result<Stats, String> {
+    let target = target_dir().map_err(|e| format!("{e:#}"))?;
+    let classes = [
+        target.join("java/classes"),
+        target.join("java/test-classes"),
+    ];
+    if !classes[1].join("dev/securestore/BenchMain.class").exists() {
+        return Err("not measured: run bindings/java/run-tests.sh first".to_owned());
+    }
+    let library = ["release", "debug"]
+        .iter()
+        .map(|profile| target.join(profile).join("libsecurestore_jni.so"))
+        .find(|path| path.exists())
+        .ok_or("not measured: build the JNI library (cargo build --release -p securestore-jni)")?;
+    let java_home = std::env::var("JAVA_HOME")
+        .unwrap_or_else(|_| "/usr/lib/jvm/java-17-openjdk-amd64".to_owned());
+    let classpath = format!("{}:{}", classes[0].display(), classes[1].display());
+    let mut command = Command::new(Path::new(&java_home).join("bin/java"));
+    command
+        .arg(format!("-Dsecurestore.library={}", library.display()))
+        .args(["-cp", &classpath, "dev.securestore.BenchMain"])
+        .arg(socket)
+        .arg(PROJECT)
+        .arg(fixtures::key(0))
+        .arg(settings.warmup.as_millis().to_string())
+        .arg(settings.length.as_millis().to_string());
+    let output = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("cannot run java: {e}"))?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    let figures: Vec<f64> = text
+        .split_whitespace()
+        .filter_map(|word| word.parse().ok())
+        .collect();
+    match (output.status.success(), figures.as_slice()) {
+        (true, [p50, p99, ops]) => Ok(Stats {
+            p50: Duration::from_nanos(*p50 as u64),
+            p99: Duration::from_nanos(*p99 as u64),
+            ops_per_sec: *ops,
+        }),
+        _ => Err(format!(
+            "the Java bench failed: {} {}",
+            text.trim(),
+            String::from_utf8_lossy(&output.stderr).trim()
+        )),
+    }
+}
+
+/// `target/`, from this executable's `target/<profile>/` folder.
+fn target_dir() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe().context("cannot find the bench's own executable")?;
+    exe.parent()
+        .and_then(Path::parent)
+        .map(Path::to_owned)
+        .context("the bench executable is not in a target/<profile> folder")
+}
+
+/// Prints the rows under their own heading, beside the socket ping-pong floor measured earlier.
+pub fn print(rows: &[Row], ping_floor: Option<&Stats>) {
+    println!();
+    println!("transports: one daemon hosted in the bench process, one client, 1,000 items");
+    println!(
+        "{:<48} {:>11} {:>11} {:>10}",
+        "measurement", "p50", "p99", "ops/s"
+    );
+    if let Some(floor) = ping_floor {
+        line("A  socket ping-pong floor, 1 client", floor);
+    }
+    for row in rows {
+        match &row.stats {
+            Ok(stats) => line(&row.label, stats),
+            Err(reason) => println!("{:<48} {reason}", row.label),
+        }
+    }
+}
+
+fn line(label: &str, stats: &Stats) {
+    println!(
+        "{:<48} {:>8.1} µs {:>8.1} µs {:>10.0}",
+        label,
+        stats.p50.as_secs_f64() * 1e6,
+        stats.p99.as_secs_f64() * 1e6,
+        stats.ops_per_sec
+    );
+}

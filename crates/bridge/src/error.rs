@@ -1,0 +1,152 @@
+//! [`ErrorCode`] and [`BridgeError`]: every failure a binding can report, as a stable number.
+
+use securestore_client::Error;
+use securestore_proto::ServiceError;
+
+/// Why a binding call failed. The numbers are part of every binding's ABI (the C header, Java's
+/// `SecureStoreException.Code`): only ever add, never renumber.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(i32)]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// Success (only the C ABI returns it).
+    Ok = 0,
+    /// The key is empty, too long, or holds a character Expo does not allow.
+    InvalidKey = 1,
+    /// The `keychainService` is empty, too long, or holds a control character.
+    InvalidService = 2,
+    /// The project id is empty, too long, or holds a character outside `A-Za-z0-9 . _ - @ /`.
+    InvalidProject = 3,
+    /// The value is larger than the daemon's limit (the message names it).
+    ValueTooLarge = 4,
+    /// The daemon will not serve this caller or project (wrong or missing token, strict policy,
+    /// another uid, a different protocol, too many requests at once).
+    Refused = 5,
+    /// No daemon answers, or the connection to it was lost.
+    Unreachable = 6,
+    /// No answer in time; a write may or may not have been applied.
+    TimedOut = 7,
+    /// The store failed: full, damaged, or a value that does not decrypt.
+    Storage = 8,
+    /// An argument the binding itself rejects: a null pointer, text that is not UTF-8, an unknown
+    /// option value.
+    InvalidArgument = 9,
+    /// The daemon could not be started in this process (socket or data folder in use, bad path, the
+    /// store would not open).
+    HostFailed = 10,
+    /// A bug: a panic caught at the boundary, or an answer the client did not understand.
+    Internal = 11,
+}
+
+impl ErrorCode {
+    /// The stable name, as Java's enum constant spells it (e.g. `"VALUE_TOO_LARGE"`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Ok => "OK",
+            Self::InvalidKey => "INVALID_KEY",
+            Self::InvalidService => "INVALID_SERVICE",
+            Self::InvalidProject => "INVALID_PROJECT",
+            Self::ValueTooLarge => "VALUE_TOO_LARGE",
+            Self::Refused => "REFUSED",
+            Self::Unreachable => "UNREACHABLE",
+            Self::TimedOut => "TIMED_OUT",
+            Self::Storage => "STORAGE",
+            Self::InvalidArgument => "INVALID_ARGUMENT",
+            Self::HostFailed => "HOST_FAILED",
+            Self::Internal => "INTERNAL",
+        }
+    }
+}
+
+/// A failed binding call: its code and a message for people. Messages name keys, services and
+/// projects, never values or tokens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BridgeError {
+    /// What kind of failure.
+    pub code: ErrorCode,
+    /// What happened, in words.
+    pub message: String,
+}
+
+impl BridgeError {
+    /// A failure of kind `code`.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// [`ErrorCode::InvalidArgument`].
+    pub fn invalid_argument(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::InvalidArgument, message)
+    }
+}
+
+impl std::fmt::Display for BridgeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for BridgeError {}
+
+impl From<ServiceError> for BridgeError {
+    fn from(err: ServiceError) -> Self {
+        let code = match &err {
+            ServiceError::InvalidKey | ServiceError::KeyTooLong { .. } => ErrorCode::InvalidKey,
+            ServiceError::InvalidService { .. } => ErrorCode::InvalidService,
+            ServiceError::InvalidProject { .. } => ErrorCode::InvalidProject,
+            ServiceError::ValueTooLarge { .. } => ErrorCode::ValueTooLarge,
+            ServiceError::Refused { .. }
+            | ServiceError::UnsupportedVersion { .. }
+            | ServiceError::AlreadyRegistered { .. }
+            | ServiceError::TooManyProjects { .. } => ErrorCode::Refused,
+            ServiceError::ShuttingDown => ErrorCode::Unreachable,
+            ServiceError::CannotDecrypt { .. }
+            | ServiceError::StorageFull
+            | ServiceError::Storage { .. } => ErrorCode::Storage,
+            _ => ErrorCode::Internal,
+        };
+        Self::new(code, err.to_string())
+    }
+}
+
+impl From<Error> for BridgeError {
+    fn from(err: Error) -> Self {
+        let code = match err {
+            Error::Service(answer) => return answer.into(),
+            Error::Unreachable { .. } | Error::Disconnected(_) => ErrorCode::Unreachable,
+            Error::TimedOut => ErrorCode::TimedOut,
+            Error::Busy(_) => ErrorCode::Refused,
+            _ => ErrorCode::Internal,
+        };
+        Self::new(code, err.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_and_transport_failures_get_their_codes() {
+        let invalid: BridgeError = Error::Service(ServiceError::InvalidKey).into();
+        assert_eq!(invalid.code, ErrorCode::InvalidKey);
+        assert!(
+            invalid
+                .message
+                .starts_with("Invalid key provided to SecureStore")
+        );
+        let large: BridgeError = ServiceError::ValueTooLarge { size: 9, limit: 8 }.into();
+        assert_eq!(large.code, ErrorCode::ValueTooLarge);
+        assert!(large.message.contains("the limit is 8 bytes"), "{large}");
+        assert_eq!(BridgeError::from(Error::TimedOut).code, ErrorCode::TimedOut);
+        assert_eq!(
+            BridgeError::from(Error::Disconnected(None)).code,
+            ErrorCode::Unreachable
+        );
+        assert_eq!(ErrorCode::ValueTooLarge as i32, 4);
+        assert_eq!(ErrorCode::Internal.name(), "INTERNAL");
+    }
+}

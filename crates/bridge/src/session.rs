@@ -1,0 +1,131 @@
+//! [`Session`]: a connection bound to one project, with blocking calls for foreign callers.
+
+use std::time::Duration;
+
+use securestore_client::{Client, ConnectOptions};
+use securestore_proto::{DeleteOptions, GetOptions, KeychainAccessible, SecretString, SetOptions};
+
+use crate::{BridgeError, ErrorCode, HostHandle, runtime};
+
+/// A connection to the daemon bound to one project. Every method takes `&self` and may be called
+/// from many threads at once: the requests share the connection and are answered as they finish.
+#[derive(Debug)]
+pub struct Session {
+    client: Client,
+}
+
+impl Session {
+    /// Connects to the daemon at `socket` and binds the connection to `project`, presenting `token`
+    /// if the project is registered. `timeout` bounds the connection and each call (default 10 s).
+    ///
+    /// # Errors
+    /// [`ErrorCode::InvalidProject`], [`ErrorCode::Unreachable`], [`ErrorCode::Refused`],
+    /// [`ErrorCode::TimedOut`].
+    pub fn connect(
+        socket: &str,
+        project: &str,
+        token: Option<SecretString>,
+        timeout: Option<Duration>,
+    ) -> Result<Self, BridgeError> {
+        let options = options(token, timeout);
+        let client = runtime().block_on(Client::connect_with(socket, project, options))?;
+        Ok(Self { client })
+    }
+
+    /// Connects to the daemon `host` runs in this process, without a socket: same handshake, same
+    /// binding, same token check.
+    ///
+    /// # Errors
+    /// As [`Session::connect`]; [`ErrorCode::Unreachable`] once the host has stopped.
+    pub fn connect_in_process(
+        host: &HostHandle,
+        project: &str,
+        token: Option<SecretString>,
+        timeout: Option<Duration>,
+    ) -> Result<Self, BridgeError> {
+        let options = options(token, timeout);
+        let client = runtime().block_on(async {
+            let stream = host
+                .host()
+                .open_stream()
+                .await
+                .map_err(|err| BridgeError::new(ErrorCode::Unreachable, format!("{err:#}")))?;
+            Ok::<_, BridgeError>(Client::connect_stream(stream, project, options).await?)
+        })?;
+        Ok(Self { client })
+    }
+
+    /// The project this session is bound to.
+    pub fn project(&self) -> &str {
+        self.client.project()
+    }
+
+    /// The daemon's value limit, in bytes.
+    pub fn max_value_bytes(&self) -> u32 {
+        self.client.max_value_bytes()
+    }
+
+    /// `getItem`: the value under `key` in `service` (the default service when `None`), or `None`.
+    ///
+    /// # Errors
+    /// [`ErrorCode::InvalidKey`], [`ErrorCode::InvalidService`], [`ErrorCode::Storage`], transport.
+    pub fn get(
+        &self,
+        key: &str,
+        service: Option<&str>,
+    ) -> Result<Option<SecretString>, BridgeError> {
+        let options = GetOptions {
+            keychain_service: service.map(str::to_owned),
+        };
+        Ok(runtime().block_on(self.client.get_item(key, options))?)
+    }
+
+    /// `setItem`: stores `value` under `key`; returns once it is durable.
+    ///
+    /// # Errors
+    /// As [`Session::get`], and [`ErrorCode::ValueTooLarge`].
+    pub fn set(
+        &self,
+        key: &str,
+        value: SecretString,
+        service: Option<&str>,
+        accessible: KeychainAccessible,
+    ) -> Result<(), BridgeError> {
+        let options = SetOptions {
+            keychain_service: service.map(str::to_owned),
+            keychain_accessible: accessible,
+        };
+        Ok(runtime().block_on(self.client.set_item(key, value, options))?)
+    }
+
+    /// `deleteItem`: removes the item; removing a missing item succeeds.
+    ///
+    /// # Errors
+    /// As [`Session::get`].
+    pub fn delete(&self, key: &str, service: Option<&str>) -> Result<(), BridgeError> {
+        let options = DeleteOptions {
+            keychain_service: service.map(str::to_owned),
+        };
+        Ok(runtime().block_on(self.client.delete_item(key, options))?)
+    }
+}
+
+fn options(token: Option<SecretString>, timeout: Option<Duration>) -> ConnectOptions {
+    let defaults = ConnectOptions::default();
+    ConnectOptions {
+        timeout: timeout.unwrap_or(defaults.timeout),
+        token,
+        ..defaults
+    }
+}
+
+/// Expo's accessibility class from its number (0–6).
+///
+/// # Errors
+/// [`ErrorCode::InvalidArgument`] for any other number.
+pub fn accessible_from(number: i32) -> Result<KeychainAccessible, BridgeError> {
+    u8::try_from(number)
+        .map_err(|_| format!("unknown keychainAccessible class {number}; expected 0 to 6"))
+        .and_then(KeychainAccessible::try_from)
+        .map_err(BridgeError::invalid_argument)
+}

@@ -1,0 +1,228 @@
+//! The C ABI's in-process host, called as C would call it: start, register a project, connect
+//! without a socket (token and policy checked), the contract, a second host refused, stop.
+// The test calls the `extern "C"` functions directly, with pointers, as a C caller does.
+#![allow(unsafe_code)]
+
+use std::ffi::{CStr, CString, c_char};
+use std::ptr;
+
+use securestore::securestore_result::{self, *};
+use securestore::*;
+
+fn c(text: &str) -> CString {
+    CString::new(text).expect("no NUL")
+}
+
+/// Takes a message or token the library returned, frees it, and returns it as a `String`.
+fn take(text: *mut c_char) -> String {
+    if text.is_null() {
+        return String::new();
+    }
+    // SAFETY: a NUL-terminated string from the library, freed right after.
+    let owned = unsafe { CStr::from_ptr(text) }
+        .to_string_lossy()
+        .into_owned();
+    unsafe { securestore_string_free(text) };
+    owned
+}
+
+struct Paths {
+    _dir: tempfile::TempDir,
+    socket: CString,
+    data: CString,
+    key: CString,
+}
+
+fn paths() -> Paths {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = |p: &str| c(dir.path().join(p).to_str().expect("utf-8"));
+    Paths {
+        socket: path("run/s.sock"),
+        data: path("data"),
+        key: path("state/master.key"),
+        _dir: dir,
+    }
+}
+
+fn start(
+    paths: &Paths,
+    policy: Option<&str>,
+) -> Result<*mut securestore_host, (securestore_result, String)> {
+    let policy = policy.map(c);
+    let mut host = ptr::null_mut();
+    let mut err = ptr::null_mut();
+    // SAFETY: valid strings, writable out-pointers.
+    let code = unsafe {
+        securestore_host_start(
+            paths.socket.as_ptr(),
+            paths.data.as_ptr(),
+            paths.key.as_ptr(),
+            ptr::null(),
+            0,
+            policy.as_ref().map_or(ptr::null(), |p| p.as_ptr()),
+            &mut host,
+            &mut err,
+        )
+    };
+    if code == SECURESTORE_OK {
+        Ok(host)
+    } else {
+        Err((code, take(err)))
+    }
+}
+
+fn connect(
+    host: *const securestore_host,
+    project: &str,
+    token: Option<&str>,
+) -> Result<*mut securestore_client, securestore_result> {
+    let project = c(project);
+    let token = token.map(c);
+    let mut client = ptr::null_mut();
+    // SAFETY: a live host, valid strings, a writable out-pointer; no message asked for.
+    let code = unsafe {
+        securestore_host_connect(
+            host,
+            project.as_ptr(),
+            token.as_ref().map_or(ptr::null(), |t| t.as_ptr()),
+            &mut client,
+            ptr::null_mut(),
+        )
+    };
+    if code == SECURESTORE_OK {
+        Ok(client)
+    } else {
+        Err(code)
+    }
+}
+
+fn set(client: *const securestore_client, key: &str, value: &str) -> securestore_result {
+    let key = c(key);
+    // SAFETY: a live client, a valid key, `value.len()` readable bytes.
+    unsafe {
+        securestore_set(
+            client,
+            key.as_ptr(),
+            value.as_ptr(),
+            value.len(),
+            ptr::null(),
+            5,
+            ptr::null_mut(),
+        )
+    }
+}
+
+fn get(client: *const securestore_client, key: &str) -> Option<String> {
+    let key = c(key);
+    let mut value = ptr::null_mut();
+    let mut len = 0;
+    // SAFETY: a live client, a valid key, writable out-pointers.
+    let code = unsafe {
+        securestore_get(
+            client,
+            key.as_ptr(),
+            ptr::null(),
+            &mut value,
+            &mut len,
+            ptr::null_mut(),
+        )
+    };
+    assert_eq!(code, SECURESTORE_OK);
+    if value.is_null() {
+        return None;
+    }
+    // SAFETY: `len` bytes at `value`, freed right after.
+    let text = String::from_utf8(unsafe { std::slice::from_raw_parts(value, len) }.to_vec());
+    unsafe { securestore_value_free(value, len) };
+    Some(text.expect("utf-8"))
+}
+
+#[test]
+fn the_in_process_host_through_the_c_abi() {
+    let paths = paths();
+    let host = start(&paths, Some("strict")).expect("host starts");
+
+    let project = c("@c/host");
+    let mut token = ptr::null_mut();
+    // SAFETY: a live host, a valid string, a writable out-pointer.
+    let code = unsafe {
+        securestore_host_register_project(host, project.as_ptr(), &mut token, ptr::null_mut())
+    };
+    assert_eq!(code, SECURESTORE_OK);
+    let token = take(token);
+    assert!(
+        token.len() >= 64,
+        "a token of 256 random bits, in hex: {} chars",
+        token.len()
+    );
+
+    assert_eq!(
+        connect(host, "@c/host", None).err(),
+        Some(SECURESTORE_REFUSED)
+    );
+    assert_eq!(
+        connect(host, "@c/host", Some("wrong")).err(),
+        Some(SECURESTORE_REFUSED)
+    );
+    assert_eq!(
+        connect(host, "@c/unregistered", None).err(),
+        Some(SECURESTORE_REFUSED),
+        "the strict policy refuses unregistered projects"
+    );
+    let client = connect(host, "@c/host", Some(&token)).expect("with its token");
+    assert_eq!(set(client, "k", "v \u{1f510}"), SECURESTORE_OK);
+    assert_eq!(get(client, "k").as_deref(), Some("v \u{1f510}"));
+    assert_eq!(set(client, "bad key!", "v"), SECURESTORE_INVALID_KEY);
+    // SAFETY: a live client and a valid key.
+    let deleted =
+        unsafe { securestore_delete(client, c("k").as_ptr(), ptr::null(), ptr::null_mut()) };
+    assert_eq!(deleted, SECURESTORE_OK);
+    assert_eq!(get(client, "k"), None);
+
+    let (code, message) = start(&paths, None).expect_err("a second host on the same socket");
+    assert_eq!(code, SECURESTORE_HOST_FAILED);
+    assert!(message.contains("already"), "{message}");
+
+    // SAFETY: handles from this library, each freed once.
+    unsafe { securestore_client_free(client) };
+    let mut err = ptr::null_mut();
+    assert_eq!(
+        unsafe { securestore_host_free(host, &mut err) },
+        SECURESTORE_OK
+    );
+    assert!(err.is_null());
+    // Stopped: the socket is free for a new host.
+    let again = start(&paths, None).expect("restart");
+    assert_eq!(
+        unsafe { securestore_host_free(again, ptr::null_mut()) },
+        SECURESTORE_OK
+    );
+}
+
+#[test]
+fn bad_host_arguments_are_invalid_arguments() {
+    let paths = paths();
+    let (code, message) = start(&paths, Some("lenient")).expect_err("unknown policy");
+    assert_eq!(code, SECURESTORE_INVALID_ARGUMENT);
+    assert!(message.contains("lenient"), "{message}");
+    let mut host = ptr::null_mut();
+    // SAFETY: null strings are allowed to be passed; the library must refuse them.
+    let code = unsafe {
+        securestore_host_start(
+            ptr::null(),
+            ptr::null(),
+            ptr::null(),
+            ptr::null(),
+            0,
+            ptr::null(),
+            &mut host,
+            ptr::null_mut(),
+        )
+    };
+    assert_eq!(code, SECURESTORE_INVALID_ARGUMENT);
+    assert!(host.is_null());
+    assert_eq!(
+        connect(ptr::null(), "@c/x", None).err(),
+        Some(SECURESTORE_INVALID_ARGUMENT)
+    );
+}

@@ -1,0 +1,396 @@
+//! The JNI library behind the `dev.securestore` Java/Kotlin bindings (`bindings/java/`).
+//!
+//! Every `native` method lives in one Java class, `dev.securestore.Native`; each entry point here is
+//! a thin wrapper over one `securestore_bridge` function, run by [`entry`], which catches panics and
+//! turns every failure into a `dev.securestore.SecureStoreException` of the matching code (built by
+//! the Java side's `SecureStoreException.fromNative`). Native objects are opaque `long` handles
+//! (a `Box` pointer) with one destroy function each; the Java side guarantees a handle is never used
+//! during or after its destruction.
+//!
+//! Calls block the calling Java thread until the daemon answers; the Java side documents that they
+//! must stay off Android's main thread and offers `CompletableFuture` forms.
+// JNI entry points must be `no_mangle`, and handles are raw pointers: both need `unsafe`. The
+// pointer dereferences are in `session` and `host` below, each with its SAFETY line.
+#![allow(unsafe_code)]
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::time::Duration;
+
+use jni::errors::ThrowRuntimeExAndDefault;
+use jni::objects::{JByteArray, JClass, JObject, JString};
+use jni::refs::Reference as _;
+use jni::sys::{jint, jlong};
+use jni::{Env, EnvUnowned, JValue, jni_sig, jni_str};
+use securestore_bridge::{
+    BackendKind, BridgeError, ErrorCode, HostHandle, HostOptions, OpenBackend, Policy,
+    SecretString, Session, accessible_from,
+};
+use zeroize::Zeroizing;
+
+/// Runs one native method's `work`: a panic becomes [`ErrorCode::Internal`], a [`BridgeError`] a
+/// thrown `SecureStoreException`, and the return value is then Java's default (null, 0).
+fn entry<'local, T: Default>(
+    mut unowned: EnvUnowned<'local>,
+    work: impl FnOnce(&mut Env<'local>) -> Result<T, BridgeError>,
+) -> T {
+    unowned
+        .with_env(|env| -> jni::errors::Result<T> {
+            let outcome = catch_unwind(AssertUnwindSafe(|| work(env)));
+            if env.exception_check() {
+                // A Java exception raised by a JNI call inside `work` is already on its way.
+                return Ok(T::default());
+            }
+            let err = match outcome {
+                Ok(Ok(value)) => return Ok(value),
+                Ok(Err(err)) => err,
+                Err(_) => BridgeError::new(
+                    ErrorCode::Internal,
+                    "internal error in securestore (a bug): a panic was caught at the JNI boundary",
+                ),
+            };
+            throw(env, &err)?;
+            Ok(T::default())
+        })
+        .resolve::<ThrowRuntimeExAndDefault>()
+}
+
+/// Throws `SecureStoreException.fromNative(code, message)`.
+fn throw(env: &mut Env<'_>, err: &BridgeError) -> jni::errors::Result<()> {
+    let message = env.new_string(&err.message)?;
+    let exception = env
+        .call_static_method(
+            jni_str!("dev/securestore/SecureStoreException"),
+            jni_str!("fromNative"),
+            jni_sig!("(ILjava/lang/String;)Ldev/securestore/SecureStoreException;"),
+            &[JValue::Int(err.code as i32), JValue::Object(&message)],
+        )?
+        .l()?;
+    let exception = env.cast_local::<jni::objects::JThrowable<'_>>(exception)?;
+    env.throw(exception)
+}
+
+/// A JNI failure while reading arguments or building results.
+fn jni_failure(err: jni::errors::Error) -> BridgeError {
+    BridgeError::new(ErrorCode::Internal, format!("JNI call failed: {err}"))
+}
+
+/// A required `String` argument.
+fn text(env: &Env<'_>, name: &str, value: &JString<'_>) -> Result<String, BridgeError> {
+    optional_text(env, value)?
+        .ok_or_else(|| BridgeError::invalid_argument(format!("{name} must not be null")))
+}
+
+/// An optional `String` argument (`null` means none).
+fn optional_text(env: &Env<'_>, value: &JString<'_>) -> Result<Option<String>, BridgeError> {
+    if value.is_null() {
+        return Ok(None);
+    }
+    value.try_to_string(env).map(Some).map_err(jni_failure)
+}
+
+fn session<'a>(handle: jlong) -> Result<&'a Session, BridgeError> {
+    if handle == 0 {
+        return Err(BridgeError::invalid_argument("the SecureStore is closed"));
+    }
+    // SAFETY: a non-zero handle is a `Box<Session>` pointer from `sessionConnect*`, and the Java side
+    // holds its read lock for the call, so `sessionDestroy` cannot run until the call returns.
+    Ok(unsafe { &*(handle as *const Session) })
+}
+
+fn host<'a>(handle: jlong) -> Result<&'a HostHandle, BridgeError> {
+    if handle == 0 {
+        return Err(BridgeError::invalid_argument(
+            "the SecureStoreHost is stopped",
+        ));
+    }
+    // SAFETY: a non-zero handle is a `Box<HostHandle>` pointer from `hostStart`, and the Java side
+    // holds its read lock for the call, so `hostStop` cannot run until the call returns.
+    Ok(unsafe { &*(handle as *const HostHandle) })
+}
+
+fn into_handle<T>(value: T) -> jlong {
+    Box::into_raw(Box::new(value)) as jlong
+}
+
+fn timeout(millis: jlong) -> Option<Duration> {
+    u64::try_from(millis)
+        .ok()
+        .filter(|m| *m > 0)
+        .map(Duration::from_millis)
+}
+
+/// `long Native.sessionConnect(String socket, String project, String token, long timeoutMillis)`.
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_dev_securestore_Native_sessionConnect<'local>(
+    env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    socket: JString<'local>,
+    project: JString<'local>,
+    token: JString<'local>,
+    timeout_millis: jlong,
+) -> jlong {
+    entry(env, |env| {
+        let socket = text(env, "socketPath", &socket)?;
+        let project = text(env, "project", &project)?;
+        let token = optional_text(env, &token)?.map(SecretString::from);
+        let session = Session::connect(&socket, &project, token, timeout(timeout_millis))?;
+        Ok(into_handle(session))
+    })
+}
+
+/// `long Native.sessionConnectInProcess(long host, String project, String token, long timeoutMillis)`.
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_dev_securestore_Native_sessionConnectInProcess<'local>(
+    env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    host_handle: jlong,
+    project: JString<'local>,
+    token: JString<'local>,
+    timeout_millis: jlong,
+) -> jlong {
+    entry(env, |env| {
+        let host = host(host_handle)?;
+        let project = text(env, "project", &project)?;
+        let token = optional_text(env, &token)?.map(SecretString::from);
+        let session = Session::connect_in_process(host, &project, token, timeout(timeout_millis))?;
+        Ok(into_handle(session))
+    })
+}
+
+/// `String Native.sessionGet(long session, String key, String service)`: null when absent.
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_dev_securestore_Native_sessionGet<'local>(
+    env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    handle: jlong,
+    key: JString<'local>,
+    service: JString<'local>,
+) -> JObject<'local> {
+    entry(env, |env| {
+        let session = session(handle)?;
+        let key = text(env, "key", &key)?;
+        let service = optional_text(env, &service)?;
+        match session.get(&key, service.as_deref())? {
+            Some(value) => Ok(env
+                .new_string(value.expose_secret())
+                .map_err(jni_failure)?
+                .into()),
+            None => Ok(JObject::null()),
+        }
+    })
+}
+
+/// `byte[] Native.sessionGetBytes(long session, String key, String service)`: the value's UTF-8
+/// bytes, which the caller can wipe (a `String` cannot be); null when absent.
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_dev_securestore_Native_sessionGetBytes<'local>(
+    env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    handle: jlong,
+    key: JString<'local>,
+    service: JString<'local>,
+) -> JByteArray<'local> {
+    entry(env, |env| {
+        let session = session(handle)?;
+        let key = text(env, "key", &key)?;
+        let service = optional_text(env, &service)?;
+        match session.get(&key, service.as_deref())? {
+            Some(value) => env
+                .byte_array_from_slice(value.expose_secret().as_bytes())
+                .map_err(jni_failure),
+            None => Ok(JByteArray::default()),
+        }
+    })
+}
+
+/// `void Native.sessionSet(long session, String key, String value, String service, int accessible)`.
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_dev_securestore_Native_sessionSet<'local>(
+    env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    handle: jlong,
+    key: JString<'local>,
+    value: JString<'local>,
+    service: JString<'local>,
+    accessible: jint,
+) {
+    entry(env, |env| {
+        let session = session(handle)?;
+        let key = text(env, "key", &key)?;
+        let value = SecretString::from(text(env, "value", &value)?);
+        let service = optional_text(env, &service)?;
+        session.set(
+            &key,
+            value,
+            service.as_deref(),
+            accessible_from(accessible)?,
+        )
+    })
+}
+
+/// `void Native.sessionSetBytes(long session, String key, byte[] utf8Value, String service, int
+/// accessible)`: the value as UTF-8 bytes, so the caller can wipe its array afterwards.
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_dev_securestore_Native_sessionSetBytes<'local>(
+    env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    handle: jlong,
+    key: JString<'local>,
+    value: JByteArray<'local>,
+    service: JString<'local>,
+    accessible: jint,
+) {
+    entry(env, |env| {
+        let session = session(handle)?;
+        let key = text(env, "key", &key)?;
+        if value.is_null() {
+            return Err(BridgeError::invalid_argument("value must not be null"));
+        }
+        let bytes = Zeroizing::new(env.convert_byte_array(&value).map_err(jni_failure)?);
+        let value = std::str::from_utf8(&bytes)
+            .map_err(|_| BridgeError::invalid_argument("value is not valid UTF-8"))?;
+        let value = SecretString::from(value);
+        let service = optional_text(env, &service)?;
+        session.set(
+            &key,
+            value,
+            service.as_deref(),
+            accessible_from(accessible)?,
+        )
+    })
+}
+
+/// `void Native.sessionDelete(long session, String key, String service)`.
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_dev_securestore_Native_sessionDelete<'local>(
+    env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    handle: jlong,
+    key: JString<'local>,
+    service: JString<'local>,
+) {
+    entry(env, |env| {
+        let session = session(handle)?;
+        let key = text(env, "key", &key)?;
+        let service = optional_text(env, &service)?;
+        session.delete(&key, service.as_deref())
+    })
+}
+
+/// `int Native.sessionMaxValueBytes(long session)`.
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_dev_securestore_Native_sessionMaxValueBytes<'local>(
+    env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    handle: jlong,
+) -> jint {
+    entry(env, |_| {
+        Ok(jint::try_from(session(handle)?.max_value_bytes()).unwrap_or(jint::MAX))
+    })
+}
+
+/// `void Native.sessionDestroy(long session)`: closes the connection. 0 is ignored.
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_dev_securestore_Native_sessionDestroy<'local>(
+    env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    handle: jlong,
+) {
+    entry(env, |_| {
+        if handle != 0 {
+            // SAFETY: the handle came from `into_handle::<Session>`; the Java side destroys it once,
+            // under its write lock, after every call on it has returned.
+            drop(unsafe { Box::from_raw(handle as *mut Session) });
+        }
+        Ok(())
+    })
+}
+
+/// `long Native.hostStart(String socket, String dataDir, String keyFile, String backend,
+/// int maxValueBytes, String policy)`: `maxValueBytes` 0 keeps the default.
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_dev_securestore_Native_hostStart<'local>(
+    env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    socket: JString<'local>,
+    data_dir: JString<'local>,
+    key_file: JString<'local>,
+    backend: JString<'local>,
+    max_value_bytes: jint,
+    policy: JString<'local>,
+) -> jlong {
+    entry(env, |env| {
+        let backend: BackendKind = text(env, "backend", &backend)?
+            .parse()
+            .map_err(BridgeError::invalid_argument)?;
+        let policy: Policy = text(env, "policy", &policy)?
+            .parse()
+            .map_err(BridgeError::invalid_argument)?;
+        let max_value_bytes = match u32::try_from(max_value_bytes) {
+            Ok(0) => None,
+            Ok(limit) => Some(limit),
+            Err(_) => {
+                return Err(BridgeError::invalid_argument(
+                    "maxValueBytes must not be negative",
+                ));
+            }
+        };
+        let options = HostOptions {
+            socket: text(env, "socketPath", &socket)?.into(),
+            data_dir: text(env, "dataDir", &data_dir)?.into(),
+            key_file: text(env, "keyFile", &key_file)?.into(),
+            backend,
+            max_value_bytes,
+            policy,
+        };
+        // The Android backend uses this JVM, the one the app (or the desktop test) runs: never a new
+        // one, which a process cannot have anyway.
+        let open: Option<OpenBackend> = match backend {
+            BackendKind::Android => {
+                let vm = env.get_java_vm().map_err(jni_failure)?;
+                Some(Box::new(move |paths| {
+                    securestore_bridge::backend::open_android_on(vm, paths)
+                }))
+            }
+            _ => None,
+        };
+        Ok(into_handle(HostHandle::start(options, open)?))
+    })
+}
+
+/// `String Native.hostRegisterProject(long host, String project)`: the new project's token.
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_dev_securestore_Native_hostRegisterProject<'local>(
+    env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    handle: jlong,
+    project: JString<'local>,
+) -> JObject<'local> {
+    entry(env, |env| {
+        let host = host(handle)?;
+        let project = text(env, "project", &project)?;
+        let token = host.register_project(&project)?;
+        Ok(env
+            .new_string(token.expose_secret())
+            .map_err(jni_failure)?
+            .into())
+    })
+}
+
+/// `void Native.hostStop(long host)`: stops the daemon and frees the handle. 0 is ignored.
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_dev_securestore_Native_hostStop<'local>(
+    env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    handle: jlong,
+) {
+    entry(env, |_| {
+        if handle == 0 {
+            return Ok(());
+        }
+        // SAFETY: the handle came from `into_handle::<HostHandle>`; the Java side stops it once,
+        // under its write lock, after every call on it has returned.
+        let host = unsafe { Box::from_raw(handle as *mut HostHandle) };
+        host.stop()
+    })
+}
