@@ -83,6 +83,32 @@ async fn a_pipelined_get_sees_the_delete_sent_before_it() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipelined_get_is_not_changed_by_a_set_sent_after_it() {
+    let daemon = Daemon::start_logging(&[], "info");
+    on_connections(&daemon, |client, connection, i| async move {
+        let key = format!("c{connection}");
+        client
+            .set_item(&key, "before", SetOptions::default())
+            .await
+            .expect("set");
+        // The get may be served by the reader thread and the set by the owner: the set must still
+        // not be committed before the get has read.
+        let after = format!("after-{i}");
+        let (got, set) = futures::join!(
+            client.get_item(&key, GetOptions::default()),
+            client.set_item(&key, after.as_str(), SetOptions::default()),
+        );
+        set.expect("set");
+        assert_eq!(
+            text(got.expect("get")).as_deref(),
+            Some("before"),
+            "round {i}: the get saw a set sent after it"
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pipelined_set_delete_get_take_effect_in_order() {
     let daemon = Daemon::start_logging(&[], "info");
     on_connections(&daemon, |client, connection, i| async move {

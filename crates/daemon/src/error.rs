@@ -3,10 +3,34 @@
 use securestore_backends::BackendError;
 use securestore_proto::ServiceError;
 
+/// Why a storage call did not succeed.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    /// The backend failed.
+    Backend(BackendError),
+    /// The write's connection lost its right to the project (removed, or its token replaced)
+    /// before the owner applied it, so it was not applied.
+    Revoked,
+}
+
+impl From<BackendError> for Failure {
+    fn from(err: BackendError) -> Self {
+        Self::Backend(err)
+    }
+}
+
 /// Turns a storage failure into the answer a client gets, logging it with its full cause chain.
 ///
 /// Messages name keys and services, never values.
-pub(crate) fn to_wire(err: BackendError) -> ServiceError {
+pub(crate) fn to_wire(err: impl Into<Failure>) -> ServiceError {
+    let err = match err.into() {
+        Failure::Backend(err) => err,
+        Failure::Revoked => {
+            return ServiceError::Refused {
+                reason: "the project was removed, or its token replaced, before this write was applied; it was not applied. Reconnect".to_owned(),
+            };
+        }
+    };
     match err {
         BackendError::CannotDecrypt { service, key } => {
             tracing::warn!(%service, %key, "stored item failed authentication (altered or moved)");

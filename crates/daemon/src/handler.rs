@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::error::to_wire;
 use crate::order::Turn;
 use crate::registry::{Registry, TokenHash};
-use crate::store::{StoreHandle, Unsettled};
+use crate::store::{Admission, StoreHandle, Unsettled};
 
 /// Serves one request of a bound connection, in its turn.
 pub(crate) struct Handler {
@@ -66,6 +66,14 @@ impl Bound {
         })
     }
 
+    /// The connection's admission, for the owner to check again as it takes a write.
+    fn admission(&self) -> Admission {
+        Admission {
+            registry: self.registry.clone(),
+            token_hash: self.token_hash,
+        }
+    }
+
     fn scope(&self) -> ProjectScope {
         ProjectScope::clone(&self.scope)
     }
@@ -101,7 +109,7 @@ impl SecureStore for Handler {
         };
         let answer = bound
             .store
-            .submit_write(write, &bound.unsettled)
+            .submit_write(write, &bound.unsettled, bound.admission())
             .await
             .map_err(to_wire)?;
         drop(turn);
@@ -165,7 +173,7 @@ impl SecureStore for Handler {
         };
         let answer = bound
             .store
-            .submit_write(write, &bound.unsettled)
+            .submit_write(write, &bound.unsettled, bound.admission())
             .await
             .map_err(to_wire)?;
         drop(turn);

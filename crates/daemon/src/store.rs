@@ -21,7 +21,10 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 
 use securestore_backends::{Backend, BackendError, Item, ItemName, ProjectScope, Reader, Write};
-use tokio::sync::{mpsc, oneshot};
+
+use crate::error::Failure;
+use crate::registry::{Registry, TokenHash};
+use tokio::sync::{Notify, mpsc, oneshot};
 
 /// Commands waiting for a thread; past this, senders wait (backpressure on clients).
 const QUEUE_DEPTH: usize = 1024;
@@ -29,13 +32,15 @@ const QUEUE_DEPTH: usize = 1024;
 /// Most writes in one batch, bounding one transaction's size and the wait of its first writer.
 pub(crate) const MAX_BATCH: usize = 256;
 
-type Reply<T> = oneshot::Sender<Result<T, BackendError>>;
+type Reply<T> = oneshot::Sender<Result<T, Failure>>;
 
 enum Command {
     Get {
         project: ProjectScope,
         name: ItemName,
         reply: Reply<Option<Item>>,
+        /// For a get on the reader: counts it as its connection's until it is answered.
+        _unsettled: Option<UnsettledGuard>,
     },
     Write {
         write: Write,
@@ -43,43 +48,116 @@ enum Command {
         /// Counts this write as its connection's until the owner is done with it (dropped with the
         /// command, after the answer is sent).
         _unsettled: Option<UnsettledGuard>,
+        /// The connection's right to the project, checked again as the owner takes the write.
+        admission: Option<Admission>,
     },
 }
 
-/// The writes one connection has handed to the owner that the owner has not finished with yet.
+/// A connection's admission to its project, as the owner re-checks it when it takes each write.
 ///
-/// A get from a connection with unsettled writes must go behind them, to the owner; a get from a
-/// connection with none can go to the reader, which sees every committed write.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Unsettled(Arc<AtomicUsize>);
+/// A project removal marks the project in the registry *before* it queues the deletion of its
+/// items, so a write taken before the mark is queued before the deletion (and deleted with the
+/// rest), and a write taken after it is refused: no write of a removed project's connection can
+/// land after its items were deleted.
+#[derive(Clone)]
+pub(crate) struct Admission {
+    /// The registry whose word counts.
+    pub(crate) registry: Arc<Registry>,
+    /// What the connection was admitted with (see [`Registry::still_admits`]).
+    pub(crate) token_hash: Option<TokenHash>,
+}
 
-impl Unsettled {
-    fn any(&self) -> bool {
-        self.0.load(Ordering::Acquire) > 0
-    }
-
-    fn guard(&self) -> UnsettledGuard {
-        self.0.fetch_add(1, Ordering::AcqRel);
-        UnsettledGuard(self.0.clone())
+impl Admission {
+    fn admits(&self, write: &Write) -> bool {
+        let project = match write {
+            Write::Set { project, .. }
+            | Write::Delete { project, .. }
+            | Write::DeleteProject { project } => project,
+        };
+        self.registry
+            .still_admits(project.project(), self.token_hash.as_ref())
     }
 }
 
-/// One unsettled write; dropping it settles the write.
-struct UnsettledGuard(Arc<AtomicUsize>);
+/// What one connection has handed to the storage threads and they have not finished with yet.
+///
+/// Two threads serve a connection, so its order must hold across both:
+/// - a get from a connection with unsettled writes goes behind them, to the owner; a get from a
+///   connection with none can go to the reader, which sees every committed write;
+/// - a write from a connection with gets still on the reader waits until they are answered, so the
+///   owner cannot commit it before a get sent earlier has read.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Unsettled(Arc<Counts>);
+
+#[derive(Debug, Default)]
+struct Counts {
+    /// Writes with the owner.
+    writes: AtomicUsize,
+    /// Gets with the reader.
+    reads: AtomicUsize,
+    /// Woken when `reads` falls to zero.
+    reads_done: Notify,
+}
+
+impl Unsettled {
+    fn any_writes(&self) -> bool {
+        self.0.writes.load(Ordering::Acquire) > 0
+    }
+
+    fn write_guard(&self) -> UnsettledGuard {
+        self.0.writes.fetch_add(1, Ordering::AcqRel);
+        UnsettledGuard {
+            counts: self.0.clone(),
+            read: false,
+        }
+    }
+
+    fn read_guard(&self) -> UnsettledGuard {
+        self.0.reads.fetch_add(1, Ordering::AcqRel);
+        UnsettledGuard {
+            counts: self.0.clone(),
+            read: true,
+        }
+    }
+
+    /// Waits until every get this connection handed to the reader has been answered.
+    async fn reads_answered(&self) {
+        loop {
+            let done = self.0.reads_done.notified();
+            tokio::pin!(done);
+            // Registered before the check, so a fall to zero in between is not missed.
+            done.as_mut().enable();
+            if self.0.reads.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            done.await;
+        }
+    }
+}
+
+/// One unsettled command; dropping it (after its answer is sent) settles it.
+struct UnsettledGuard {
+    counts: Arc<Counts>,
+    read: bool,
+}
 
 impl Drop for UnsettledGuard {
     fn drop(&mut self) {
-        // Release: whoever sees the count fall also sees the commit that came before it.
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        // AcqRel: whoever sees the count fall also sees the commit or read that came before it.
+        if !self.read {
+            self.counts.writes.fetch_sub(1, Ordering::AcqRel);
+        } else if self.counts.reads.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.counts.reads_done.notify_waiters();
+        }
     }
 }
 
 /// The answer to a command already in a storage queue.
-pub(crate) struct Answer<T>(oneshot::Receiver<Result<T, BackendError>>);
+pub(crate) struct Answer<T>(oneshot::Receiver<Result<T, Failure>>);
 
 impl<T> Answer<T> {
     /// Waits for the storage thread's answer.
-    pub(crate) async fn wait(self) -> Result<T, BackendError> {
+    pub(crate) async fn wait(self) -> Result<T, Failure> {
         self.0.await.map_err(|_| owner_gone())?
     }
 }
@@ -164,12 +242,16 @@ fn own(mut backend: Box<dyn Backend>, mut queue: mpsc::Receiver<Command>, stats:
                     write,
                     reply,
                     _unsettled,
+                    admission,
                 } => {
                     // Its caller is gone (deadline, cancel, closed connection): nobody can learn
                     // the outcome, so it is not applied. Settled when `_unsettled` drops here.
                     if reply.is_closed() {
                         stats.skipped.fetch_add(1, Ordering::Relaxed);
                         tracing::debug!("a write's caller gave up before it was applied; skipped");
+                    } else if admission.is_some_and(|a| !a.admits(&write)) {
+                        tracing::info!("a write of a project removed meanwhile was not applied");
+                        let _ = reply.send(Err(Failure::Revoked));
                     } else {
                         pending.push((write, reply, _unsettled));
                     }
@@ -179,10 +261,11 @@ fn own(mut backend: Box<dyn Backend>, mut queue: mpsc::Receiver<Command>, stats:
                     project,
                     name,
                     reply,
+                    _unsettled,
                 } => {
                     commit(backend.as_mut(), &mut pending, stats);
                     contained(|| {
-                        let _ = reply.send(backend.get(&project, &name));
+                        let _ = reply.send(backend.get(&project, &name).map_err(Failure::from));
                     });
                 }
             }
@@ -230,7 +313,7 @@ fn commit(backend: &mut dyn Backend, pending: &mut Vec<PendingWrite>, stats: &St
     contained(|| {
         let results = backend.write_batch(&writes);
         for (reply, result) in replies.into_iter().zip(results) {
-            let _ = reply.send(result);
+            let _ = reply.send(result.map_err(Failure::from));
         }
     });
 }
@@ -242,23 +325,24 @@ fn read(mut reader: Box<dyn Reader>, mut queue: mpsc::Receiver<Command>) {
                 project,
                 name,
                 reply,
+                _unsettled,
             } => contained(|| {
-                let _ = reply.send(reader.get(&project, &name));
+                let _ = reply.send(reader.get(&project, &name).map_err(Failure::from));
             }),
             Command::Write { reply, .. } => {
                 // Never sent here: writes always go to the owner.
-                let _ = reply.send(Err(BackendError::Internal(
+                let _ = reply.send(Err(Failure::Backend(BackendError::Internal(
                     "a write reached the reader".to_owned(),
-                )));
+                ))));
             }
         }
     }
 }
 
-fn owner_gone() -> BackendError {
-    BackendError::Internal(
+fn owner_gone() -> Failure {
+    Failure::Backend(BackendError::Internal(
         "the storage call was dropped (store closed, or the call panicked)".to_owned(),
-    )
+    ))
 }
 
 impl StoreHandle {
@@ -267,23 +351,28 @@ impl StoreHandle {
     async fn submit<T>(
         queue: &mpsc::Sender<Command>,
         make: impl FnOnce(Reply<T>) -> Command,
-    ) -> Result<Answer<T>, BackendError> {
+    ) -> Result<Answer<T>, Failure> {
         let (reply, answer) = oneshot::channel();
         queue.send(make(reply)).await.map_err(|_| owner_gone())?;
         Ok(Answer(answer))
     }
 
-    /// Queues `write` for the owner, counted as unsettled for its connection until it is done.
+    /// Queues `write` for the owner once the connection's gets on the reader are answered, counted
+    /// as unsettled for its connection until it is done; the owner applies it only if `admission`
+    /// still holds when it takes it.
     pub(crate) async fn submit_write(
         &self,
         write: Write,
         unsettled: &Unsettled,
-    ) -> Result<Answer<()>, BackendError> {
-        let guard = unsettled.guard();
+        admission: Admission,
+    ) -> Result<Answer<()>, Failure> {
+        unsettled.reads_answered().await;
+        let guard = unsettled.write_guard();
         Self::submit(&self.writes, |reply| Command::Write {
             write,
             reply,
             _unsettled: Some(guard),
+            admission: Some(admission),
         })
         .await
     }
@@ -295,26 +384,28 @@ impl StoreHandle {
         project: ProjectScope,
         name: ItemName,
         unsettled: &Unsettled,
-    ) -> Result<Answer<Option<Item>>, BackendError> {
-        let queue = if unsettled.any() {
-            &self.writes
+    ) -> Result<Answer<Option<Item>>, Failure> {
+        let (queue, guard) = if unsettled.any_writes() {
+            (&self.writes, None)
         } else {
-            &self.reads
+            (&self.reads, Some(unsettled.read_guard()))
         };
         Self::submit(queue, |reply| Command::Get {
             project,
             name,
             reply,
+            _unsettled: guard,
         })
         .await
     }
 
     /// Empties a project (for the registry's removal), and waits until that is durable.
-    pub(crate) async fn delete_project(&self, project: ProjectScope) -> Result<(), BackendError> {
+    pub(crate) async fn delete_project(&self, project: ProjectScope) -> Result<(), Failure> {
         Self::submit(&self.writes, |reply| Command::Write {
             write: Write::DeleteProject { project },
             reply,
             _unsettled: None,
+            admission: None,
         })
         .await?
         .wait()
@@ -404,10 +495,18 @@ mod tests {
         }
     }
 
+    /// The admission of a connection to an unregistered project: always admitted.
+    fn open() -> Admission {
+        Admission {
+            registry: Arc::new(Registry::in_memory()),
+            token_hash: None,
+        }
+    }
+
     /// A set from its own connection, waited for.
     async fn set(store: &StoreHandle, key: &str) {
         store
-            .submit_write(set_write(key), &Unsettled::default())
+            .submit_write(set_write(key), &Unsettled::default(), open())
             .await
             .expect("queued")
             .wait()
@@ -552,10 +651,13 @@ mod tests {
         let (store, threads) = spawn(Box::new(backend)).expect("spawn");
         let mine = Unsettled::default();
         let write = store
-            .submit_write(set_write("k"), &mine)
+            .submit_write(set_write("k"), &mine, open())
             .await
             .expect("queued");
-        assert!(mine.any(), "the write counts as unsettled once queued");
+        assert!(
+            mine.any_writes(),
+            "the write counts as unsettled once queued"
+        );
         // The same connection's get goes behind its write: no answer while the write is held.
         let (project, name) = item("k");
         let own_get = store
@@ -571,7 +673,7 @@ mod tests {
         // `Stuck` answers every get with "absent" (it stores nothing); what matters is the order:
         // the get was answered by the owner after the write, and the count is settled.
         assert!(own_get.await.expect("join").expect("get").is_none());
-        assert!(!mine.any(), "settled once answered");
+        assert!(!mine.any_writes(), "settled once answered");
         drop(store);
         threads.into_iter().for_each(|t| t.join().expect("join"));
     }
@@ -581,7 +683,7 @@ mod tests {
         let (store, threads, batches) = start(Duration::from_millis(50));
         // The first write occupies the owner for one "sync"; the second waits in the queue.
         let first = store
-            .submit_write(set_write("first"), &Unsettled::default())
+            .submit_write(set_write("first"), &Unsettled::default(), open())
             .await
             .expect("queued");
         while store.stats.batches.load(Ordering::Relaxed) == 0 {
@@ -589,13 +691,13 @@ mod tests {
         }
         let gone = Unsettled::default();
         let abandoned = store
-            .submit_write(set_write("abandoned"), &gone)
+            .submit_write(set_write("abandoned"), &gone, open())
             .await
             .expect("queued");
         drop(abandoned); // the caller gives up (deadline, cancel, closed connection)
         first.wait().await.expect("first");
         // Wait for the owner to take and drop the abandoned write.
-        while gone.any() {
+        while gone.any_writes() {
             tokio::task::yield_now().await;
         }
         assert!(get(&store, "first").await.is_some());
@@ -604,5 +706,122 @@ mod tests {
         drop(store);
         threads.into_iter().for_each(|t| t.join().expect("join"));
         assert_eq!(*batches.lock().expect("lock"), vec![1]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_write_queued_before_its_project_was_removed_is_refused_not_applied() {
+        let (store, threads, _) = start(Duration::from_millis(50));
+        let registry = Arc::new(Registry::in_memory());
+        let token = registry.add("p").expect("add");
+        let project = ProjectId::parse("p").expect("project");
+        let token_hash = registry
+            .admit(&project, Some(&token), crate::Policy::Open)
+            .expect("admitted");
+        let admission = Admission {
+            registry: registry.clone(),
+            token_hash,
+        };
+        // The first write occupies the owner; the second waits in the queue.
+        let first = store
+            .submit_write(set_write("first"), &Unsettled::default(), admission.clone())
+            .await
+            .expect("queued");
+        while store.stats.batches.load(Ordering::Relaxed) == 0 {
+            tokio::task::yield_now().await;
+        }
+        let late = store
+            .submit_write(set_write("late"), &Unsettled::default(), admission)
+            .await
+            .expect("queued");
+        // The removal is recorded while the write waits; the owner sees it when it takes the write.
+        registry.begin_removal(&project).expect("removal recorded");
+        first.wait().await.expect("applied before the removal");
+        assert!(matches!(late.wait().await, Err(Failure::Revoked)));
+        assert!(get(&store, "late").await.is_none(), "never applied");
+        drop(store);
+        threads.into_iter().for_each(|t| t.join().expect("join"));
+    }
+
+    /// A backend whose reader holds each get until the test lets it go; writes go to memory.
+    struct HeldReads {
+        inner: MemoryBackend,
+        release: Arc<Mutex<std::sync::mpsc::Receiver<()>>>,
+    }
+
+    struct HeldReader(Arc<Mutex<std::sync::mpsc::Receiver<()>>>);
+
+    impl Reader for HeldReader {
+        fn get(&mut self, _: &ProjectScope, _: &ItemName) -> Result<Option<Item>, BackendError> {
+            self.0.lock().expect("lock").recv().expect("released");
+            Ok(None)
+        }
+    }
+
+    impl Backend for HeldReads {
+        fn name(&self) -> &'static str {
+            "held-reads"
+        }
+        fn get(&mut self, p: &ProjectScope, n: &ItemName) -> Result<Option<Item>, BackendError> {
+            self.inner.get(p, n)
+        }
+        fn set(
+            &mut self,
+            p: &ProjectScope,
+            n: &ItemName,
+            v: &SecretString,
+            a: KeychainAccessible,
+        ) -> Result<(), BackendError> {
+            self.inner.set(p, n, v, a)
+        }
+        fn delete(&mut self, p: &ProjectScope, n: &ItemName) -> Result<(), BackendError> {
+            self.inner.delete(p, n)
+        }
+        fn delete_project(&mut self, p: &ProjectScope) -> Result<(), BackendError> {
+            self.inner.delete_project(p)
+        }
+        fn reader(&mut self) -> Result<Option<Box<dyn Reader>>, BackendError> {
+            Ok(Some(Box::new(HeldReader(self.release.clone()))))
+        }
+        fn close(self: Box<Self>) -> Result<(), BackendError> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_write_waits_for_its_own_connections_earlier_get_on_the_reader() {
+        let (release, released) = std::sync::mpsc::channel();
+        let backend = HeldReads {
+            inner: MemoryBackend::default(),
+            release: Arc::new(Mutex::new(released)),
+        };
+        let (store, threads) = spawn(Box::new(backend)).expect("spawn");
+        let mine = Unsettled::default();
+        let (project, name) = item("k");
+        let held_get = store
+            .submit_get(project, name, &mine)
+            .await
+            .expect("queued on the reader");
+        // The same connection's next write must not reach the owner while that get is unread,
+        // or the owner could commit it first and the get would see a write sent after it.
+        let write = {
+            let (store, mine) = (store.clone(), mine.clone());
+            tokio::spawn(async move { store.submit_write(set_write("k"), &mine, open()).await })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!write.is_finished(), "the write waits for the earlier get");
+        assert_eq!(store.stats.batches.load(Ordering::Relaxed), 0);
+        // Another connection's write is not held up.
+        set(&store, "other").await;
+        release.send(()).expect("release the get");
+        assert!(held_get.wait().await.expect("get").is_none());
+        write
+            .await
+            .expect("join")
+            .expect("queued")
+            .wait()
+            .await
+            .expect("set");
+        drop(store);
+        threads.into_iter().for_each(|t| t.join().expect("join"));
     }
 }
