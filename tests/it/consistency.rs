@@ -277,3 +277,64 @@ async fn the_android_backend_makes_a_linearizable_history_across_a_kill() {
     })
     .await;
 }
+
+/// A connection closed by the daemon to make room (its goodbye) is reopened by the client, and the
+/// calls under way are sent again: they must reach the new connection in the order they were first
+/// sent, and none may run twice. Another process keeps taking the one slot, so the client is closed
+/// for being idle again and again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_writes_keep_their_order_across_goodbyes() {
+    let daemon = Daemon::start_logging(
+        &["--max-connections", "1"],
+        "securestore_daemon::connection=debug",
+    );
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let churn = {
+        let (stop, mut cli) = (stop.clone(), daemon.cli());
+        cli.args(["--project", "@tests/other", "get", "nothing"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = cli.status();
+            }
+        })
+    };
+    let client = daemon.client(PROJECT).await;
+    let mut wrong = Vec::new();
+    for i in 0..1000 {
+        let (first, second) = (format!("first{i}"), format!("second{i}"));
+        let (a, b, got) = futures::join!(
+            client.set_item("k", first.as_str(), SetOptions::default()),
+            client.set_item("k", second.as_str(), SetOptions::default()),
+            client.get_item("k", GetOptions::default()),
+        );
+        a.expect("set");
+        b.expect("set");
+        let got = text(got.expect("get"));
+        let after = text(
+            client
+                .get_item("k", GetOptions::default())
+                .await
+                .expect("get"),
+        );
+        if got.as_deref() != Some(second.as_str()) || after.as_deref() != Some(second.as_str()) {
+            wrong.push(format!("round {i}: pipelined get {got:?}, then {after:?}"));
+        }
+        // Idle for a moment, so the daemon may pick this connection to make room.
+        tokio::time::sleep(Duration::from_micros((i % 7) * 50)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    churn.join().expect("churn");
+    let goodbyes = daemon.log().matches("closed while idle").count();
+    println!("1000 rounds, {goodbyes} connections closed while idle to make room");
+    assert!(
+        wrong.is_empty(),
+        "{} rounds out of order: {wrong:?}",
+        wrong.len()
+    );
+    assert!(
+        goodbyes > 10,
+        "the client was not closed for room often enough to mean anything"
+    );
+}

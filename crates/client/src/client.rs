@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use securestore_proto::goodbye::GoodbyeWatch;
 use securestore_proto::handshake::{self, Frames, Hello, HelloReply, PROTOCOL_VERSION, Purpose};
 use securestore_proto::limits::MAX_REQUEST_DEADLINE;
+use securestore_proto::order::Ticketer;
 use securestore_proto::tarpc::client::RpcError;
 use securestore_proto::tarpc::{self, context};
 use securestore_proto::{
@@ -59,6 +60,9 @@ pub struct Client {
     current: Arc<Mutex<Connection>>,
     /// Held while a new connection is opened, so clones that lose the old one open just one.
     reopening: Arc<tokio::sync::Mutex<()>>,
+    /// Numbers calls in the order they begin, so calls resent after a goodbye reach the new
+    /// connection in the order they were first sent (the daemon keeps each connection's order).
+    order: Arc<Mutex<Ticketer>>,
     /// How to open a new connection when the daemon closed an idle one.
     redial: Redial,
     token: Option<SecretString>,
@@ -153,6 +157,7 @@ impl Client {
             Ok(Self {
                 current: Arc::new(Mutex::new(connection)),
                 reopening: Arc::default(),
+                order: Arc::default(),
                 redial: Redial::Never,
                 token: options.token,
                 project,
@@ -180,6 +185,7 @@ impl Client {
         Ok(Self {
             current: Arc::new(Mutex::new(connection)),
             reopening: Arc::default(),
+            order: Arc::default(),
             redial: Redial::Socket {
                 path: socket.to_owned(),
                 expected_daemon_uid: options.expected_daemon_uid,
@@ -273,9 +279,18 @@ impl Client {
         F: Fn(SecureStoreClient) -> Fut,
         Fut: Future<Output = Result<Result<T, ServiceError>, RpcError>>,
     {
+        // Taken in the same poll that sends the request, so turns follow the order of sending.
+        let turn = self
+            .order
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .next_turn();
         let mut connection = self.connection();
         for _ in 0..MAX_REOPENS {
             if connection.said_goodbye.load(Ordering::Acquire) {
+                // Every call sent before this one has finished (answered, failed, or resent and
+                // answered): resending now keeps the order in which they were first sent.
+                turn.wait().await;
                 connection = self.reopen(&connection).await?;
             }
             match call(connection.rpc.clone()).await {

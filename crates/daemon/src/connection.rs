@@ -20,11 +20,11 @@ use tokio_util::task::TaskTracker;
 use crate::Config;
 use crate::budget::Budget;
 use crate::handler::{Bound, Handler};
-use crate::order::Ticketer;
 use crate::registry::TokenHash;
 use crate::slots::{Slot, Slots};
 use crate::store::{StoreHandle, Unsettled};
 use crate::watch::{FrameWatch, Socket};
+use securestore_proto::order::Ticketer;
 
 /// After shutdown, how long a connection keeps flushing answers of requests that just finished.
 const FLUSH_AFTER_DRAIN: Duration = Duration::from_millis(100);

@@ -15,8 +15,8 @@ use tokio_util::sync::CancellationToken;
 use crate::Config;
 use crate::connection::bind;
 use crate::handler::{Bound, Handler};
-use crate::order::Turn;
 use crate::store::{self, StoreHandle, Unsettled};
+use securestore_proto::order::Turn;
 
 /// The request handler on a backend, driven one request at a time.
 pub struct Harness {

@@ -12,9 +12,9 @@ use securestore_proto::{
 use tokio_util::sync::CancellationToken;
 
 use crate::error::to_wire;
-use crate::order::Turn;
 use crate::registry::{Registry, TokenHash};
 use crate::store::{Admission, StoreHandle, Unsettled};
+use securestore_proto::order::Turn;
 
 /// Serves one request of a bound connection, in its turn.
 pub(crate) struct Handler {

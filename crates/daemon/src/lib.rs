@@ -33,7 +33,6 @@ mod harden;
 mod host;
 pub mod lock;
 mod open_files;
-mod order;
 mod panics;
 mod registry;
 mod server;

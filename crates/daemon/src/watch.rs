@@ -117,15 +117,60 @@ impl Stall {
     }
 }
 
+/// How long a socket that said goodbye keeps taking (and discarding) what the peer still sends.
+const LINGER_AFTER_GOODBYE: Duration = Duration::from_secs(2);
+
 /// A socket the goodbye can be written to without a task context (from `Drop`).
 pub(crate) trait Socket {
     /// Writes what the socket takes now, without waiting.
     fn write_now(&self, bytes: &[u8]) -> io::Result<usize>;
+
+    /// After the goodbye: ends our side for writing and keeps reading (and discarding) for a while.
+    ///
+    /// A peer may be sending a request just as we close. Were the socket closed outright, that
+    /// send could fail (`EPIPE`) before the peer read the answers and the goodbye already waiting
+    /// for it, and the peer's RPC layer then fails every call it has under way, answered or not:
+    /// it could not tell an answered write from one never read. Lingering lets the peer read every
+    /// answer, then the goodbye, then the end of the stream; what it sends meanwhile is never run.
+    fn linger(&self) {}
 }
 
 impl Socket for UnixStream {
     fn write_now(&self, bytes: &[u8]) -> io::Result<usize> {
         self.try_write(bytes)
+    }
+
+    fn linger(&self) {
+        use std::os::fd::AsFd;
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        // A second descriptor keeps the socket open after this one is closed with the connection.
+        let Ok(fd) = self.as_fd().try_clone_to_owned() else {
+            return;
+        };
+        let stream = std::os::unix::net::UnixStream::from(fd);
+        if stream.shutdown(std::net::Shutdown::Write).is_err() {
+            return;
+        }
+        handle.spawn(async move {
+            let Ok(stream) = UnixStream::from_std(stream) else {
+                return;
+            };
+            let discard = async {
+                let mut sink = [0u8; 4096];
+                loop {
+                    stream.readable().await?;
+                    match stream.try_read(&mut sink) {
+                        Ok(0) => return Ok::<(), io::Error>(()),
+                        Ok(_) => {}
+                        Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
+                        Err(err) => return Err(err),
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(LINGER_AFTER_GOODBYE, discard).await;
+        });
     }
 }
 
@@ -470,10 +515,11 @@ impl<S: Socket> Drop for FrameWatch<S> {
         let mut sent = 0;
         while sent < goodbye.len() {
             match self.inner.write_now(&goodbye[sent..]) {
-                Ok(0) | Err(_) => break,
+                Ok(0) | Err(_) => return,
                 Ok(n) => sent += n,
             }
         }
+        self.inner.linger();
     }
 }
 

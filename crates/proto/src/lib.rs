@@ -13,6 +13,7 @@ pub mod handshake;
 pub mod limits;
 mod names;
 mod options;
+pub mod order;
 pub mod paths;
 mod secret;
 mod service;

@@ -1,10 +1,11 @@
-//! One connection's request order: requests reach storage in the order the daemon received them.
+//! Keeping concurrent calls in the order they began: numbered [`Turn`]s.
 //!
-//! tarpc runs a connection's requests concurrently, each in its own task, and tasks may first run in
-//! any order. Each request therefore takes a numbered [`Turn`] as it is received, and waits for its
-//! turn before it puts its command in a storage queue. It gives the turn up once its command is in
-//! line (or it failed without reaching storage), so requests still run concurrently, pipelined
-//! writes still share a group commit, and only the hand-over to storage is serialized.
+//! Both ends use it. The daemon: tarpc runs a connection's requests concurrently, each in its own
+//! task, and tasks may first run in any order, so each request takes a turn as it is received and
+//! waits for it before it puts its command in a storage queue (it gives the turn up once its command
+//! is in line, so requests still run concurrently and only the hand-over is serialized). The
+//! client: calls resent on a new connection after the daemon's goodbye wait for their turn, so they
+//! reach the new connection in the order they were first sent.
 //!
 //! A turn abandoned before it came (its request cancelled, or past its deadline) does not block the
 //! ones after it: it is marked, and skipped when the order reaches it.
@@ -16,7 +17,7 @@ use tokio::sync::Notify;
 
 /// The order of one connection's requests.
 #[derive(Debug, Default)]
-pub(crate) struct Order {
+struct Order {
     state: Mutex<State>,
     /// Woken whenever `next` moves on.
     advanced: Notify,
@@ -32,14 +33,14 @@ struct State {
 
 /// Hands out turns in the order requests are received.
 #[derive(Debug, Default)]
-pub(crate) struct Ticketer {
+pub struct Ticketer {
     order: Arc<Order>,
     issued: u64,
 }
 
 impl Ticketer {
-    /// The turn of the request received now.
-    pub(crate) fn next_turn(&mut self) -> Turn {
+    /// The turn of the call that begins now.
+    pub fn next_turn(&mut self) -> Turn {
         let number = self.issued;
         self.issued += 1;
         Turn {
@@ -51,20 +52,19 @@ impl Ticketer {
 
 /// One request's place in its connection's order. Dropping it lets the next request go.
 #[derive(Debug)]
-pub(crate) struct Turn {
+pub struct Turn {
     order: Arc<Order>,
     number: u64,
 }
 
 impl Turn {
-    /// A turn of its own, for a request outside any connection (the fuzzing harness).
-    #[cfg(feature = "fuzzing")]
-    pub(crate) fn alone() -> Self {
+    /// A turn of its own, for a call outside any order (e.g. a fuzzing harness).
+    pub fn alone() -> Self {
         Ticketer::default().next_turn()
     }
 
-    /// Waits until every request received before this one has reached storage or given up.
-    pub(crate) async fn wait(&self) {
+    /// Waits until every turn issued before this one has been given up.
+    pub async fn wait(&self) {
         loop {
             let advanced = self.order.advanced.notified();
             tokio::pin!(advanced);
