@@ -18,6 +18,11 @@ import java.util.function.Supplier;
  * durable), so on Android call them off the main thread, or use the {@code ...Async} forms, which
  * run on a small pool of daemon threads (or on an {@link Executor} you pass).
  *
+ * <p>The {@code ...Async} calls of one instance take effect in the order they were made, as Expo's
+ * unawaited {@code setItemAsync} then {@code getItemAsync} expect: each starts once the one made
+ * before it has finished (succeeded or failed). Blocking calls made at the same time from other
+ * threads are concurrent with them, with no order between the two.
+ *
  * <p>Values cross JNI as Java {@link String}s, which cannot be wiped and stay in the heap until the
  * garbage collector reuses their memory. {@link #getItemBytes} and {@link #setItemBytes} take and
  * return UTF-8 {@code byte[]}s instead, which the caller can overwrite with zeros when done.
@@ -27,6 +32,8 @@ public final class SecureStore implements AutoCloseable {
 
     private final NativeHandle handle;
     private final String project;
+    /** The async call made last; the next one starts when it has finished. Guarded by {@code this}. */
+    private CompletableFuture<?> lastAsync = CompletableFuture.completedFuture(null);
 
     SecureStore(long handle, String project) {
         this.handle = new NativeHandle(handle, "SecureStore");
@@ -173,8 +180,17 @@ public final class SecureStore implements AutoCloseable {
         }, executor);
     }
 
-    private static <T> CompletableFuture<T> async(Supplier<T> call, Executor executor) {
-        return CompletableFuture.supplyAsync(call, executor);
+    private <T> CompletableFuture<T> async(Supplier<T> call, Executor executor) {
+        Objects.requireNonNull(executor, "executor");
+        synchronized (this) {
+            // Chained, not merely submitted: pool threads would otherwise reach the connection in
+            // whatever order they happen to run.
+            CompletableFuture<T> next = lastAsync
+                    .handle((ignoredResult, ignoredError) -> null)
+                    .thenApplyAsync(ignored -> call.get(), executor);
+            lastAsync = next;
+            return next;
+        }
     }
 
     /** Whether {@link #close()} has not been called yet. */

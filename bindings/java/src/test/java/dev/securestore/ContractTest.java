@@ -13,6 +13,7 @@ import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
+import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionException;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
@@ -216,6 +217,26 @@ class ContractTest {
             CompletionException failed = assertThrows(CompletionException.class,
                     () -> store.getItemAsync("bad key!", SecureStoreOptions.DEFAULT).join());
             assertInstanceOf(SecureStoreException.InvalidKey.class, failed.getCause());
+        }
+    }
+
+    /** Unawaited async calls take effect in the order they were made, as Expo's do. */
+    @ParameterizedTest
+    @ValueSource(strings = {"socket", "in-process"})
+    void unawaitedAsyncCallsTakeEffectInOrder(String transport) {
+        try (SecureStore store = open(transport, PROJECT, null)) {
+            for (int i = 0; i < 200; i++) {
+                CompletableFuture<Void> first = store.setItemAsync("ordered", "first" + i, SecureStoreOptions.DEFAULT);
+                CompletableFuture<Void> second = store.setItemAsync("ordered", "second" + i, SecureStoreOptions.DEFAULT);
+                CompletableFuture<String> read = store.getItemAsync("ordered", SecureStoreOptions.DEFAULT);
+                CompletableFuture<Void> deleted = store.deleteItemAsync("ordered", SecureStoreOptions.DEFAULT);
+                CompletableFuture<String> gone = store.getItemAsync("ordered", SecureStoreOptions.DEFAULT);
+                first.join();
+                second.join();
+                deleted.join();
+                assertEquals("second" + i, read.join(), "round " + i);
+                assertNull(gone.join(), "round " + i);
+            }
         }
     }
 
