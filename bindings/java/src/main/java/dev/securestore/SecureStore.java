@@ -110,13 +110,35 @@ public final class SecureStore implements AutoCloseable {
      *
      * @throws SecureStoreException.ValueTooLarge when the value's UTF-8 form is over
      *     {@link #maxValueBytes()}
+     * @throws SecureStoreException with {@link SecureStoreException.Code#INVALID_ARGUMENT} when the
+     *     value holds an unpaired surrogate, which has no UTF-8 form (it is never stored altered)
      */
     public void setItem(String key, String value, SecureStoreOptions options) {
         Objects.requireNonNull(options, "options");
+        if (value != null && !isWellFormed(value)) {
+            throw new SecureStoreException(SecureStoreException.Code.INVALID_ARGUMENT,
+                    "the value holds an unpaired surrogate, so it has no UTF-8 form");
+        }
         handle.use(h -> {
             Native.sessionSet(h, key, value, options.keychainService(), options.keychainAccessible().value());
             return null;
         });
+    }
+
+    /** Whether {@code text} has no unpaired surrogate (JNI would otherwise replace it silently). */
+    private static boolean isWellFormed(String text) {
+        for (int i = 0; i < text.length(); i++) {
+            char c = text.charAt(i);
+            if (Character.isHighSurrogate(c)) {
+                if (i + 1 == text.length() || !Character.isLowSurrogate(text.charAt(i + 1))) {
+                    return false;
+                }
+                i++;
+            } else if (Character.isLowSurrogate(c)) {
+                return false;
+            }
+        }
+        return true;
     }
 
     /** {@code setItem} with the value as UTF-8 bytes; the caller may wipe the array afterwards. */

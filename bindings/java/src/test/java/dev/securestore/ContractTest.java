@@ -220,6 +220,21 @@ class ContractTest {
         }
     }
 
+    @ParameterizedTest
+    @ValueSource(strings = {"socket", "in-process"})
+    void aValueWithAnUnpairedSurrogateIsRefusedNotAltered(String transport) {
+        try (SecureStore store = open(transport, PROJECT, null)) {
+            for (String bad : new String[] {"a\uD800b", "\uDC00", "end\uD83D"}) {
+                SecureStoreException err = assertThrows(SecureStoreException.class,
+                        () -> store.setItem("surrogate", bad, SecureStoreOptions.DEFAULT));
+                assertEquals(SecureStoreException.Code.INVALID_ARGUMENT, err.code());
+            }
+            assertNull(store.getItem("surrogate"));
+            store.setItem("surrogate", "ok \uD83D\uDE00", SecureStoreOptions.DEFAULT);
+            assertEquals("ok \uD83D\uDE00", store.getItem("surrogate"));
+        }
+    }
+
     /** Unawaited async calls take effect in the order they were made, as Expo's do. */
     @ParameterizedTest
     @ValueSource(strings = {"socket", "in-process"})
