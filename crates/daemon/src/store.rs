@@ -20,7 +20,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 
-use securestore_backends::{Backend, BackendError, Item, ItemName, ProjectScope, Reader, Write};
+use securestore_backends::{
+    Applied, Backend, BackendError, Item, ItemName, Key, ProjectScope, Reader, ServiceName, Write,
+};
 use tokio::sync::{mpsc, oneshot};
 
 /// Commands waiting for a thread; past this, senders wait (backpressure on clients).
@@ -31,15 +33,84 @@ pub(crate) const MAX_BATCH: usize = 256;
 
 type Reply<T> = oneshot::Sender<Result<T, BackendError>>;
 
+/// A read, served by the reader thread (or by the owner, behind the connection's own writes).
+#[derive(Debug)]
+pub(crate) enum Query {
+    /// [`Backend::get`].
+    Get(ItemName),
+    /// [`Backend::contains`].
+    Contains(ItemName),
+    /// [`Backend::list_keys`].
+    Keys {
+        service: ServiceName,
+        after: Option<Key>,
+        limit: usize,
+    },
+    /// [`Backend::list_services`].
+    Services {
+        after: Option<ServiceName>,
+        limit: usize,
+    },
+}
+
+/// What a [`Query`] found.
+#[derive(Debug)]
+pub(crate) enum Found {
+    Item(Option<Item>),
+    Contains(bool),
+    Keys(Vec<Key>),
+    Services(Vec<ServiceName>),
+}
+
+impl Query {
+    fn on_backend(
+        self,
+        backend: &mut dyn Backend,
+        project: &ProjectScope,
+    ) -> Result<Found, BackendError> {
+        Ok(match self {
+            Self::Get(name) => Found::Item(backend.get(project, &name)?),
+            Self::Contains(name) => Found::Contains(backend.contains(project, &name)?),
+            Self::Keys {
+                service,
+                after,
+                limit,
+            } => Found::Keys(backend.list_keys(project, &service, after.as_ref(), limit)?),
+            Self::Services { after, limit } => {
+                Found::Services(backend.list_services(project, after.as_ref(), limit)?)
+            }
+        })
+    }
+
+    fn on_reader(
+        self,
+        reader: &mut dyn Reader,
+        project: &ProjectScope,
+    ) -> Result<Found, BackendError> {
+        Ok(match self {
+            Self::Get(name) => Found::Item(reader.get(project, &name)?),
+            Self::Contains(name) => Found::Contains(reader.contains(project, &name)?),
+            Self::Keys {
+                service,
+                after,
+                limit,
+            } => Found::Keys(reader.list_keys(project, &service, after.as_ref(), limit)?),
+            Self::Services { after, limit } => {
+                Found::Services(reader.list_services(project, after.as_ref(), limit)?)
+            }
+        })
+    }
+}
+
 enum Command {
     Get {
         project: ProjectScope,
-        name: ItemName,
-        reply: Reply<Option<Item>>,
+        query: Query,
+        reply: Reply<Found>,
     },
     Write {
         write: Write,
-        reply: Reply<()>,
+        reply: Reply<Applied>,
         /// Counts this write as its connection's until the owner is done with it (dropped with the
         /// command, after the answer is sent).
         _unsettled: Option<UnsettledGuard>,
@@ -81,6 +152,27 @@ impl<T> Answer<T> {
     /// Waits for the storage thread's answer.
     pub(crate) async fn wait(self) -> Result<T, BackendError> {
         self.0.await.map_err(|_| owner_gone())?
+    }
+
+    /// This answer, turned into another by `f` once it comes.
+    fn map<U>(self, f: impl FnOnce(T) -> Result<U, BackendError> + Send + 'static) -> Mapped<T, U> {
+        Mapped {
+            answer: self,
+            f: Box::new(f),
+        }
+    }
+}
+
+/// An [`Answer`] with a conversion applied when it arrives.
+pub(crate) struct Mapped<T, U> {
+    answer: Answer<T>,
+    f: Box<dyn FnOnce(T) -> Result<U, BackendError> + Send>,
+}
+
+impl<T, U> Mapped<T, U> {
+    /// Waits for the answer and converts it.
+    pub(crate) async fn wait(self) -> Result<U, BackendError> {
+        (self.f)(self.answer.wait().await?)
     }
 }
 
@@ -177,12 +269,12 @@ fn own(mut backend: Box<dyn Backend>, mut queue: mpsc::Receiver<Command>, stats:
                 // A get queued behind writes must see them: commit those first.
                 Command::Get {
                     project,
-                    name,
+                    query,
                     reply,
                 } => {
                     commit(backend.as_mut(), &mut pending, stats);
                     contained(|| {
-                        let _ = reply.send(backend.get(&project, &name));
+                        let _ = reply.send(query.on_backend(backend.as_mut(), &project));
                     });
                 }
             }
@@ -205,7 +297,7 @@ fn own(mut backend: Box<dyn Backend>, mut queue: mpsc::Receiver<Command>, stats:
 }
 
 /// A write taken from the queue, with its answer and the guard that keeps it unsettled.
-type PendingWrite = (Write, Reply<()>, Option<UnsettledGuard>);
+type PendingWrite = (Write, Reply<Applied>, Option<UnsettledGuard>);
 
 /// Applies the pending writes as one batch and answers each writer. A caller that gives up while
 /// its batch is being applied is not waited for: its write stands, and it learns that by reading.
@@ -240,10 +332,10 @@ fn read(mut reader: Box<dyn Reader>, mut queue: mpsc::Receiver<Command>) {
         match command {
             Command::Get {
                 project,
-                name,
+                query,
                 reply,
             } => contained(|| {
-                let _ = reply.send(reader.get(&project, &name));
+                let _ = reply.send(query.on_reader(reader.as_mut(), &project));
             }),
             Command::Write { reply, .. } => {
                 // Never sent here: writes always go to the owner.
@@ -278,7 +370,7 @@ impl StoreHandle {
         &self,
         write: Write,
         unsettled: &Unsettled,
-    ) -> Result<Answer<()>, BackendError> {
+    ) -> Result<Answer<Applied>, BackendError> {
         let guard = unsettled.guard();
         Self::submit(&self.writes, |reply| Command::Write {
             write,
@@ -295,7 +387,24 @@ impl StoreHandle {
         project: ProjectScope,
         name: ItemName,
         unsettled: &Unsettled,
-    ) -> Result<Answer<Option<Item>>, BackendError> {
+    ) -> Result<Mapped<Found, Option<Item>>, BackendError> {
+        let found = self
+            .submit_query(project, Query::Get(name), unsettled)
+            .await?;
+        Ok(found.map(|found| match found {
+            Found::Item(item) => Ok(item),
+            other => Err(mismatch(&other)),
+        }))
+    }
+
+    /// Queues any [`Query`], on the same path as a get: behind the connection's unsettled writes, or
+    /// on the reader.
+    pub(crate) async fn submit_query(
+        &self,
+        project: ProjectScope,
+        query: Query,
+        unsettled: &Unsettled,
+    ) -> Result<Answer<Found>, BackendError> {
         let queue = if unsettled.any() {
             &self.writes
         } else {
@@ -303,7 +412,7 @@ impl StoreHandle {
         };
         Self::submit(queue, |reply| Command::Get {
             project,
-            name,
+            query,
             reply,
         })
         .await
@@ -319,7 +428,15 @@ impl StoreHandle {
         .await?
         .wait()
         .await
+        .map(|_| ())
     }
+}
+
+/// An answer of the wrong kind: a bug, reported rather than panicked on.
+pub(crate) fn mismatch(found: &Found) -> BackendError {
+    BackendError::Internal(format!(
+        "a query was answered with the wrong kind: {found:?}"
+    ))
 }
 
 #[cfg(test)]
@@ -361,7 +478,31 @@ mod tests {
         fn delete_project(&mut self, p: &ProjectScope) -> Result<(), BackendError> {
             self.inner.delete_project(p)
         }
-        fn write_batch(&mut self, writes: &[Write]) -> Vec<Result<(), BackendError>> {
+        fn list_keys(
+            &mut self,
+            p: &ProjectScope,
+            s: &ServiceName,
+            after: Option<&Key>,
+            limit: usize,
+        ) -> Result<Vec<Key>, BackendError> {
+            self.inner.list_keys(p, s, after, limit)
+        }
+        fn list_services(
+            &mut self,
+            p: &ProjectScope,
+            after: Option<&ServiceName>,
+            limit: usize,
+        ) -> Result<Vec<ServiceName>, BackendError> {
+            self.inner.list_services(p, after, limit)
+        }
+        fn clear(
+            &mut self,
+            p: &ProjectScope,
+            s: Option<&ServiceName>,
+        ) -> Result<u64, BackendError> {
+            self.inner.clear(p, s)
+        }
+        fn write_batch(&mut self, writes: &[Write]) -> Vec<Result<Applied, BackendError>> {
             self.batches.lock().expect("lock").push(writes.len());
             std::thread::sleep(self.sync);
             writes.iter().map(|w| self.inner.apply(w)).collect()
@@ -482,6 +623,23 @@ mod tests {
         fn get(&mut self, _: &ProjectScope, _: &ItemName) -> Result<Option<Item>, BackendError> {
             Ok(None)
         }
+        fn list_keys(
+            &mut self,
+            _: &ProjectScope,
+            _: &ServiceName,
+            _: Option<&Key>,
+            _: usize,
+        ) -> Result<Vec<Key>, BackendError> {
+            Ok(Vec::new())
+        }
+        fn list_services(
+            &mut self,
+            _: &ProjectScope,
+            _: Option<&ServiceName>,
+            _: usize,
+        ) -> Result<Vec<ServiceName>, BackendError> {
+            Ok(Vec::new())
+        }
     }
 
     impl Backend for Stuck {
@@ -507,6 +665,30 @@ mod tests {
         }
         fn delete_project(&mut self, _: &ProjectScope) -> Result<(), BackendError> {
             Ok(())
+        }
+        fn list_keys(
+            &mut self,
+            _: &ProjectScope,
+            _: &ServiceName,
+            _: Option<&Key>,
+            _: usize,
+        ) -> Result<Vec<Key>, BackendError> {
+            Ok(Vec::new())
+        }
+        fn list_services(
+            &mut self,
+            _: &ProjectScope,
+            _: Option<&ServiceName>,
+            _: usize,
+        ) -> Result<Vec<ServiceName>, BackendError> {
+            Ok(Vec::new())
+        }
+        fn clear(
+            &mut self,
+            _: &ProjectScope,
+            _: Option<&ServiceName>,
+        ) -> Result<u64, BackendError> {
+            Ok(0)
         }
         fn reader(&mut self) -> Result<Option<Box<dyn Reader>>, BackendError> {
             Ok(Some(Box::new(EmptyReader)))

@@ -21,7 +21,10 @@ pub use error::ServiceError;
 pub use names::{DEFAULT_SERVICE, Key, ProjectId, ServiceName};
 pub use options::{DeleteOptions, GetOptions, Item, KeychainAccessible, SetOptions};
 pub use secret::SecretString;
-pub use service::{SecureStore, SecureStoreClient, SecureStoreRequest, SecureStoreResponse};
+pub use service::{
+    BatchOp, Page, SecureStore, SecureStoreClient, SecureStoreRequest, SecureStoreResponse,
+    version_of,
+};
 
 // Re-exported so that the daemon and the clients build transports from one tarpc version.
 pub use tarpc;

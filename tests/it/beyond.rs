@@ -1,0 +1,233 @@
+//! Beyond Expo, through the real daemon: contains, listing with paging, clear, compare-and-set and
+//! all-or-nothing batches.
+
+use securestore_client::{
+    BatchOp, DeleteOptions, Error, GetOptions, SecretString, ServiceError, SetOptions,
+};
+use securestore_e2e::{Daemon, PROJECT, raw_client, value_of};
+use securestore_proto::limits::{MAX_BATCH_OPS, MAX_LIST_NAMES};
+use securestore_proto::tarpc::context;
+
+fn in_service(service: &str) -> SetOptions {
+    SetOptions {
+        keychain_service: Some(service.to_owned()),
+        ..SetOptions::default()
+    }
+}
+
+fn set(key: &str, value: &str) -> BatchOp {
+    BatchOp::Set {
+        key: key.to_owned(),
+        value: SecretString::from(value),
+        options: SetOptions::default(),
+    }
+}
+
+fn set_if(key: &str, expected: Option<&str>, value: &str) -> BatchOp {
+    BatchOp::SetIf {
+        key: key.to_owned(),
+        expected: expected.map(SecretString::from),
+        value: SecretString::from(value),
+        options: SetOptions::default(),
+    }
+}
+
+#[tokio::test]
+async fn contains_list_and_clear_stay_in_their_project_and_service() {
+    let daemon = Daemon::start();
+    let client = daemon.client(PROJECT).await;
+    let other = daemon.client("@tests/other").await;
+    for key in ["b", "a", "C"] {
+        client
+            .set_item(key, "v", in_service("s1"))
+            .await
+            .expect("set");
+    }
+    client
+        .set_item("x", "v", SetOptions::default())
+        .await
+        .expect("set");
+    other
+        .set_item("theirs", "v", in_service("s1"))
+        .await
+        .expect("set");
+
+    assert!(client.contains("a", Some("s1")).await.expect("contains"));
+    assert!(!client.contains("a", None).await.expect("contains"));
+    assert!(!other.contains("a", Some("s1")).await.expect("contains"));
+    assert_eq!(
+        client.list_keys(Some("s1")).await.expect("list"),
+        ["C", "a", "b"]
+    );
+    assert_eq!(other.list_keys(Some("s1")).await.expect("list"), ["theirs"]);
+    assert_eq!(
+        client.list_services().await.expect("services"),
+        ["app", "s1"]
+    );
+    assert!(matches!(
+        client.contains("bad key", None).await,
+        Err(Error::Service(ServiceError::InvalidKey))
+    ));
+
+    assert_eq!(client.clear(Some("s1")).await.expect("clear"), 3);
+    assert!(client.list_keys(Some("s1")).await.expect("list").is_empty());
+    assert_eq!(other.list_keys(Some("s1")).await.expect("list"), ["theirs"]);
+    assert_eq!(client.clear_all().await.expect("clear all"), 1);
+    assert!(client.list_services().await.expect("services").is_empty());
+    assert_eq!(
+        value_of(&other, "theirs", Some("s1")).await.as_deref(),
+        Some("v")
+    );
+
+    // A clear is durable like a delete: gone after a restart too.
+    let mut daemon = daemon;
+    drop((client, other));
+    daemon.restart();
+    let client = daemon.client(PROJECT).await;
+    assert!(client.list_services().await.expect("services").is_empty());
+}
+
+#[tokio::test]
+async fn listing_pages_are_bounded_and_the_client_follows_them() {
+    // A small value limit makes pages stop on bytes before they reach MAX_LIST_NAMES.
+    let daemon = Daemon::start_with(&["--max-value-bytes", "1024"]);
+    let client = daemon.client(PROJECT).await;
+    let keys: Vec<String> = (0..300)
+        .map(|i| format!("key-{i:04}-{}", "x".repeat(40)))
+        .collect();
+    for chunk in keys.chunks(16) {
+        let ops = chunk.iter().map(|k| set(k, "")).collect();
+        client.write_batch(ops).await.expect("batch");
+    }
+    let first = client.list_keys_page(None, None).await.expect("page");
+    assert!(first.more, "300 long keys do not fit one 1 KiB page");
+    assert!(!first.names.is_empty() && first.names.len() < 300);
+    println!("a page held {} of 300 names of 49 bytes", first.names.len());
+    assert!(first.names.len() <= MAX_LIST_NAMES);
+    let all = client.list_keys(None).await.expect("all pages");
+    assert_eq!(all, keys, "every key once, sorted, across pages");
+}
+
+#[tokio::test]
+async fn set_if_and_delete_if_apply_only_on_the_expected_value() {
+    let daemon = Daemon::start();
+    let client = daemon.client(PROJECT).await;
+    let opts = SetOptions::default;
+    client
+        .set_if("k", None, "1", opts())
+        .await
+        .expect("set if absent");
+    let conflict = client.set_if("k", None, "x", opts()).await;
+    assert!(
+        matches!(conflict, Err(Error::Service(ServiceError::Conflict))),
+        "{conflict:?}"
+    );
+    let wrong = Some(SecretString::from("0"));
+    assert!(matches!(
+        client.set_if("k", wrong.clone(), "x", opts()).await,
+        Err(Error::Service(ServiceError::Conflict))
+    ));
+    assert!(matches!(
+        client.delete_if("k", wrong, DeleteOptions::default()).await,
+        Err(Error::Service(ServiceError::Conflict))
+    ));
+    assert_eq!(value_of(&client, "k", None).await.as_deref(), Some("1"));
+    client
+        .set_if("k", Some(SecretString::from("1")), "2", opts())
+        .await
+        .expect("set if equal");
+    client
+        .delete_if("k", Some(SecretString::from("2")), DeleteOptions::default())
+        .await
+        .expect("delete if equal");
+    assert_eq!(value_of(&client, "k", None).await, None);
+
+    // The conflict never carries the current value.
+    client
+        .set_item("k", "the-secret", opts())
+        .await
+        .expect("set");
+    let err = client
+        .set_if("k", None, "x", opts())
+        .await
+        .expect_err("conflict");
+    assert!(!format!("{err:?} {err}").contains("the-secret"));
+}
+
+#[tokio::test]
+async fn a_batch_is_all_or_nothing_and_names_the_first_failing_operation() {
+    let daemon = Daemon::start();
+    let client = daemon.client(PROJECT).await;
+    client
+        .write_batch(vec![
+            set("a", "1"),
+            set_if("b", None, "1"),
+            set_if("a", Some("1"), "2"),
+        ])
+        .await
+        .expect("batch");
+    assert_eq!(value_of(&client, "a", None).await.as_deref(), Some("2"));
+
+    let failed = client
+        .write_batch(vec![
+            set("a", "3"),
+            BatchOp::Delete {
+                key: "b".to_owned(),
+                options: DeleteOptions::default(),
+            },
+            set_if("b", Some("1"), "x"),
+        ])
+        .await;
+    match failed {
+        Err(Error::Service(ServiceError::InBatch { index: 2, error })) => {
+            assert_eq!(*error, ServiceError::Conflict);
+        }
+        other => panic!("expected the third to fail: {other:?}"),
+    }
+    assert_eq!(
+        value_of(&client, "a", None).await.as_deref(),
+        Some("2"),
+        "nothing applied"
+    );
+    assert_eq!(
+        value_of(&client, "b", None).await.as_deref(),
+        Some("1"),
+        "nothing applied"
+    );
+
+    // Invalid items are named by index, by the daemon too (a raw client skips the client's checks).
+    let raw = raw_client(&daemon.socket(), PROJECT).await.expect("raw");
+    let answer = raw
+        .write_batch(context::current(), vec![set("a", "4"), set("bad key", "v")])
+        .await
+        .expect("answer");
+    assert!(
+        matches!(&answer, Err(ServiceError::InBatch { index: 1, error }) if **error == ServiceError::InvalidKey),
+        "{answer:?}"
+    );
+    let too_many: Vec<BatchOp> = (0..=MAX_BATCH_OPS)
+        .map(|i| set(&format!("k{i}"), ""))
+        .collect();
+    let answer = raw
+        .write_batch(context::current(), too_many.clone())
+        .await
+        .expect("answer");
+    assert!(
+        matches!(answer, Err(ServiceError::TooLarge { .. })),
+        "{answer:?}"
+    );
+    assert!(matches!(
+        client.write_batch(too_many).await,
+        Err(Error::Service(ServiceError::TooLarge { .. }))
+    ));
+    assert_eq!(value_of(&client, "a", None).await.as_deref(), Some("2"));
+    assert!(
+        client.write_batch(Vec::new()).await.is_ok(),
+        "an empty batch is nothing"
+    );
+    let got = client
+        .get_item("a", GetOptions::default())
+        .await
+        .expect("get");
+    assert_eq!(got.as_ref().map(SecretString::expose_secret), Some("2"));
+}
