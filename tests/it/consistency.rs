@@ -143,18 +143,35 @@ fn parse(client: u32, output: &str) -> Vec<Op> {
         .lines()
         .map(|line| {
             let fields: Vec<&str> = line.split(' ').collect();
-            let [call, ret, verb, key, value] = fields.as_slice() else {
-                panic!("bad history line {line:?}");
+            let text = |v: &str| (v != "-").then(|| v.to_owned());
+            let (call, ret, key, kind) = match fields.as_slice() {
+                [call, ret, "cas", key, value, expected, outcome] => {
+                    let applied = match *outcome {
+                        "ok" => Some(true),
+                        "conflict" => Some(false),
+                        _ => None,
+                    };
+                    let kind = Kind::SetIf {
+                        expected: text(expected),
+                        value: text(value),
+                        applied,
+                    };
+                    (call, ret, key, kind)
+                }
+                [call, ret, verb, key, value] => {
+                    let kind = match *verb {
+                        "get" => Kind::Read(text(value)),
+                        "set" | "del" => Kind::Write(text(value)),
+                        other => panic!("bad verb {other:?}"),
+                    };
+                    (call, ret, key, kind)
+                }
+                _ => panic!("bad history line {line:?}"),
             };
-            let value = (*value != "-").then(|| (*value).to_owned());
             Op {
                 client,
                 key: (*key).to_owned(),
-                kind: match *verb {
-                    "get" => Kind::Read(value),
-                    "set" | "del" => Kind::Write(value),
-                    other => panic!("bad verb {other:?}"),
-                },
+                kind,
                 call: call.parse().expect("call time"),
                 ret: if *ret == "?" {
                     Op::UNKNOWN
@@ -197,10 +214,17 @@ async fn history(run: Run) {
         .iter()
         .filter(|op| matches!(op.kind, Kind::Read(_)))
         .count();
+    let applied = |outcome: Option<bool>| {
+        history
+            .iter()
+            .filter(|op| matches!(op.kind, Kind::SetIf { applied, .. } if applied == outcome))
+            .count()
+    };
+    let (cas_ok, cas_conflict) = (applied(Some(true)), applied(Some(false)));
     let checking = Instant::now();
     let verdict = linearizability::check(&history);
     println!(
-        "history {:?}: {} operations ({reads} gets, {} writes of which {unknown} unknown), {} SIGKILLs; checked in {:?}",
+        "history {:?}: {} operations ({reads} gets, {} writes of which {unknown} unknown; set_if: {cas_ok} applied, {cas_conflict} conflicts), {} SIGKILLs; checked in {:?}",
         run.daemon_args,
         history.len(),
         history.len() - reads,
@@ -216,6 +240,10 @@ async fn history(run: Run) {
         reads > 100,
         "too few gets to mean anything: {reads}\n{}",
         daemon.log()
+    );
+    assert!(
+        cas_ok > 0 && cas_conflict > 0,
+        "too few set_if outcomes of each kind to mean anything: {cas_ok} applied, {cas_conflict} conflicts"
     );
     if let Err(violation) = verdict {
         panic!("{violation}");

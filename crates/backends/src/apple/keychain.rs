@@ -14,8 +14,8 @@ use security_framework::passwords::{
 use zeroize::Zeroizing;
 
 use super::{
-    ERR_SEC_ITEM_NOT_FOUND, ItemQuery, KeychainConfig, NewItem, Protection, belongs_to,
-    class_from_attributes, keychain_error, page_of, service_in_project,
+    ERR_SEC_ITEM_NOT_FOUND, ItemQuery, KeychainConfig, NewItem, Protection, class_from_attributes,
+    keychain_error, page_of, service_in_project,
 };
 use crate::{
     Backend, BackendError, Item, ItemName, Key, KeychainAccessible, ProjectScope, SecretString,
@@ -149,10 +149,9 @@ impl KeychainBackend {
             else {
                 continue;
             };
-            if belongs_to(service, project) {
-                if let Some(own) = service_in_project(service, project) {
-                    items.push((own.to_owned(), account.clone()));
-                }
+            // The service must start with the project's own prefix (`belongs_to`).
+            if let Some(own) = service_in_project(service, project) {
+                items.push((own.to_owned(), account.clone()));
             }
         }
         Ok(items)

@@ -69,8 +69,9 @@ pub fn page_of<T: Ord>(mut names: Vec<T>, after: Option<&T>, limit: usize) -> Ve
     names
 }
 
-/// Whether the Keychain service `attribute` belongs to `project` (for deleting a project).
-#[cfg_attr(not(target_vendor = "apple"), allow(dead_code))]
+/// Whether the Keychain service `attribute` belongs to `project`: what [`service_in_project`]
+/// checks before it strips the prefix.
+#[cfg(test)]
 pub(crate) fn belongs_to(attribute: &str, project: &ProjectScope) -> bool {
     attribute.starts_with(&project_service_prefix(project.project().as_str()))
 }
