@@ -24,6 +24,7 @@ const V1_HELLO: &[u8] = b"\x01\x00\x0a@tests/app\x00";
 
 /// The version 1 requests, as tarpc generated them from Expo's three calls.
 #[derive(Debug, Serialize, Deserialize)]
+#[allow(clippy::enum_variant_names)] // The names are tarpc's, kept as they were.
 enum V1Request {
     SetItem {
         key: String,
@@ -48,6 +49,7 @@ impl tarpc::RequestName for V1Request {
 
 /// The version 1 responses.
 #[derive(Debug, Serialize, Deserialize)]
+#[allow(clippy::enum_variant_names)]
 enum V1Response {
     SetItem(Result<(), ServiceError>),
     GetItem(Result<Option<Item>, ServiceError>),
