@@ -110,6 +110,54 @@ async fn pipelined_set_delete_get_take_effect_in_order() {
     .await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_calls_beyond_expo_take_effect_in_the_order_sent() {
+    let daemon = Daemon::start_logging(&[], "info");
+    on_connections(&daemon, |client, connection, i| async move {
+        let service = format!("s{connection}");
+        let opts = || SetOptions {
+            keychain_service: Some(service.clone()),
+            ..SetOptions::default()
+        };
+        let value = format!("v{i}");
+        let expected = Some(securestore_client::SecretString::from(value.as_str()));
+        // All in flight at once on one connection: each must see the ones sent before it.
+        let (set, there, listed, swapped, conflict, cleared, gone, absent_set) = futures::join!(
+            client.set_item("k", value.as_str(), opts()),
+            client.contains("k", Some(&service)),
+            client.list_keys_page(Some(&service), None),
+            client.set_if("k", expected.clone(), "next", opts()),
+            client.set_if("k", expected, "lost", opts()),
+            client.clear(Some(&service)),
+            client.contains("k", Some(&service)),
+            client.set_if("k", None, "fresh", opts()),
+        );
+        set.expect("set");
+        assert!(
+            there.expect("contains"),
+            "round {i}: contains overtook the set"
+        );
+        assert_eq!(listed.expect("list").names, ["k"], "round {i}");
+        swapped.expect("the set_if sees the set before it");
+        assert!(
+            matches!(
+                conflict,
+                Err(securestore_client::Error::Service(
+                    securestore_client::ServiceError::Conflict
+                ))
+            ),
+            "round {i}: the second set_if sees the first: {conflict:?}"
+        );
+        assert_eq!(cleared.expect("clear"), 1, "round {i}");
+        assert!(
+            !gone.expect("contains"),
+            "round {i}: contains overtook the clear"
+        );
+        absent_set.expect("the item is absent after the clear");
+    })
+    .await;
+}
+
 /// How one history run goes.
 struct Run {
     /// Extra daemon flags (e.g. the backend).

@@ -110,6 +110,79 @@ impl Session {
     }
 }
 
+impl Session {
+    /// Whether an item is stored under `key` in `service`; the value is not sent.
+    ///
+    /// # Errors
+    /// As [`Session::get`]; [`ErrorCode::Unsupported`] from an older daemon.
+    pub fn contains(&self, key: &str, service: Option<&str>) -> Result<bool, BridgeError> {
+        Ok(runtime().block_on(self.client.contains(key, service))?)
+    }
+
+    /// Every key of `service`, sorted (fetched page by page).
+    ///
+    /// # Errors
+    /// As [`Session::contains`].
+    pub fn list_keys(&self, service: Option<&str>) -> Result<Vec<String>, BridgeError> {
+        Ok(runtime().block_on(self.client.list_keys(service))?)
+    }
+
+    /// Every service holding items, sorted.
+    ///
+    /// # Errors
+    /// As [`Session::contains`].
+    pub fn list_services(&self) -> Result<Vec<String>, BridgeError> {
+        Ok(runtime().block_on(self.client.list_services())?)
+    }
+
+    /// Deletes every item of `service` (of every service when `all_services`); returns how many.
+    ///
+    /// # Errors
+    /// As [`Session::contains`].
+    pub fn clear(&self, service: Option<&str>, all_services: bool) -> Result<u64, BridgeError> {
+        if all_services {
+            Ok(runtime().block_on(self.client.clear_all())?)
+        } else {
+            Ok(runtime().block_on(self.client.clear(service))?)
+        }
+    }
+
+    /// Stores `value` only if the current value equals `expected` (`None`: only if absent).
+    ///
+    /// # Errors
+    /// [`ErrorCode::Conflict`] when it does not (nothing changed); as [`Session::set`].
+    pub fn set_if(
+        &self,
+        key: &str,
+        expected: Option<SecretString>,
+        value: SecretString,
+        service: Option<&str>,
+        accessible: KeychainAccessible,
+    ) -> Result<(), BridgeError> {
+        let options = SetOptions {
+            keychain_service: service.map(str::to_owned),
+            keychain_accessible: accessible,
+        };
+        Ok(runtime().block_on(self.client.set_if(key, expected, value, options))?)
+    }
+
+    /// Deletes the item only if its current value equals `expected`.
+    ///
+    /// # Errors
+    /// As [`Session::set_if`].
+    pub fn delete_if(
+        &self,
+        key: &str,
+        expected: Option<SecretString>,
+        service: Option<&str>,
+    ) -> Result<(), BridgeError> {
+        let options = DeleteOptions {
+            keychain_service: service.map(str::to_owned),
+        };
+        Ok(runtime().block_on(self.client.delete_if(key, expected, options))?)
+    }
+}
+
 fn options(token: Option<SecretString>, timeout: Option<Duration>) -> ConnectOptions {
     let defaults = ConnectOptions::default();
     ConnectOptions {

@@ -61,6 +61,10 @@ pub enum securestore_result {
     SECURESTORE_HOST_FAILED = 10,
     /// A bug inside securestore (a panic caught at the boundary).
     SECURESTORE_INTERNAL = 11,
+    /// A conditional write found another value than the expected one; nothing was changed.
+    SECURESTORE_CONFLICT = 12,
+    /// The daemon speaks an older protocol without this call; upgrade it. Nothing was sent.
+    SECURESTORE_UNSUPPORTED = 13,
 }
 
 impl From<ErrorCode> for securestore_result {
@@ -77,6 +81,8 @@ impl From<ErrorCode> for securestore_result {
             ErrorCode::Storage => Self::SECURESTORE_STORAGE,
             ErrorCode::InvalidArgument => Self::SECURESTORE_INVALID_ARGUMENT,
             ErrorCode::HostFailed => Self::SECURESTORE_HOST_FAILED,
+            ErrorCode::Conflict => Self::SECURESTORE_CONFLICT,
+            ErrorCode::Unsupported => Self::SECURESTORE_UNSUPPORTED,
             _ => Self::SECURESTORE_INTERNAL,
         }
     }
@@ -279,6 +285,155 @@ pub unsafe extern "C" fn securestore_delete(
 ) -> securestore_result {
     run(error_out, || {
         self::client(client)?.delete(text("key", key)?, optional_text("service", service)?)
+    })
+}
+
+/// Whether an item is stored under `key` in `service` (null means the default); the value is not
+/// sent. `*found_out` receives the answer.
+///
+/// # Safety
+/// `client` is a live handle; `key` a NUL-terminated string; `service` one or null; `found_out` a
+/// writable pointer; `error_out` writable or null.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn securestore_contains(
+    client: *const securestore_client,
+    key: *const c_char,
+    service: *const c_char,
+    found_out: *mut bool,
+    error_out: *mut *mut c_char,
+) -> securestore_result {
+    set_out(found_out, false);
+    run(error_out, || {
+        if found_out.is_null() {
+            return Err(BridgeError::invalid_argument("found_out is null"));
+        }
+        let found = self::client(client)?
+            .contains(text("key", key)?, optional_text("service", service)?)?;
+        set_out(found_out, found);
+        Ok(())
+    })
+}
+
+/// The keys of `service` (null means the default), or with `services` the services that hold
+/// items, sorted, as one string with the names separated by `\n` (no key or service contains one;
+/// empty when there are none). `*names_out` is freed with [`securestore_string_free`].
+///
+/// # Safety
+/// `client` is a live handle; `service` a NUL-terminated string or null; `names_out` a writable
+/// pointer; `error_out` writable or null.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn securestore_list(
+    client: *const securestore_client,
+    service: *const c_char,
+    services: bool,
+    names_out: *mut *mut c_char,
+    error_out: *mut *mut c_char,
+) -> securestore_result {
+    set_out(names_out, ptr::null_mut());
+    run(error_out, || {
+        if names_out.is_null() {
+            return Err(BridgeError::invalid_argument("names_out is null"));
+        }
+        let session = self::client(client)?;
+        let names = if services {
+            session.list_services()?
+        } else {
+            session.list_keys(optional_text("service", service)?)?
+        };
+        let joined = CString::new(names.join("\n"))
+            .map_err(|_| BridgeError::new(ErrorCode::Internal, "a name holds a NUL"))?;
+        set_out(names_out, joined.into_raw());
+        Ok(())
+    })
+}
+
+/// Deletes every item of `service` (null means the default), or of every service with
+/// `all_services`; `*count_out` (may be null) receives how many were deleted.
+///
+/// # Safety
+/// `client` is a live handle; `service` a NUL-terminated string or null; `count_out` writable or
+/// null; `error_out` writable or null.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn securestore_clear(
+    client: *const securestore_client,
+    service: *const c_char,
+    all_services: bool,
+    count_out: *mut u64,
+    error_out: *mut *mut c_char,
+) -> securestore_result {
+    set_out(count_out, 0);
+    run(error_out, || {
+        let deleted =
+            self::client(client)?.clear(optional_text("service", service)?, all_services)?;
+        set_out(count_out, deleted);
+        Ok(())
+    })
+}
+
+/// The expected value of a conditional write: null means "the item must not exist"; otherwise the
+/// `len` bytes at `ptr` (a non-null pointer with `len` 0 expects the empty value).
+fn expected_arg(ptr: *const u8, len: usize) -> Result<Option<SecretString>, BridgeError> {
+    if ptr.is_null() {
+        return Ok(None);
+    }
+    value_arg(ptr, len).map(Some)
+}
+
+/// As [`securestore_set`], only if the item's current value is the `expected_len` bytes at
+/// `expected`, or, when `expected` is null, only if there is no item. Otherwise
+/// `SECURESTORE_CONFLICT`, and nothing changes.
+///
+/// # Safety
+/// As [`securestore_set`]; `expected` points to `expected_len` readable bytes or is null.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn securestore_set_if(
+    client: *const securestore_client,
+    key: *const c_char,
+    expected: *const u8,
+    expected_len: usize,
+    value: *const u8,
+    value_len: usize,
+    service: *const c_char,
+    accessible: i32,
+    error_out: *mut *mut c_char,
+) -> securestore_result {
+    run(error_out, || {
+        let session = self::client(client)?;
+        let accessible = accessible_from(accessible)?;
+        let expected = expected_arg(expected, expected_len)?;
+        let value = value_arg(value, value_len)?;
+        session.set_if(
+            text("key", key)?,
+            expected,
+            value,
+            optional_text("service", service)?,
+            accessible,
+        )
+    })
+}
+
+/// As [`securestore_delete`], only if the item's current value is the `expected_len` bytes at
+/// `expected` (null: only if there is no item, which deletes nothing). Otherwise
+/// `SECURESTORE_CONFLICT`.
+///
+/// # Safety
+/// As [`securestore_delete`]; `expected` points to `expected_len` readable bytes or is null.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn securestore_delete_if(
+    client: *const securestore_client,
+    key: *const c_char,
+    expected: *const u8,
+    expected_len: usize,
+    service: *const c_char,
+    error_out: *mut *mut c_char,
+) -> securestore_result {
+    run(error_out, || {
+        let expected = expected_arg(expected, expected_len)?;
+        self::client(client)?.delete_if(
+            text("key", key)?,
+            expected,
+            optional_text("service", service)?,
+        )
     })
 }
 

@@ -19,7 +19,7 @@ use std::time::Duration;
 use jni::errors::ThrowRuntimeExAndDefault;
 use jni::objects::{JByteArray, JClass, JObject, JString};
 use jni::refs::Reference as _;
-use jni::sys::{jint, jlong};
+use jni::sys::{jboolean, jint, jlong};
 use jni::{Env, EnvUnowned, JValue, jni_sig, jni_str};
 use securestore_bridge::{
     BackendKind, BridgeError, ErrorCode, HostHandle, HostOptions, OpenBackend, Policy,
@@ -274,6 +274,114 @@ pub extern "system" fn Java_dev_securestore_Native_sessionDelete<'local>(
         let key = text(env, "key", &key)?;
         let service = optional_text(env, &service)?;
         session.delete(&key, service.as_deref())
+    })
+}
+
+/// `boolean Native.sessionContains(long session, String key, String service)`.
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_dev_securestore_Native_sessionContains<'local>(
+    env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    handle: jlong,
+    key: JString<'local>,
+    service: JString<'local>,
+) -> jboolean {
+    entry(env, |env| {
+        let session = session(handle)?;
+        let key = text(env, "key", &key)?;
+        let service = optional_text(env, &service)?;
+        session.contains(&key, service.as_deref())
+    })
+}
+
+/// `String Native.sessionList(long session, String service, boolean services)`: the keys of
+/// `service` (or, with `services`, the services holding items), sorted, joined by `\n` (no key or
+/// service can hold one).
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_dev_securestore_Native_sessionList<'local>(
+    env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    handle: jlong,
+    service: JString<'local>,
+    services: jboolean,
+) -> JObject<'local> {
+    entry(env, |env| {
+        let session = session(handle)?;
+        let service = optional_text(env, &service)?;
+        let names = if services {
+            session.list_services()?
+        } else {
+            session.list_keys(service.as_deref())?
+        };
+        Ok(env
+            .new_string(names.join("\n"))
+            .map_err(jni_failure)?
+            .into())
+    })
+}
+
+/// `long Native.sessionClear(long session, String service, boolean allServices)`: items deleted.
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_dev_securestore_Native_sessionClear<'local>(
+    env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    handle: jlong,
+    service: JString<'local>,
+    all_services: jboolean,
+) -> jlong {
+    entry(env, |env| {
+        let session = session(handle)?;
+        let service = optional_text(env, &service)?;
+        let deleted = session.clear(service.as_deref(), all_services)?;
+        Ok(jlong::try_from(deleted).unwrap_or(jlong::MAX))
+    })
+}
+
+/// `void Native.sessionSetIf(long session, String key, String expected, String value, String
+/// service, int accessible)`: `expected` null means "only if absent".
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_dev_securestore_Native_sessionSetIf<'local>(
+    env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    handle: jlong,
+    key: JString<'local>,
+    expected: JString<'local>,
+    value: JString<'local>,
+    service: JString<'local>,
+    accessible: jint,
+) {
+    entry(env, |env| {
+        let session = session(handle)?;
+        let key = text(env, "key", &key)?;
+        let expected = optional_text(env, &expected)?.map(SecretString::from);
+        let value = SecretString::from(text(env, "value", &value)?);
+        let service = optional_text(env, &service)?;
+        session.set_if(
+            &key,
+            expected,
+            value,
+            service.as_deref(),
+            accessible_from(accessible)?,
+        )
+    })
+}
+
+/// `void Native.sessionDeleteIf(long session, String key, String expected, String service)`.
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_dev_securestore_Native_sessionDeleteIf<'local>(
+    env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    handle: jlong,
+    key: JString<'local>,
+    expected: JString<'local>,
+    service: JString<'local>,
+) {
+    entry(env, |env| {
+        let session = session(handle)?;
+        let key = text(env, "key", &key)?;
+        let expected = optional_text(env, &expected)?.map(SecretString::from);
+        let service = optional_text(env, &service)?;
+        session.delete_if(&key, expected, service.as_deref())
     })
 }
 

@@ -41,6 +41,17 @@ final class Native {
 
     static native void sessionDelete(long session, String key, String service);
 
+    static native boolean sessionContains(long session, String key, String service);
+
+    static native String sessionList(long session, String service, boolean services);
+
+    static native long sessionClear(long session, String service, boolean allServices);
+
+    static native void sessionSetIf(
+            long session, String key, String expected, String value, String service, int accessible);
+
+    static native void sessionDeleteIf(long session, String key, String expected, String service);
+
     static native int sessionMaxValueBytes(long session);
 
     static native void sessionDestroy(long session);

@@ -136,6 +136,75 @@ public final class SecureStore implements AutoCloseable {
         });
     }
 
+    /**
+     * Whether an item is stored under {@code key} in {@code options.keychainService()}; the value
+     * never leaves the daemon.
+     *
+     * @throws SecureStoreException.Unsupported when the daemon is too old for this call
+     */
+    public boolean contains(String key, SecureStoreOptions options) {
+        Objects.requireNonNull(options, "options");
+        return handle.use(h -> Native.sessionContains(h, key, options.keychainService()));
+    }
+
+    /** The keys of {@code options.keychainService()}, sorted. */
+    public java.util.List<String> listKeys(SecureStoreOptions options) {
+        Objects.requireNonNull(options, "options");
+        return names(handle.use(h -> Native.sessionList(h, options.keychainService(), false)));
+    }
+
+    /** The services that hold at least one item, sorted. */
+    public java.util.List<String> listServices() {
+        return names(handle.use(h -> Native.sessionList(h, null, true)));
+    }
+
+    /** Deletes every item of {@code options.keychainService()}; returns how many there were. */
+    public long clear(SecureStoreOptions options) {
+        Objects.requireNonNull(options, "options");
+        return handle.use(h -> Native.sessionClear(h, options.keychainService(), false));
+    }
+
+    /** Deletes every item of every service of this project; returns how many there were. */
+    public long clearAll() {
+        return handle.use(h -> Native.sessionClear(h, null, true));
+    }
+
+    /**
+     * Stores {@code value} only if the current value equals {@code expected} ({@code null}: only if
+     * there is no item).
+     *
+     * @throws SecureStoreException.Conflict when it does not; nothing was changed
+     */
+    public void setItemIf(String key, String expected, String value, SecureStoreOptions options) {
+        Objects.requireNonNull(options, "options");
+        handle.use(h -> {
+            Native.sessionSetIf(
+                    h, key, expected, value, options.keychainService(), options.keychainAccessible().value());
+            return null;
+        });
+    }
+
+    /**
+     * Deletes the item only if its current value equals {@code expected}.
+     *
+     * @throws SecureStoreException.Conflict when it does not; nothing was changed
+     */
+    public void deleteItemIf(String key, String expected, SecureStoreOptions options) {
+        Objects.requireNonNull(options, "options");
+        handle.use(h -> {
+            Native.sessionDeleteIf(h, key, expected, options.keychainService());
+            return null;
+        });
+    }
+
+    /** Names joined by the native side with {@code \n}, which no key or service holds. */
+    private static java.util.List<String> names(String joined) {
+        if (joined == null || joined.isEmpty()) {
+            return java.util.Collections.emptyList();
+        }
+        return java.util.Collections.unmodifiableList(java.util.Arrays.asList(joined.split("\n", -1)));
+    }
+
     /** {@code getItemAsync}, on the bindings' own threads. */
     public CompletableFuture<String> getItemAsync(String key, SecureStoreOptions options) {
         return getItemAsync(key, options, IO);

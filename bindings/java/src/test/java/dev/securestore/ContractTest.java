@@ -219,6 +219,37 @@ class ContractTest {
         }
     }
 
+    @ParameterizedTest
+    @ValueSource(strings = {"socket", "in-process"})
+    void containsListClearAndConditionalWrites(String transport) {
+        try (SecureStore store = open(transport, PROJECT, null)) {
+            SecureStoreOptions a = SecureStoreOptions.service("svc.a");
+            store.setItem("b", "1", a);
+            store.setItem("a", "2", a);
+            store.setItem("x", "3");
+            assertTrue(store.contains("a", a));
+            assertFalse(store.contains("a", SecureStoreOptions.DEFAULT));
+            assertEquals(java.util.Arrays.asList("a", "b"), store.listKeys(a));
+            assertEquals(java.util.Arrays.asList("app", "svc.a"), store.listServices());
+            assertTrue(store.listKeys(SecureStoreOptions.service("empty")).isEmpty());
+
+            store.setItemIf("new", null, "v", a);
+            SecureStoreException.Conflict conflict = assertThrows(SecureStoreException.Conflict.class,
+                    () -> store.setItemIf("new", null, "w", a));
+            assertEquals(SecureStoreException.Code.CONFLICT, conflict.code());
+            store.setItemIf("new", "v", "w", a);
+            assertEquals("w", store.getItem("new", a));
+            assertThrows(SecureStoreException.Conflict.class, () -> store.deleteItemIf("new", "v", a));
+            store.deleteItemIf("new", "w", a);
+            assertNull(store.getItem("new", a));
+
+            assertEquals(2L, store.clear(a));
+            assertTrue(store.listKeys(a).isEmpty());
+            assertEquals(1L, store.clearAll());
+            assertTrue(store.listServices().isEmpty());
+        }
+    }
+
     @Test
     void aClosedStoreRefusesCallsAndClosingTwiceIsHarmless() {
         SecureStore store = SecureStore.connect(host.socketPath(), PROJECT);
