@@ -331,3 +331,144 @@ async fn a_batch_cut_by_sigkill_is_applied_wholly_or_not_at_all() {
     }
     assert!(rounds_seen.len() > 1, "the store moved on between kills");
 }
+
+#[tokio::test]
+async fn a_watcher_sees_durable_changes_in_commit_order_names_only_and_only_its_project() {
+    use securestore_client::{ChangeKind, WatchFilter};
+    use std::time::Duration;
+    let daemon = Daemon::start();
+    let watcher_client = daemon.client(PROJECT).await;
+    let writer = daemon.client(PROJECT).await;
+    let stranger = daemon.client("@tests/other").await;
+    let all = watcher_client
+        .watch(WatchFilter::default())
+        .await
+        .expect("watch");
+    let only_s = watcher_client
+        .watch(WatchFilter {
+            service: Some("s".to_owned()),
+            key: None,
+        })
+        .await
+        .expect("watch");
+    let nothing = watcher_client
+        .poll_events(all, Duration::from_millis(50))
+        .await
+        .expect("poll");
+    assert!(nothing.events.is_empty() && nothing.lagged.is_none());
+
+    writer
+        .set_item("a", "secret-1", SetOptions::default())
+        .await
+        .expect("set");
+    stranger
+        .set_item("a", "theirs", SetOptions::default())
+        .await
+        .expect("set");
+    writer
+        .set_item("k", "secret-2", in_service("s"))
+        .await
+        .expect("set");
+    let conflict = writer.set_if("a", None, "x", SetOptions::default()).await;
+    assert!(
+        conflict.is_err(),
+        "a conflict changes nothing and makes no event"
+    );
+    writer
+        .write_batch(vec![set("b1", "v"), set("b2", "v")])
+        .await
+        .expect("batch");
+    writer
+        .delete_item("a", DeleteOptions::default())
+        .await
+        .expect("delete");
+    assert_eq!(writer.clear(Some("s")).await.expect("clear"), 1);
+
+    let mut events = Vec::new();
+    while events.len() < 6 {
+        let got = watcher_client
+            .poll_events(all, Duration::from_secs(5))
+            .await
+            .expect("poll");
+        assert!(got.lagged.is_none());
+        assert!(!got.events.is_empty(), "the events come: {events:?}");
+        events.extend(got.events);
+    }
+    let seen: Vec<(Option<&str>, Option<&str>, ChangeKind)> = events
+        .iter()
+        .map(|e| (e.service.as_deref(), e.key.as_deref(), e.kind))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (Some("app"), Some("a"), ChangeKind::Set),
+            (Some("s"), Some("k"), ChangeKind::Set),
+            (Some("app"), Some("b1"), ChangeKind::Set),
+            (Some("app"), Some("b2"), ChangeKind::Set),
+            (Some("app"), Some("a"), ChangeKind::Deleted),
+            (Some("s"), None, ChangeKind::Cleared),
+        ],
+        "in commit order, not the other project's"
+    );
+    assert!(events.windows(2).all(|w| w[0].seq < w[1].seq));
+    assert!(!format!("{events:?}").contains("secret"), "never values");
+    let in_s = watcher_client
+        .poll_events(only_s, Duration::from_secs(5))
+        .await
+        .expect("poll");
+    let kinds: Vec<ChangeKind> = in_s.events.iter().map(|e| e.kind).collect();
+    assert_eq!(
+        kinds,
+        [ChangeKind::Set, ChangeKind::Cleared],
+        "only service s"
+    );
+    watcher_client.unwatch(only_s).await.expect("unwatch");
+    assert!(
+        watcher_client
+            .poll_events(only_s, Duration::ZERO)
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn a_watcher_that_falls_behind_is_told_how_many_events_it_missed() {
+    use securestore_client::WatchFilter;
+    use securestore_proto::limits::MAX_WATCH_QUEUE;
+    use std::time::Duration;
+    let daemon = Daemon::start();
+    let client = daemon.client(PROJECT).await;
+    let watcher = client.watch(WatchFilter::default()).await.expect("watch");
+    let rounds = MAX_WATCH_QUEUE / MAX_BATCH_OPS + 1;
+    for round in 0..rounds {
+        let ops = (0..MAX_BATCH_OPS)
+            .map(|i| set(&format!("k{round}-{i}"), ""))
+            .collect();
+        client.write_batch(ops).await.expect("batch");
+    }
+    let written = (rounds * MAX_BATCH_OPS) as u64;
+    let mut missed = 0;
+    let mut received = 0u64;
+    loop {
+        let got = client
+            .poll_events(watcher, Duration::from_millis(200))
+            .await
+            .expect("poll");
+        if got.events.is_empty() && got.lagged.is_none() {
+            break;
+        }
+        missed += got.lagged.map_or(0, |l| l.missed);
+        received += got.events.len() as u64;
+    }
+    println!("{written} events: {received} received, {missed} missed");
+    assert_eq!(
+        missed,
+        written - MAX_WATCH_QUEUE as u64,
+        "the queue is bounded and says so"
+    );
+    assert_eq!(
+        received + missed,
+        written,
+        "every event is received or counted"
+    );
+}

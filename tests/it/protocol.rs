@@ -245,6 +245,21 @@ async fn a_new_client_refuses_new_calls_to_an_old_daemon_without_sending_them() 
                 .await,
         ),
         ("write_batch", client.write_batch(Vec::new()).await),
+        (
+            "watch",
+            client
+                .watch(securestore_proto::WatchFilter::default())
+                .await
+                .map(drop),
+        ),
+        (
+            "poll_events",
+            client
+                .poll_events(1, Duration::from_millis(10))
+                .await
+                .map(drop),
+        ),
+        ("unwatch", client.unwatch(1).await),
     ];
     for (call, outcome) in outcomes {
         let err = outcome.expect_err("refused");

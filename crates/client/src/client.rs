@@ -20,8 +20,8 @@ use securestore_proto::limits::{MAX_BATCH_OPS, MAX_REQUEST_DEADLINE};
 use securestore_proto::tarpc::client::RpcError;
 use securestore_proto::tarpc::{self, context};
 use securestore_proto::{
-    BatchOp, DeleteOptions, GetOptions, Item, Key, Page, ProjectId, SecretString,
-    SecureStoreClient, ServiceError, ServiceName, SetOptions,
+    BatchOp, DeleteOptions, Events, GetOptions, Item, Key, Page, ProjectId, SecretString,
+    SecureStoreClient, ServiceError, ServiceName, SetOptions, WatchFilter,
 };
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::UnixStream;
@@ -628,6 +628,57 @@ impl Client {
         self.call_since(("write_batch", 2), |rpc| {
             let (ctx, ops) = (self.context(), ops.clone());
             async move { rpc.write_batch(ctx, ops).await }
+        })
+        .await
+    }
+
+    /// Starts watching this project's changes matching `filter`; returns the watcher's id on this
+    /// connection, for [`Client::poll_events`]. The watcher sees every change made durable from
+    /// now on, in commit order, names only (never values). It ends with the connection: after a
+    /// reconnect (the daemon closed an idle connection), polling it fails and a new watch is needed.
+    /// (Protocol 2.)
+    ///
+    /// # Errors
+    /// Invalid names; [`ServiceError::TooLarge`] past the watchers one connection may have; as
+    /// [`Client::contains`].
+    pub async fn watch(&self, filter: WatchFilter) -> Result<u64, Error> {
+        if let Some(key) = &filter.key {
+            Key::parse(key)?;
+        }
+        if let Some(service) = &filter.service {
+            ServiceName::parse(Some(service))?;
+        }
+        self.call_since(("watch", 2), |rpc| {
+            let (ctx, filter) = (self.context(), filter.clone());
+            async move { rpc.watch(ctx, filter).await }
+        })
+        .await
+    }
+
+    /// Long poll: the watcher's events as soon as there is one, or none after `wait` (at most
+    /// 30 s, and less than this client's timeout). `Events::lagged` says events were dropped
+    /// because the watcher's queue was full. (Protocol 2.)
+    ///
+    /// # Errors
+    /// As [`Client::contains`].
+    pub async fn poll_events(&self, watcher: u64, wait: Duration) -> Result<Events, Error> {
+        let wait = wait.min(self.timeout.saturating_sub(Duration::from_millis(500)));
+        let millis = u32::try_from(wait.as_millis()).unwrap_or(u32::MAX);
+        self.call_since(("poll_events", 2), |rpc| {
+            let ctx = self.context();
+            async move { rpc.poll_events(ctx, watcher, millis).await }
+        })
+        .await
+    }
+
+    /// Ends a watcher. (Protocol 2.)
+    ///
+    /// # Errors
+    /// As [`Client::contains`].
+    pub async fn unwatch(&self, watcher: u64) -> Result<(), Error> {
+        self.call_since(("unwatch", 2), |rpc| {
+            let ctx = self.context();
+            async move { rpc.unwatch(ctx, watcher).await }
         })
         .await
     }

@@ -160,6 +160,7 @@ where
         max_value_bytes: shared.config.max_value_bytes,
         shutdown: shared.shutdown.clone(),
         unsettled: Unsettled::default(),
+        watchers: Default::default(),
     });
     // From the first request on, every frame is paid for. The hello was the only frame handed on so
     // far (one per read), so no request frame has slipped through unpaid.

@@ -4,14 +4,18 @@
 use std::sync::Arc;
 
 use securestore_backends::{Action, Applied, Change, Expect, ItemName, ProjectScope, Write};
-use securestore_proto::limits::{MAX_BATCH_OPS, MAX_KEY_BYTES, MAX_LIST_NAMES};
+use securestore_proto::limits::{
+    MAX_BATCH_OPS, MAX_KEY_BYTES, MAX_LIST_NAMES, MAX_WATCH_WAIT_MILLIS,
+    MAX_WATCHERS_PER_CONNECTION,
+};
 use securestore_proto::tarpc::context::Context;
 use securestore_proto::{
-    BatchOp, DeleteOptions, GetOptions, Item, Key, Page, SecretString, SecureStore, ServiceError,
-    ServiceName, SetOptions,
+    BatchOp, DeleteOptions, Events, GetOptions, Item, Key, Page, SecretString, SecureStore,
+    ServiceError, ServiceName, SetOptions, WatchFilter,
 };
 use tokio_util::sync::CancellationToken;
 
+use crate::changes::Watcher;
 use crate::error::to_wire;
 use crate::order::Turn;
 use crate::registry::{Registry, TokenHash};
@@ -42,6 +46,15 @@ pub(crate) struct Bound {
     pub(crate) shutdown: CancellationToken,
     /// This connection's writes still with the storage owner; its gets go behind them.
     pub(crate) unsettled: Unsettled,
+    /// This connection's watchers, by id; they end with it.
+    pub(crate) watchers: std::sync::Mutex<Watchers>,
+}
+
+/// A connection's watchers.
+#[derive(Debug, Default)]
+pub(crate) struct Watchers {
+    next: u64,
+    by_id: std::collections::HashMap<u64, Arc<Watcher>>,
 }
 
 impl Bound {
@@ -462,6 +475,86 @@ impl SecureStore for Handler {
             }),
             _ => Ok(()),
         }
+    }
+
+    async fn watch(self, _: Context, filter: WatchFilter) -> Result<u64, ServiceError> {
+        let Self { bound, turn } = self;
+        turn.wait().await;
+        bound.admit()?;
+        let service = filter
+            .service
+            .as_deref()
+            .map(|s| ServiceName::parse(Some(s)))
+            .transpose()?;
+        let key = filter.key.as_deref().map(Key::parse).transpose()?;
+        let mut watchers = bound.watchers();
+        if watchers.by_id.len() >= MAX_WATCHERS_PER_CONNECTION {
+            return Err(ServiceError::TooLarge {
+                what: format!(
+                    "a connection may have {MAX_WATCHERS_PER_CONNECTION} watchers; unwatch one first"
+                ),
+            });
+        }
+        // Registered in the connection's turn: it sees every change committed from now on.
+        let watcher = bound.store.changes.watch(bound.scope(), service, key);
+        watchers.next += 1;
+        let id = watchers.next;
+        watchers.by_id.insert(id, watcher);
+        tracing::debug!(watcher = id, "watch");
+        Ok(id)
+    }
+
+    async fn poll_events(
+        self,
+        _: Context,
+        watcher: u64,
+        wait_millis: u32,
+    ) -> Result<Events, ServiceError> {
+        let Self { bound, turn } = self;
+        turn.wait().await;
+        bound.admit()?;
+        let Some(watcher) = bound.watchers().by_id.get(&watcher).cloned() else {
+            return Err(ServiceError::Refused {
+                reason: format!("no watcher {watcher} on this connection"),
+            });
+        };
+        // Waiting for events holds nothing of the connection's order.
+        drop(turn);
+        let budget = bound.max_value_bytes as usize + MAX_KEY_BYTES;
+        let wait =
+            std::time::Duration::from_millis(u64::from(wait_millis.min(MAX_WATCH_WAIT_MILLIS)));
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let ready = watcher.ready.notified();
+            tokio::pin!(ready);
+            // Registered before the check, so an event queued in between is not missed.
+            ready.as_mut().enable();
+            if let Some(events) = watcher.take(budget) {
+                return Ok(events);
+            }
+            if bound.shutdown.is_cancelled()
+                || tokio::time::timeout_at(deadline, ready).await.is_err()
+            {
+                return Ok(Events::default());
+            }
+        }
+    }
+
+    async fn unwatch(self, _: Context, watcher: u64) -> Result<(), ServiceError> {
+        let Self { bound, turn } = self;
+        turn.wait().await;
+        bound.admit()?;
+        bound.watchers().by_id.remove(&watcher);
+        Ok(())
+    }
+}
+
+impl Bound {
+    fn watchers(&self) -> std::sync::MutexGuard<'_, Watchers> {
+        // Two plain fields updated together; a panic cannot leave them half-changed.
+        self.watchers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 

@@ -25,6 +25,8 @@ use securestore_backends::{
 };
 use tokio::sync::{mpsc, oneshot};
 
+use crate::changes::Hub;
+
 /// Commands waiting for a thread; past this, senders wait (backpressure on clients).
 const QUEUE_DEPTH: usize = 1024;
 
@@ -194,6 +196,8 @@ pub(crate) struct StoreHandle {
     /// The reader thread's queue, or the owner's when the backend has no reader.
     reads: mpsc::Sender<Command>,
     pub(crate) stats: Arc<Stats>,
+    /// Where the owner publishes each durable change, for watchers.
+    pub(crate) changes: Arc<Hub>,
 }
 
 /// Starts the owner thread on `backend`, and a reader thread if the backend offers a reader. Join the
@@ -221,16 +225,19 @@ pub(crate) fn spawn(
         }
     };
     let owner_stats = stats.clone();
+    let changes = Arc::new(Hub::default());
+    let owner_changes = changes.clone();
     threads.push(
         std::thread::Builder::new()
             .name("securestore-storage".to_owned())
-            .spawn(move || own(backend, write_queue, &owner_stats))?,
+            .spawn(move || own(backend, write_queue, &owner_stats, &owner_changes))?,
     );
     Ok((
         StoreHandle {
             writes,
             reads,
             stats,
+            changes,
         },
         threads,
     ))
@@ -245,7 +252,12 @@ fn contained(work: impl FnOnce()) {
     }
 }
 
-fn own(mut backend: Box<dyn Backend>, mut queue: mpsc::Receiver<Command>, stats: &Stats) {
+fn own(
+    mut backend: Box<dyn Backend>,
+    mut queue: mpsc::Receiver<Command>,
+    stats: &Stats,
+    changes: &Hub,
+) {
     tracing::debug!(backend = backend.name(), "storage owner started");
     let mut pending: Vec<PendingWrite> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = queue.blocking_recv() {
@@ -272,7 +284,7 @@ fn own(mut backend: Box<dyn Backend>, mut queue: mpsc::Receiver<Command>, stats:
                     query,
                     reply,
                 } => {
-                    commit(backend.as_mut(), &mut pending, stats);
+                    commit(backend.as_mut(), &mut pending, stats, changes);
                     contained(|| {
                         let _ = reply.send(query.on_backend(backend.as_mut(), &project));
                     });
@@ -285,7 +297,7 @@ fn own(mut backend: Box<dyn Backend>, mut queue: mpsc::Receiver<Command>, stats:
                 None
             };
         }
-        commit(backend.as_mut(), &mut pending, stats);
+        commit(backend.as_mut(), &mut pending, stats, changes);
     }
     let name = backend.name();
     match backend.close() {
@@ -301,7 +313,12 @@ type PendingWrite = (Write, Reply<Applied>, Option<UnsettledGuard>);
 
 /// Applies the pending writes as one batch and answers each writer. A caller that gives up while
 /// its batch is being applied is not waited for: its write stands, and it learns that by reading.
-fn commit(backend: &mut dyn Backend, pending: &mut Vec<PendingWrite>, stats: &Stats) {
+fn commit(
+    backend: &mut dyn Backend,
+    pending: &mut Vec<PendingWrite>,
+    stats: &Stats,
+    changes: &Hub,
+) {
     if pending.is_empty() {
         return;
     }
@@ -321,6 +338,8 @@ fn commit(backend: &mut dyn Backend, pending: &mut Vec<PendingWrite>, stats: &St
     tracing::trace!(writes = writes.len(), "committing a batch");
     contained(|| {
         let results = backend.write_batch(&writes);
+        // Durable now: watchers learn of the changes before any writer hears back, in commit order.
+        changes.publish(&writes, &results);
         for (reply, result) in replies.into_iter().zip(results) {
             let _ = reply.send(result);
         }

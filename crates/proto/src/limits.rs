@@ -40,6 +40,12 @@ pub const MAX_REQUEST_DEADLINE: std::time::Duration = std::time::Duration::from_
 /// Most names in one listing answer ([`crate::Page`]); a listing also stops early once its names
 /// total more than the value limit, so each answer fits one frame.
 pub const MAX_LIST_NAMES: usize = 1000;
+/// Most events one watcher keeps queued; past it, the oldest are dropped and counted as missed.
+pub const MAX_WATCH_QUEUE: usize = 1024;
+/// Most watchers one connection may have.
+pub const MAX_WATCHERS_PER_CONNECTION: usize = 16;
+/// Longest wait of one `poll_events`, in milliseconds.
+pub const MAX_WATCH_WAIT_MILLIS: u32 = 30_000;
 /// Most operations in one `write_batch`. Their keys, services and values together must also fit the
 /// daemon's value limit (`--max-value-bytes`), so the batch fits one frame.
 pub const MAX_BATCH_OPS: usize = 128;

@@ -63,6 +63,16 @@ pub trait SecureStore {
     /// with [`ServiceError::InBatch`] naming its index. At most [`crate::limits::MAX_BATCH_OPS`]
     /// operations, whose keys, services and values together fit in the daemon's value limit.
     async fn write_batch(ops: Vec<BatchOp>) -> Result<(), ServiceError>;
+    /// (v2) Starts watching this project's changes that match `filter`; answers the watcher's id on
+    /// this connection. The watcher sees every change committed (durably) after it is made, in
+    /// commit order; it ends with the connection or [`SecureStore::unwatch`].
+    async fn watch(filter: WatchFilter) -> Result<u64, ServiceError>;
+    /// (v2) Long poll: the watcher's queued events, as soon as there is one, or none after
+    /// `wait_millis` (at most 30 s). [`Events::lagged`] says events were dropped because the queue
+    /// was full. Answers fit one frame; more may be waiting.
+    async fn poll_events(watcher: u64, wait_millis: u32) -> Result<Events, ServiceError>;
+    /// (v2) Ends a watcher. Ending an unknown one succeeds.
+    async fn unwatch(watcher: u64) -> Result<(), ServiceError>;
 }
 
 /// One page of a listing.
@@ -167,4 +177,55 @@ pub fn version_of(request: &SecureStoreRequest) -> u16 {
         | SecureStoreRequest::DeleteItem { .. } => 1,
         _ => 2,
     }
+}
+
+/// Which changes a watcher wants ([`SecureStore::watch`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WatchFilter {
+    /// Only this service's changes; `None`: every service of the project.
+    pub service: Option<String>,
+    /// Only this key's changes (in `service`, or in every service); `None`: every key.
+    pub key: Option<String>,
+}
+
+/// What a change did. Values are never part of an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ChangeKind {
+    /// The item was stored (set, set_if, or a batch's set).
+    Set,
+    /// The item was deleted (delete, delete_if, or a batch's delete; reported even if nothing was
+    /// stored under the key).
+    Deleted,
+    /// Every item of the service (of every service when the event's `service` is `None`) was
+    /// deleted by a clear.
+    Cleared,
+}
+
+/// One durable change, as a watcher sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangeEvent {
+    /// The daemon's commit sequence number: events arrive in commit order, with increasing `seq`.
+    pub seq: u64,
+    /// The service changed; `None` for a clear of every service.
+    pub service: Option<String>,
+    /// The key changed; `None` for a clear.
+    pub key: Option<String>,
+    /// What happened.
+    pub kind: ChangeKind,
+}
+
+/// Events a watcher lost because its queue was full ([`crate::limits::MAX_WATCH_QUEUE`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lagged {
+    /// How many events were dropped, all older than the first event of the answer.
+    pub missed: u64,
+}
+
+/// The answer to [`SecureStore::poll_events`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Events {
+    /// Changes in commit order.
+    pub events: Vec<ChangeEvent>,
+    /// Set when events were dropped before these: re-read what matters.
+    pub lagged: Option<Lagged>,
 }
