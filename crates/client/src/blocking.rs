@@ -5,7 +5,9 @@
 
 use std::path::Path;
 
-use securestore_proto::{BatchOp, DeleteOptions, GetOptions, Item, SecretString, SetOptions};
+use securestore_proto::{
+    BatchOp, DeleteOptions, Events, GetOptions, Item, SecretString, SetOptions, WatchFilter,
+};
 
 use crate::{ConnectOptions, Error};
 
@@ -166,5 +168,29 @@ impl Client {
     /// As [`crate::Client::write_batch`].
     pub fn write_batch(&self, ops: Vec<BatchOp>) -> Result<(), Error> {
         self.runtime.block_on(self.inner.write_batch(ops))
+    }
+
+    /// See [`crate::Client::watch`].
+    ///
+    /// # Errors
+    /// As [`crate::Client::watch`].
+    pub fn watch(&self, filter: WatchFilter) -> Result<u64, Error> {
+        self.runtime.block_on(self.inner.watch(filter))
+    }
+
+    /// See [`crate::Client::poll_events`].
+    ///
+    /// # Errors
+    /// As [`crate::Client::poll_events`].
+    pub fn poll_events(&self, watcher: u64, wait: std::time::Duration) -> Result<Events, Error> {
+        self.runtime.block_on(self.inner.poll_events(watcher, wait))
+    }
+
+    /// See [`crate::Client::unwatch`].
+    ///
+    /// # Errors
+    /// As [`crate::Client::unwatch`].
+    pub fn unwatch(&self, watcher: u64) -> Result<(), Error> {
+        self.runtime.block_on(self.inner.unwatch(watcher))
     }
 }
