@@ -532,9 +532,12 @@ impl SecureStore for Handler {
             if let Some(events) = watcher.take(budget) {
                 return Ok(events);
             }
-            if bound.shutdown.is_cancelled()
-                || tokio::time::timeout_at(deadline, ready).await.is_err()
-            {
+            // Shutdown ends the wait at once, so a long poll never holds up the drain.
+            let woken = tokio::select! {
+                () = bound.shutdown.cancelled() => false,
+                woken = tokio::time::timeout_at(deadline, ready) => woken.is_ok(),
+            };
+            if !woken {
                 return Ok(Events::default());
             }
         }
