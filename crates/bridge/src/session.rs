@@ -3,7 +3,10 @@
 use std::time::Duration;
 
 use securestore_client::{Client, ConnectOptions};
-use securestore_proto::{DeleteOptions, GetOptions, KeychainAccessible, SecretString, SetOptions};
+use securestore_proto::{
+    ChangeKind, DeleteOptions, Events, GetOptions, KeychainAccessible, SecretString, SetOptions,
+    WatchFilter,
+};
 
 use crate::{BridgeError, ErrorCode, HostHandle, runtime};
 
@@ -181,6 +184,62 @@ impl Session {
         };
         Ok(runtime().block_on(self.client.delete_if(key, expected, options))?)
     }
+}
+
+impl Session {
+    /// Starts watching this project's changes in `service` (every service when `None`) to `key`
+    /// (every key when `None`); returns the watcher's id on this session.
+    ///
+    /// # Errors
+    /// As [`Session::contains`].
+    pub fn watch(&self, service: Option<&str>, key: Option<&str>) -> Result<u64, BridgeError> {
+        let filter = WatchFilter {
+            service: service.map(str::to_owned),
+            key: key.map(str::to_owned),
+        };
+        Ok(runtime().block_on(self.client.watch(filter))?)
+    }
+
+    /// The watcher's next events, waiting up to `wait` for one.
+    ///
+    /// # Errors
+    /// As [`Session::contains`].
+    pub fn poll_events(&self, watcher: u64, wait: Duration) -> Result<Events, BridgeError> {
+        Ok(runtime().block_on(self.client.poll_events(watcher, wait))?)
+    }
+
+    /// Ends a watcher.
+    ///
+    /// # Errors
+    /// As [`Session::contains`].
+    pub fn unwatch(&self, watcher: u64) -> Result<(), BridgeError> {
+        Ok(runtime().block_on(self.client.unwatch(watcher))?)
+    }
+}
+
+/// `events` as text for the bindings: a first line `lagged<TAB>N` when events were missed, then
+/// one line per event, `seq<TAB>kind<TAB>service<TAB>key` (kind `set`, `deleted` or `cleared`; an
+/// absent service or key is empty). Names hold no tab or newline (keys are `A-Za-z0-9 . - _`,
+/// services have no control character), so the text parses back exactly.
+pub fn events_text(events: &Events) -> String {
+    let mut lines = Vec::with_capacity(events.events.len() + 1);
+    if let Some(lagged) = events.lagged {
+        lines.push(format!("lagged\t{}", lagged.missed));
+    }
+    for event in &events.events {
+        let kind = match event.kind {
+            ChangeKind::Set => "set",
+            ChangeKind::Deleted => "deleted",
+            ChangeKind::Cleared => "cleared",
+        };
+        lines.push(format!(
+            "{}\t{kind}\t{}\t{}",
+            event.seq,
+            event.service.as_deref().unwrap_or(""),
+            event.key.as_deref().unwrap_or("")
+        ));
+    }
+    lines.join("\n")
 }
 
 fn options(token: Option<SecretString>, timeout: Option<Duration>) -> ConnectOptions {

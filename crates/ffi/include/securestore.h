@@ -192,6 +192,41 @@ securestore_result securestore_delete_if(const struct securestore_client *client
                                          const char *service,
                                          char **error_out);
 
+// Starts watching this project's changes in `service` (every service when null) to `key` (every
+// key when null); `*watcher_out` receives the watcher's id on this client. It sees every change
+// made durable from now on, in commit order, names only, and ends with the client.
+//
+// # Safety
+// `client` is a live handle; `service` and `key` NUL-terminated strings or null; `watcher_out` a
+// writable pointer; `error_out` writable or null.
+securestore_result securestore_watch(const struct securestore_client *client,
+                                     const char *service,
+                                     const char *key,
+                                     uint64_t *watcher_out,
+                                     char **error_out);
+
+// The watcher's next events, waiting up to `wait_millis` (at most 30 000) for one. `*events_out`
+// is a new string, freed with [`securestore_string_free`]: empty when none came; otherwise an
+// optional first line `lagged<TAB>N` (N events were dropped because the queue was full), then one
+// line per event, `seq<TAB>kind<TAB>service<TAB>key`, kind `set`, `deleted` or `cleared` (an
+// absent service or key is empty). Lines are separated by `\n`; names hold no tab or newline.
+//
+// # Safety
+// `client` is a live handle; `events_out` a writable pointer; `error_out` writable or null.
+securestore_result securestore_poll_events(const struct securestore_client *client,
+                                           uint64_t watcher,
+                                           uint32_t wait_millis,
+                                           char **events_out,
+                                           char **error_out);
+
+// Ends a watcher; ending an unknown one succeeds.
+//
+// # Safety
+// `client` is a live handle; `error_out` writable or null.
+securestore_result securestore_unwatch(const struct securestore_client *client,
+                                       uint64_t watcher,
+                                       char **error_out);
+
 // The daemon's value limit in bytes, as announced when connecting; 0 for a null handle.
 //
 // # Safety

@@ -19,7 +19,7 @@ use std::ptr;
 
 use securestore_bridge::{
     BackendKind, BridgeError, ErrorCode, HostHandle, HostOptions, Policy, SecretString, Session,
-    accessible_from, guard,
+    accessible_from, events_text, guard,
 };
 use zeroize::Zeroize;
 
@@ -435,6 +435,78 @@ pub unsafe extern "C" fn securestore_delete_if(
             optional_text("service", service)?,
         )
     })
+}
+
+/// Starts watching this project's changes in `service` (every service when null) to `key` (every
+/// key when null); `*watcher_out` receives the watcher's id on this client. It sees every change
+/// made durable from now on, in commit order, names only, and ends with the client.
+///
+/// # Safety
+/// `client` is a live handle; `service` and `key` NUL-terminated strings or null; `watcher_out` a
+/// writable pointer; `error_out` writable or null.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn securestore_watch(
+    client: *const securestore_client,
+    service: *const c_char,
+    key: *const c_char,
+    watcher_out: *mut u64,
+    error_out: *mut *mut c_char,
+) -> securestore_result {
+    set_out(watcher_out, 0);
+    run(error_out, || {
+        if watcher_out.is_null() {
+            return Err(BridgeError::invalid_argument("watcher_out is null"));
+        }
+        let id = self::client(client)?.watch(
+            optional_text("service", service)?,
+            optional_text("key", key)?,
+        )?;
+        set_out(watcher_out, id);
+        Ok(())
+    })
+}
+
+/// The watcher's next events, waiting up to `wait_millis` (at most 30 000) for one. `*events_out`
+/// is a new string, freed with [`securestore_string_free`]: empty when none came; otherwise an
+/// optional first line `lagged<TAB>N` (N events were dropped because the queue was full), then one
+/// line per event, `seq<TAB>kind<TAB>service<TAB>key`, kind `set`, `deleted` or `cleared` (an
+/// absent service or key is empty). Lines are separated by `\n`; names hold no tab or newline.
+///
+/// # Safety
+/// `client` is a live handle; `events_out` a writable pointer; `error_out` writable or null.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn securestore_poll_events(
+    client: *const securestore_client,
+    watcher: u64,
+    wait_millis: u32,
+    events_out: *mut *mut c_char,
+    error_out: *mut *mut c_char,
+) -> securestore_result {
+    set_out(events_out, ptr::null_mut());
+    run(error_out, || {
+        if events_out.is_null() {
+            return Err(BridgeError::invalid_argument("events_out is null"));
+        }
+        let wait = std::time::Duration::from_millis(u64::from(wait_millis));
+        let events = self::client(client)?.poll_events(watcher, wait)?;
+        let text = CString::new(events_text(&events))
+            .map_err(|_| BridgeError::new(ErrorCode::Internal, "an event holds a NUL"))?;
+        set_out(events_out, text.into_raw());
+        Ok(())
+    })
+}
+
+/// Ends a watcher; ending an unknown one succeeds.
+///
+/// # Safety
+/// `client` is a live handle; `error_out` writable or null.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn securestore_unwatch(
+    client: *const securestore_client,
+    watcher: u64,
+    error_out: *mut *mut c_char,
+) -> securestore_result {
+    run(error_out, || self::client(client)?.unwatch(watcher))
 }
 
 /// The daemon's value limit in bytes, as announced when connecting; 0 for a null handle.

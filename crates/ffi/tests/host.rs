@@ -230,8 +230,35 @@ fn bad_host_arguments_are_invalid_arguments() {
 
 /// contains, list, clear and the conditional writes, as C calls them.
 fn beyond_expo(client: *const securestore_client) {
+    let mut watcher = 0u64;
+    // SAFETY: a live client, a writable out-pointer.
+    let code = unsafe {
+        securestore_watch(
+            client,
+            ptr::null(),
+            ptr::null(),
+            &mut watcher,
+            ptr::null_mut(),
+        )
+    };
+    assert_eq!(code, SECURESTORE_OK);
     assert_eq!(set(client, "b", "1"), SECURESTORE_OK);
     assert_eq!(set(client, "a", "2"), SECURESTORE_OK);
+    let mut events = ptr::null_mut();
+    // SAFETY: a live client, a writable out-pointer.
+    let code =
+        unsafe { securestore_poll_events(client, watcher, 5000, &mut events, ptr::null_mut()) };
+    assert_eq!(code, SECURESTORE_OK);
+    let events = take(events);
+    let lines: Vec<Vec<&str>> = events.lines().map(|l| l.split('\t').collect()).collect();
+    assert_eq!(lines.len(), 2, "{events:?}");
+    assert_eq!(lines[0][1..], ["set", "app", "b"]);
+    assert_eq!(lines[1][1..], ["set", "app", "a"]);
+    // SAFETY: a live client.
+    assert_eq!(
+        unsafe { securestore_unwatch(client, watcher, ptr::null_mut()) },
+        SECURESTORE_OK
+    );
     let mut found = false;
     // SAFETY: a live client, valid strings, writable out-pointers, for every call below.
     let code = unsafe {

@@ -23,7 +23,7 @@ use jni::sys::{jboolean, jint, jlong};
 use jni::{Env, EnvUnowned, JValue, jni_sig, jni_str};
 use securestore_bridge::{
     BackendKind, BridgeError, ErrorCode, HostHandle, HostOptions, OpenBackend, Policy,
-    SecretString, Session, accessible_from,
+    SecretString, Session, accessible_from, events_text,
 };
 use zeroize::Zeroizing;
 
@@ -382,6 +382,64 @@ pub extern "system" fn Java_dev_securestore_Native_sessionDeleteIf<'local>(
         let expected = optional_text(env, &expected)?.map(SecretString::from);
         let service = optional_text(env, &service)?;
         session.delete_if(&key, expected, service.as_deref())
+    })
+}
+
+/// `long Native.sessionWatch(long session, String service, String key)`: a watcher id; null
+/// service or key means all of them.
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_dev_securestore_Native_sessionWatch<'local>(
+    env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    handle: jlong,
+    service: JString<'local>,
+    key: JString<'local>,
+) -> jlong {
+    entry(env, |env| {
+        let session = session(handle)?;
+        let service = optional_text(env, &service)?;
+        let key = optional_text(env, &key)?;
+        let id = session.watch(service.as_deref(), key.as_deref())?;
+        Ok(jlong::try_from(id).unwrap_or(jlong::MAX))
+    })
+}
+
+/// `String Native.sessionPollEvents(long session, long watcher, long waitMillis)`: the events as
+/// `securestore_bridge::events_text` writes them (empty when none came).
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_dev_securestore_Native_sessionPollEvents<'local>(
+    env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    handle: jlong,
+    watcher: jlong,
+    wait_millis: jlong,
+) -> JObject<'local> {
+    entry(env, |env| {
+        let session = session(handle)?;
+        let watcher = u64::try_from(watcher)
+            .map_err(|_| BridgeError::invalid_argument("watcher ids are positive"))?;
+        let wait = Duration::from_millis(u64::try_from(wait_millis).unwrap_or(0));
+        let events = session.poll_events(watcher, wait)?;
+        Ok(env
+            .new_string(events_text(&events))
+            .map_err(jni_failure)?
+            .into())
+    })
+}
+
+/// `void Native.sessionUnwatch(long session, long watcher)`.
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_dev_securestore_Native_sessionUnwatch<'local>(
+    env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    handle: jlong,
+    watcher: jlong,
+) {
+    entry(env, |_| {
+        let session = session(handle)?;
+        let watcher = u64::try_from(watcher)
+            .map_err(|_| BridgeError::invalid_argument("watcher ids are positive"))?;
+        session.unwatch(watcher)
     })
 }
 

@@ -52,6 +52,12 @@ final class Native {
 
     static native void sessionDeleteIf(long session, String key, String expected, String service);
 
+    static native long sessionWatch(long session, String service, String key);
+
+    static native String sessionPollEvents(long session, long watcher, long waitMillis);
+
+    static native void sessionUnwatch(long session, long watcher);
+
     static native int sessionMaxValueBytes(long session);
 
     static native void sessionDestroy(long session);

@@ -197,6 +197,28 @@ public final class SecureStore implements AutoCloseable {
         });
     }
 
+    /**
+     * Starts watching this project's changes in {@code service} (every service when null) to
+     * {@code key} (every key when null); returns the watcher's id on this connection. It sees every
+     * change made durable from now on, in commit order, names only; it ends with {@link #close()}.
+     */
+    public long watch(String service, String key) {
+        return handle.use(h -> Native.sessionWatch(h, service, key));
+    }
+
+    /** The watcher's next events, waiting up to {@code waitMillis} (at most 30 s) for one. */
+    public ChangeEvent.Batch pollEvents(long watcher, long waitMillis) {
+        return ChangeEvent.parse(handle.use(h -> Native.sessionPollEvents(h, watcher, waitMillis)));
+    }
+
+    /** Ends a watcher. */
+    public void unwatch(long watcher) {
+        handle.use(h -> {
+            Native.sessionUnwatch(h, watcher);
+            return null;
+        });
+    }
+
     /** Names joined by the native side with {@code \n}, which no key or service holds. */
     private static java.util.List<String> names(String joined) {
         if (joined == null || joined.isEmpty()) {

@@ -243,9 +243,28 @@ class ContractTest {
             store.deleteItemIf("new", "w", a);
             assertNull(store.getItem("new", a));
 
+            long watcher = store.watch("svc.a", null);
+            store.setItem("w", "secret", a);
+            store.setItem("elsewhere", "v");
+            store.deleteItem("w", a);
+            java.util.List<ChangeEvent> seen = new java.util.ArrayList<>();
+            while (seen.size() < 2) {
+                ChangeEvent.Batch batch = store.pollEvents(watcher, 5000);
+                assertEquals(0L, batch.missed());
+                assertFalse(batch.events().isEmpty(), "events come");
+                seen.addAll(batch.events());
+            }
+            assertEquals(ChangeEvent.Kind.SET, seen.get(0).kind());
+            assertEquals("w", seen.get(0).key());
+            assertEquals("svc.a", seen.get(0).service());
+            assertEquals(ChangeEvent.Kind.DELETED, seen.get(1).kind());
+            assertTrue(seen.get(0).seq() < seen.get(1).seq());
+            assertFalse(seen.toString().contains("secret"), "never values");
+            store.unwatch(watcher);
+
             assertEquals(2L, store.clear(a));
             assertTrue(store.listKeys(a).isEmpty());
-            assertEquals(1L, store.clearAll());
+            assertEquals(2L, store.clearAll(), "x and elsewhere");
             assertTrue(store.listServices().isEmpty());
         }
     }
