@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use securestore_client::{Client, ConnectOptions};
 use securestore_proto::{
-    ChangeKind, DeleteOptions, Events, GetOptions, KeychainAccessible, SecretString, SetOptions,
-    WatchFilter,
+    BatchOp, ChangeKind, DeleteOptions, Events, GetOptions, KeychainAccessible, SecretString,
+    SetOptions, WatchFilter,
 };
 
 use crate::{BridgeError, ErrorCode, HostHandle, runtime};
@@ -214,6 +214,121 @@ impl Session {
     /// As [`Session::contains`].
     pub fn unwatch(&self, watcher: u64) -> Result<(), BridgeError> {
         Ok(runtime().block_on(self.client.unwatch(watcher))?)
+    }
+}
+
+/// A `write_batch` being put together by a binding: operations added one by one, then sent whole.
+#[derive(Debug, Default)]
+pub struct Batch {
+    ops: std::sync::Mutex<Vec<BatchOp>>,
+}
+
+/// A batch operation's condition: none, the item must be absent, or it must hold this value.
+#[derive(Debug)]
+pub enum Condition {
+    /// Unconditional.
+    None,
+    /// The item must not exist.
+    Absent,
+    /// The item's value must equal this one.
+    Equals(SecretString),
+}
+
+impl Condition {
+    /// From a binding's number: 0 none, 1 absent, 2 equals `expected` (required then).
+    ///
+    /// # Errors
+    /// [`ErrorCode::InvalidArgument`] for another number, or 2 without a value.
+    pub fn from_parts(condition: i32, expected: Option<SecretString>) -> Result<Self, BridgeError> {
+        match (condition, expected) {
+            (0, _) => Ok(Self::None),
+            (1, _) => Ok(Self::Absent),
+            (2, Some(expected)) => Ok(Self::Equals(expected)),
+            (2, None) => Err(BridgeError::invalid_argument(
+                "condition 2 (equals) needs an expected value",
+            )),
+            (other, _) => Err(BridgeError::invalid_argument(format!(
+                "unknown condition {other}; expected 0 (none), 1 (absent) or 2 (equals)"
+            ))),
+        }
+    }
+
+    fn expected(self) -> Option<Option<SecretString>> {
+        match self {
+            Self::None => None,
+            Self::Absent => Some(None),
+            Self::Equals(value) => Some(Some(value)),
+        }
+    }
+}
+
+impl Batch {
+    fn push(&self, op: BatchOp) {
+        self.ops
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(op);
+    }
+
+    /// Adds a set of `key` (only if `condition` holds).
+    pub fn set(
+        &self,
+        key: &str,
+        value: SecretString,
+        service: Option<&str>,
+        accessible: KeychainAccessible,
+        condition: Condition,
+    ) {
+        let options = SetOptions {
+            keychain_service: service.map(str::to_owned),
+            keychain_accessible: accessible,
+        };
+        let key = key.to_owned();
+        self.push(match condition.expected() {
+            None => BatchOp::Set {
+                key,
+                value,
+                options,
+            },
+            Some(expected) => BatchOp::SetIf {
+                key,
+                expected,
+                value,
+                options,
+            },
+        });
+    }
+
+    /// Adds a delete of `key` (only if `condition` holds).
+    pub fn delete(&self, key: &str, service: Option<&str>, condition: Condition) {
+        let options = DeleteOptions {
+            keychain_service: service.map(str::to_owned),
+        };
+        let key = key.to_owned();
+        self.push(match condition.expected() {
+            None => BatchOp::Delete { key, options },
+            Some(expected) => BatchOp::DeleteIf {
+                key,
+                expected,
+                options,
+            },
+        });
+    }
+}
+
+impl Session {
+    /// Applies `batch`'s operations all or nothing, in one durable transaction.
+    ///
+    /// # Errors
+    /// The first failing operation's code (e.g. [`ErrorCode::Conflict`]), its index in the message;
+    /// as [`Session::contains`].
+    pub fn write_batch(&self, batch: &Batch) -> Result<(), BridgeError> {
+        let ops = batch
+            .ops
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        Ok(runtime().block_on(self.client.write_batch(ops))?)
     }
 }
 

@@ -59,6 +59,10 @@ typedef int32_t securestore_result;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
+// Operations for [`securestore_write_batch`], added with [`securestore_batch_set`] and
+// [`securestore_batch_delete`]. Free with [`securestore_batch_free`].
+typedef struct securestore_batch securestore_batch;
+
 // A connection to the daemon bound to one project. Free with [`securestore_client_free`].
 typedef struct securestore_client securestore_client;
 
@@ -226,6 +230,57 @@ securestore_result securestore_poll_events(const struct securestore_client *clie
 securestore_result securestore_unwatch(const struct securestore_client *client,
                                        uint64_t watcher,
                                        char **error_out);
+
+// A new, empty batch for [`securestore_write_batch`]; free it with [`securestore_batch_free`].
+struct securestore_batch *securestore_batch_new(void);
+
+// Adds to `batch` a set of `key` in `service` (null: the default) to the `value_len` bytes at
+// `value`, class `accessible` (0–6), if `condition` holds: 0 always, 1 only if the item is absent,
+// 2 only if its value is the `expected_len` bytes at `expected`.
+//
+// # Safety
+// `batch` is a live batch; `key` a NUL-terminated string; `service` one or null; `value` and
+// `expected` point to that many readable bytes (or are null with length 0); `error_out` writable
+// or null.
+securestore_result securestore_batch_set(const struct securestore_batch *batch,
+                                         const char *key,
+                                         const uint8_t *value,
+                                         size_t value_len,
+                                         const char *service,
+                                         int32_t accessible,
+                                         int32_t condition,
+                                         const uint8_t *expected,
+                                         size_t expected_len,
+                                         char **error_out);
+
+// Adds to `batch` a delete of `key` in `service` (null: the default), if `condition` holds (as in
+// [`securestore_batch_set`]).
+//
+// # Safety
+// As [`securestore_batch_set`].
+securestore_result securestore_batch_delete(const struct securestore_batch *batch,
+                                            const char *key,
+                                            const char *service,
+                                            int32_t condition,
+                                            const uint8_t *expected,
+                                            size_t expected_len,
+                                            char **error_out);
+
+// Applies `batch`'s operations in order, all or nothing, in one durable transaction. A failed
+// condition is `SECURESTORE_CONFLICT`, with the failing operation's index in the message; nothing
+// is applied then. The batch can be sent again or freed.
+//
+// # Safety
+// `client` is a live handle; `batch` a live batch; `error_out` writable or null.
+securestore_result securestore_write_batch(const struct securestore_client *client,
+                                           const struct securestore_batch *batch,
+                                           char **error_out);
+
+// Frees a batch (its values are wiped). Null is ignored.
+//
+// # Safety
+// `batch` is a batch from [`securestore_batch_new`] not freed before, or null.
+void securestore_batch_free(struct securestore_batch *batch);
 
 // The daemon's value limit in bytes, as announced when connecting; 0 for a null handle.
 //

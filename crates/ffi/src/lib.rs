@@ -18,14 +18,20 @@ use std::ffi::{CStr, CString, c_char};
 use std::ptr;
 
 use securestore_bridge::{
-    BackendKind, BridgeError, ErrorCode, HostHandle, HostOptions, Policy, SecretString, Session,
-    accessible_from, events_text, guard,
+    BackendKind, Batch, BridgeError, Condition, ErrorCode, HostHandle, HostOptions, Policy,
+    SecretString, Session, accessible_from, events_text, guard,
 };
 use zeroize::Zeroize;
 
 /// A connection to the daemon bound to one project. Free with [`securestore_client_free`].
 pub struct securestore_client {
     session: Session,
+}
+
+/// Operations for [`securestore_write_batch`], added with [`securestore_batch_set`] and
+/// [`securestore_batch_delete`]. Free with [`securestore_batch_free`].
+pub struct securestore_batch {
+    batch: Batch,
 }
 
 /// The daemon running inside this process. Stop and free with [`securestore_host_free`].
@@ -507,6 +513,128 @@ pub unsafe extern "C" fn securestore_unwatch(
     error_out: *mut *mut c_char,
 ) -> securestore_result {
     run(error_out, || self::client(client)?.unwatch(watcher))
+}
+
+/// A new, empty batch for [`securestore_write_batch`]; free it with [`securestore_batch_free`].
+#[unsafe(no_mangle)]
+pub extern "C" fn securestore_batch_new() -> *mut securestore_batch {
+    Box::into_raw(Box::new(securestore_batch {
+        batch: Batch::default(),
+    }))
+}
+
+fn batch<'a>(batch: *const securestore_batch) -> Result<&'a Batch, BridgeError> {
+    if batch.is_null() {
+        return Err(BridgeError::invalid_argument("batch is null"));
+    }
+    // SAFETY: not null; the caller passes a handle from `securestore_batch_new` not freed yet.
+    Ok(unsafe { &(*batch).batch })
+}
+
+/// The condition of a batch operation: 0 none, 1 the item must be absent, 2 its value must be the
+/// `expected_len` bytes at `expected`.
+fn condition_arg(
+    condition: i32,
+    expected: *const u8,
+    expected_len: usize,
+) -> Result<Condition, BridgeError> {
+    let expected = if condition == 2 {
+        Some(value_arg(expected, expected_len)?)
+    } else {
+        None
+    };
+    Condition::from_parts(condition, expected)
+}
+
+/// Adds to `batch` a set of `key` in `service` (null: the default) to the `value_len` bytes at
+/// `value`, class `accessible` (0–6), if `condition` holds: 0 always, 1 only if the item is absent,
+/// 2 only if its value is the `expected_len` bytes at `expected`.
+///
+/// # Safety
+/// `batch` is a live batch; `key` a NUL-terminated string; `service` one or null; `value` and
+/// `expected` point to that many readable bytes (or are null with length 0); `error_out` writable
+/// or null.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn securestore_batch_set(
+    batch: *const securestore_batch,
+    key: *const c_char,
+    value: *const u8,
+    value_len: usize,
+    service: *const c_char,
+    accessible: i32,
+    condition: i32,
+    expected: *const u8,
+    expected_len: usize,
+    error_out: *mut *mut c_char,
+) -> securestore_result {
+    run(error_out, || {
+        let batch = self::batch(batch)?;
+        let condition = condition_arg(condition, expected, expected_len)?;
+        batch.set(
+            text("key", key)?,
+            value_arg(value, value_len)?,
+            optional_text("service", service)?,
+            accessible_from(accessible)?,
+            condition,
+        );
+        Ok(())
+    })
+}
+
+/// Adds to `batch` a delete of `key` in `service` (null: the default), if `condition` holds (as in
+/// [`securestore_batch_set`]).
+///
+/// # Safety
+/// As [`securestore_batch_set`].
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn securestore_batch_delete(
+    batch: *const securestore_batch,
+    key: *const c_char,
+    service: *const c_char,
+    condition: i32,
+    expected: *const u8,
+    expected_len: usize,
+    error_out: *mut *mut c_char,
+) -> securestore_result {
+    run(error_out, || {
+        let batch = self::batch(batch)?;
+        let condition = condition_arg(condition, expected, expected_len)?;
+        batch.delete(
+            text("key", key)?,
+            optional_text("service", service)?,
+            condition,
+        );
+        Ok(())
+    })
+}
+
+/// Applies `batch`'s operations in order, all or nothing, in one durable transaction. A failed
+/// condition is `SECURESTORE_CONFLICT`, with the failing operation's index in the message; nothing
+/// is applied then. The batch can be sent again or freed.
+///
+/// # Safety
+/// `client` is a live handle; `batch` a live batch; `error_out` writable or null.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn securestore_write_batch(
+    client: *const securestore_client,
+    batch: *const securestore_batch,
+    error_out: *mut *mut c_char,
+) -> securestore_result {
+    run(error_out, || {
+        self::client(client)?.write_batch(self::batch(batch)?)
+    })
+}
+
+/// Frees a batch (its values are wiped). Null is ignored.
+///
+/// # Safety
+/// `batch` is a batch from [`securestore_batch_new`] not freed before, or null.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn securestore_batch_free(batch: *mut securestore_batch) {
+    if !batch.is_null() {
+        // SAFETY: made by `Box::into_raw` in `securestore_batch_new`, given back once.
+        drop(unsafe { Box::from_raw(batch) });
+    }
 }
 
 /// The daemon's value limit in bytes, as announced when connecting; 0 for a null handle.

@@ -316,6 +316,90 @@ fn beyond_expo(client: *const securestore_client) {
     assert_eq!(delete_if("3"), SECURESTORE_OK);
     assert_eq!(get(client, "a"), None);
 
+    // A batch: all or nothing.
+    let batch = securestore_batch_new();
+    // SAFETY: a live batch and client, valid strings and byte ranges, for every call below.
+    unsafe {
+        let key = c("t");
+        assert_eq!(
+            securestore_batch_set(
+                batch,
+                key.as_ptr(),
+                "1".as_ptr(),
+                1,
+                ptr::null(),
+                5,
+                1,
+                ptr::null(),
+                0,
+                ptr::null_mut()
+            ),
+            SECURESTORE_OK
+        );
+        assert_eq!(
+            securestore_batch_set(
+                batch,
+                key.as_ptr(),
+                "2".as_ptr(),
+                1,
+                ptr::null(),
+                5,
+                2,
+                "1".as_ptr(),
+                1,
+                ptr::null_mut()
+            ),
+            SECURESTORE_OK
+        );
+        assert_eq!(
+            securestore_write_batch(client, batch, ptr::null_mut()),
+            SECURESTORE_OK
+        );
+        assert_eq!(get(client, "t").as_deref(), Some("2"));
+        let mut err = ptr::null_mut();
+        assert_eq!(
+            securestore_write_batch(client, batch, &mut err),
+            SECURESTORE_CONFLICT,
+            "t exists now"
+        );
+        assert!(take(err).contains("operation 0"));
+        assert_eq!(
+            securestore_batch_set(
+                batch,
+                key.as_ptr(),
+                "x".as_ptr(),
+                1,
+                ptr::null(),
+                5,
+                7,
+                ptr::null(),
+                0,
+                ptr::null_mut()
+            ),
+            SECURESTORE_INVALID_ARGUMENT
+        );
+        securestore_batch_free(batch);
+        let deletes = securestore_batch_new();
+        assert_eq!(
+            securestore_batch_delete(
+                deletes,
+                key.as_ptr(),
+                ptr::null(),
+                2,
+                "2".as_ptr(),
+                1,
+                ptr::null_mut()
+            ),
+            SECURESTORE_OK
+        );
+        assert_eq!(
+            securestore_write_batch(client, deletes, ptr::null_mut()),
+            SECURESTORE_OK
+        );
+        securestore_batch_free(deletes);
+    }
+    assert_eq!(get(client, "t"), None);
+
     let mut count = 0u64;
     let code = unsafe { securestore_clear(client, ptr::null(), true, &mut count, ptr::null_mut()) };
     assert_eq!((code, count), (SECURESTORE_OK, 1), "b was left");

@@ -22,8 +22,8 @@ use jni::refs::Reference as _;
 use jni::sys::{jboolean, jint, jlong};
 use jni::{Env, EnvUnowned, JValue, jni_sig, jni_str};
 use securestore_bridge::{
-    BackendKind, BridgeError, ErrorCode, HostHandle, HostOptions, OpenBackend, Policy,
-    SecretString, Session, accessible_from, events_text,
+    BackendKind, Batch, BridgeError, Condition, ErrorCode, HostHandle, HostOptions, OpenBackend,
+    Policy, SecretString, Session, accessible_from, events_text,
 };
 use zeroize::Zeroizing;
 
@@ -440,6 +440,86 @@ pub extern "system" fn Java_dev_securestore_Native_sessionUnwatch<'local>(
         let watcher = u64::try_from(watcher)
             .map_err(|_| BridgeError::invalid_argument("watcher ids are positive"))?;
         session.unwatch(watcher)
+    })
+}
+
+/// `void Native.sessionWriteBatch(long session, int[] kinds, String[] keys, String[] values,
+/// String[] services, int[] accessible, int[] conditions, String[] expected)`: operation `i` is a
+/// set (`kinds[i]` 0) or a delete (1) of `keys[i]`, with its condition (0 none, 1 absent, 2 equals
+/// `expected[i]`); all arrays have one entry per operation (null entries where unused).
+#[unsafe(no_mangle)]
+#[allow(clippy::too_many_arguments)]
+pub extern "system" fn Java_dev_securestore_Native_sessionWriteBatch<'local>(
+    env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    handle: jlong,
+    kinds: jni::objects::JIntArray<'local>,
+    keys: jni::objects::JObjectArray<'local, JString<'local>>,
+    values: jni::objects::JObjectArray<'local, JString<'local>>,
+    services: jni::objects::JObjectArray<'local, JString<'local>>,
+    accessible: jni::objects::JIntArray<'local>,
+    conditions: jni::objects::JIntArray<'local>,
+    expected: jni::objects::JObjectArray<'local, JString<'local>>,
+) {
+    entry(env, |env| {
+        let session = session(handle)?;
+        let ints = |env: &mut Env<'local>, array: &jni::objects::JIntArray<'local>| {
+            let len = array.len(env).map_err(jni_failure)?;
+            let mut out = vec![0; len];
+            array.get_region(env, 0, &mut out).map_err(jni_failure)?;
+            Ok::<_, BridgeError>(out)
+        };
+        let kinds = ints(env, &kinds)?;
+        let accessible = ints(env, &accessible)?;
+        let conditions = ints(env, &conditions)?;
+        let n = kinds.len();
+        if accessible.len() != n || conditions.len() != n {
+            return Err(BridgeError::invalid_argument(
+                "the batch arrays differ in length",
+            ));
+        }
+        let texts =
+            |env: &mut Env<'local>, array: &jni::objects::JObjectArray<'local, JString<'local>>| {
+                let mut out = Vec::with_capacity(n);
+                for i in 0..n {
+                    let item = array.get_element(env, i).map_err(jni_failure)?;
+                    out.push(optional_text(env, &item)?);
+                }
+                Ok::<_, BridgeError>(out)
+            };
+        let keys = texts(env, &keys)?;
+        let values = texts(env, &values)?;
+        let services = texts(env, &services)?;
+        let expected = texts(env, &expected)?;
+        let batch = Batch::default();
+        for i in 0..n {
+            let key = keys[i]
+                .as_deref()
+                .ok_or_else(|| BridgeError::invalid_argument(format!("key {i} is null")))?;
+            let condition =
+                Condition::from_parts(conditions[i], expected[i].clone().map(SecretString::from))?;
+            match kinds[i] {
+                0 => {
+                    let value = values[i].clone().ok_or_else(|| {
+                        BridgeError::invalid_argument(format!("value {i} is null"))
+                    })?;
+                    batch.set(
+                        key,
+                        SecretString::from(value),
+                        services[i].as_deref(),
+                        accessible_from(accessible[i])?,
+                        condition,
+                    );
+                }
+                1 => batch.delete(key, services[i].as_deref(), condition),
+                other => {
+                    return Err(BridgeError::invalid_argument(format!(
+                        "unknown batch operation {other}"
+                    )));
+                }
+            }
+        }
+        session.write_batch(&batch)
     })
 }
 

@@ -58,6 +58,9 @@ final class Native {
 
     static native void sessionUnwatch(long session, long watcher);
 
+    static native void sessionWriteBatch(long session, int[] kinds, String[] keys, String[] values,
+            String[] services, int[] accessible, int[] conditions, String[] expected);
+
     static native int sessionMaxValueBytes(long session);
 
     static native void sessionDestroy(long session);

@@ -219,6 +219,21 @@ public final class SecureStore implements AutoCloseable {
         });
     }
 
+    /**
+     * Applies every operation of {@code batch}, in order, all or nothing, in one durable
+     * transaction (at most 128 operations whose bytes fit {@link #maxValueBytes()}).
+     *
+     * @throws SecureStoreException.Conflict when a condition fails (the message names the
+     *     operation's index); nothing was applied
+     */
+    public void writeBatch(WriteBatch batch) {
+        Objects.requireNonNull(batch, "batch");
+        handle.use(h -> {
+            batch.send(h);
+            return null;
+        });
+    }
+
     /** Names joined by the native side with {@code \n}, which no key or service holds. */
     private static java.util.List<String> names(String joined) {
         if (joined == null || joined.isEmpty()) {

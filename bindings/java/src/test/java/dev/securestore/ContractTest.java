@@ -262,6 +262,15 @@ class ContractTest {
             assertFalse(seen.toString().contains("secret"), "never values");
             store.unwatch(watcher);
 
+            store.writeBatch(new WriteBatch().set("t1", "1", a).setIf("t2", null, "2", a).setIf("t1", "1", "3", a));
+            assertEquals("3", store.getItem("t1", a));
+            SecureStoreException.Conflict failed = assertThrows(SecureStoreException.Conflict.class,
+                    () -> store.writeBatch(new WriteBatch().delete("t1", a).deleteIf("t2", "wrong", a)));
+            assertTrue(failed.getMessage().contains("operation 1"), failed.getMessage());
+            assertEquals("3", store.getItem("t1", a), "nothing applied");
+            store.writeBatch(new WriteBatch().delete("t1", a).deleteIf("t2", "2", a));
+            assertNull(store.getItem("t2", a));
+
             assertEquals(2L, store.clear(a));
             assertTrue(store.listKeys(a).isEmpty());
             assertEquals(2L, store.clearAll(), "x and elsewhere");
