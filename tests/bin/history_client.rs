@@ -1,21 +1,29 @@
 //! `securestore-history-client`: one client process of the linearizability test.
 //!
 //! Usage: `securestore-history-client SOCKET PROJECT CLIENT MILLIS DEPTH SEED KEYS`. For `MILLIS`
-//! milliseconds it runs random set / get / delete on keys `k0..KEYS`, `DEPTH` operations at a time on
+//! milliseconds it runs random set / get / delete / set_if on keys `k0..KEYS`, `DEPTH` operations at a time on
 //! one connection (1 = one after another; more = pipelined, several requests in flight), with values
 //! unique to this client (`c<CLIENT>-<n>`). It prints one line per operation:
 //!
 //! `<call_ns> <ret_ns or ?> <set|del|get> <key> <value or ->`
 //!
+//! and for a compare-and-set (`set_if`, expecting the value this client last saw for the key):
+//!
+//! `<call_ns> <ret_ns or ?> cas <key> <value> <expected or -> <ok|conflict|?>`
+//!
 //! with times from `CLOCK_MONOTONIC`. A write whose answer never came or was an error (the daemon was
 //! killed, the call timed out) is printed with `?`: it may or may not have taken effect. A get without
 //! an answer is not printed. After a failure it reconnects until `MILLIS` is up.
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::time::Duration;
 
 use futures::future::join_all;
-use securestore_client::{Client, ConnectOptions, DeleteOptions, GetOptions, SetOptions};
+use securestore_client::{
+    Client, ConnectOptions, DeleteOptions, Error, GetOptions, SecretString, ServiceError,
+    SetOptions,
+};
 use securestore_e2e::monotonic_ns;
 
 /// One finished operation, as printed.
@@ -25,6 +33,8 @@ struct Line {
     verb: &'static str,
     key: String,
     value: Option<String>,
+    /// For a compare-and-set: the expected value, and whether it applied (`None`: unknown).
+    cas: Option<(Option<String>, Option<bool>)>,
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -46,6 +56,8 @@ async fn main() {
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let mut next_value = 0u64;
     let mut client: Option<Client> = None;
+    // The value this client last saw under each key, which its compare-and-sets expect.
+    let mut last_seen: HashMap<String, Option<String>> = HashMap::new();
     while monotonic_ns() < end {
         let Some(connected) = client.clone() else {
             match Client::connect_with(socket, project, options.clone()).await {
@@ -63,7 +75,40 @@ async fn main() {
             let key = format!("k{}", rng % keys);
             let op = (rng >> 32) % 10;
             let client = connected.clone();
-            if op < 4 {
+            if (3..5).contains(&op) {
+                next_value += 1;
+                let value = format!("c{client_id}-{next_value}");
+                let expected = last_seen.get(&key).cloned().flatten();
+                round.push(Box::pin(async move {
+                    let call = monotonic_ns();
+                    let done = client
+                        .set_if(
+                            &key,
+                            expected.clone().map(SecretString::from),
+                            value.as_str(),
+                            SetOptions::default(),
+                        )
+                        .await;
+                    let applied = match done {
+                        Ok(()) => Some(true),
+                        Err(Error::Service(ServiceError::Conflict)) => Some(false),
+                        Err(_) => None,
+                    };
+                    let ret = applied.is_some().then(monotonic_ns);
+                    (
+                        applied.is_some(),
+                        Some(Line {
+                            call,
+                            ret,
+                            verb: "cas",
+                            key,
+                            value: Some(value),
+                            cas: Some((expected, applied)),
+                        }),
+                    )
+                })
+                    as std::pin::Pin<Box<dyn std::future::Future<Output = _>>>);
+            } else if op < 3 {
                 next_value += 1;
                 let value = format!("c{client_id}-{next_value}");
                 round.push(Box::pin(async move {
@@ -81,11 +126,12 @@ async fn main() {
                             verb: "set",
                             key,
                             value: Some(value),
+                            cas: None,
                         }),
                     )
                 })
                     as std::pin::Pin<Box<dyn std::future::Future<Output = _>>>);
-            } else if op < 5 {
+            } else if op < 6 {
                 round.push(Box::pin(async move {
                     let call = monotonic_ns();
                     let done = client.delete_item(&key, DeleteOptions::default()).await;
@@ -98,6 +144,7 @@ async fn main() {
                             verb: "del",
                             key,
                             value: None,
+                            cas: None,
                         }),
                     )
                 }));
@@ -116,6 +163,7 @@ async fn main() {
                                     verb: "get",
                                     key,
                                     value,
+                                    cas: None,
                                 }),
                             )
                         }
@@ -130,11 +178,34 @@ async fn main() {
             if let Some(line) = line {
                 let ret = line.ret.map_or_else(|| "?".to_owned(), |r| r.to_string());
                 let value = line.value.as_deref().unwrap_or("-");
-                let _ = writeln!(
-                    out,
-                    "{} {ret} {} {} {value}",
-                    line.call, line.verb, line.key
-                );
+                match &line.cas {
+                    None => {
+                        let _ = writeln!(
+                            out,
+                            "{} {ret} {} {} {value}",
+                            line.call, line.verb, line.key
+                        );
+                        if line.ret.is_some() {
+                            last_seen.insert(line.key.clone(), line.value.clone());
+                        }
+                    }
+                    Some((expected, applied)) => {
+                        let outcome = match applied {
+                            Some(true) => "ok",
+                            Some(false) => "conflict",
+                            None => "?",
+                        };
+                        let expected = expected.as_deref().unwrap_or("-");
+                        let _ = writeln!(
+                            out,
+                            "{} {ret} cas {} {value} {expected} {outcome}",
+                            line.call, line.key
+                        );
+                        if *applied == Some(true) {
+                            last_seen.insert(line.key.clone(), line.value.clone());
+                        }
+                    }
+                }
             }
         }
         if failed {

@@ -220,3 +220,38 @@ async fn unreachable_daemon_is_a_transport_error() {
     assert!(matches!(err, Error::Unreachable { .. }), "{err:?}");
     assert!(err.is_transport());
 }
+
+#[test]
+fn the_blocking_client_has_the_calls_beyond_expo() {
+    let daemon = Daemon::start();
+    let client = blocking::Client::connect(daemon.socket(), PROJECT).expect("connect");
+    let watcher = client
+        .watch(securestore_client::WatchFilter::default())
+        .expect("watch");
+    client
+        .set_if("k", None, "1", SetOptions::default())
+        .expect("set if absent");
+    assert!(client.contains("k", None).expect("contains"));
+    assert_eq!(client.list_keys(None).expect("list"), ["k"]);
+    assert_eq!(client.list_services().expect("services"), ["app"]);
+    assert!(matches!(
+        client.delete_if("k", Some("0".into()), DeleteOptions::default()),
+        Err(Error::Service(ServiceError::Conflict))
+    ));
+    client
+        .write_batch(vec![securestore_client::BatchOp::Delete {
+            key: "k".to_owned(),
+            options: DeleteOptions::default(),
+        }])
+        .expect("batch");
+    client
+        .set_item("x", "v", SetOptions::default())
+        .expect("set");
+    assert_eq!(client.clear(None).expect("clear"), 1);
+    assert_eq!(client.clear_all().expect("clear all"), 0);
+    let events = client
+        .poll_events(watcher, std::time::Duration::from_secs(5))
+        .expect("poll");
+    assert!(!events.events.is_empty());
+    client.unwatch(watcher).expect("unwatch");
+}

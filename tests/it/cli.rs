@@ -198,3 +198,74 @@ fn exit_codes_for_each_failure() {
         stderr(&out)
     );
 }
+
+#[test]
+fn list_contains_clear_and_conditional_sets_from_the_command_line() {
+    let daemon = Daemon::start();
+    let cli = || {
+        let mut cmd = daemon.cli();
+        cmd.arg("--project").arg(PROJECT);
+        cmd
+    };
+    let run = |args: &[&str]| cli().args(args).output().expect("run");
+    let run_in = |args: &[&str], stdin: &str| run_with_stdin(cli().args(args), stdin.as_bytes());
+
+    assert_eq!(code(&run_in(&["set", "b"], "1\n")), 0);
+    assert_eq!(code(&run_in(&["set", "a"], "say \"hi\"\n")), 0);
+    assert_eq!(code(&run_in(&["--service", "other", "set", "c"], "x")), 0);
+
+    assert_eq!(code(&run(&["contains", "a"])), 0);
+    let out = run(&["contains", "zzz"]);
+    assert_eq!(code(&out), 1, "contains of a missing item exits 1");
+    assert!(
+        out.stdout.is_empty() && out.stderr.is_empty(),
+        "and says nothing"
+    );
+
+    let out = run(&["list"]);
+    assert_eq!((code(&out), stdout(&out).as_str()), (0, "a\nb\n"));
+    let out = run(&["list", "--json"]);
+    assert_eq!(stdout(&out), "[\"a\",\"b\"]\n");
+    let out = run(&["list", "--services"]);
+    assert_eq!(stdout(&out), "app\nother\n");
+    let out = run(&["get", "a", "--json"]);
+    assert_eq!(
+        stdout(&out),
+        "{\"key\":\"a\",\"service\":\"app\",\"value\":\"say \\\"hi\\\"\",\"accessible\":\"WHEN_UNLOCKED\"}\n"
+    );
+
+    // Conditional sets: the expected value comes from a file or stdin, never the command line.
+    let out = run_in(&["set", "b", "--if-absent"], "2");
+    assert_eq!(code(&out), 6, "b exists: {}", stderr(&out));
+    let expected = daemon.dir.path().join("expected");
+    std::fs::write(&expected, "1\n").expect("write");
+    let expected = expected.to_str().expect("utf-8");
+    let out = run_in(&["set", "b", "--if-equals-file", expected], "2");
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let out = run_in(&["set", "b", "--if-equals-file", expected], "3");
+    assert_eq!(code(&out), 6, "b is 2 now");
+    let out = run_in(&["set", "b", "--if-equals-file", "-", "3"], "2\n");
+    assert_eq!(code(&out), 0, "expected on stdin: {}", stderr(&out));
+    let out = run_in(&["delete", "b", "--if-equals-file", "-"], "2");
+    assert_eq!(code(&out), 6, "b is 3");
+    let out = run_in(&["delete", "b", "--if-equals-file", "-"], "3");
+    assert_eq!(code(&out), 0);
+    assert_eq!(code(&run_in(&["set", "fresh", "--if-absent"], "v")), 0);
+
+    let out = run(&["clear"]);
+    assert_eq!(code(&out), 2, "clear needs --yes");
+    assert_eq!(code(&run(&["contains", "a"])), 0, "nothing was cleared");
+    let out = run(&["clear", "--yes"]);
+    assert_eq!(
+        (code(&out), stdout(&out).as_str()),
+        (0, "2\n"),
+        "a and fresh"
+    );
+    let out = run(&["clear", "--all-services", "--yes"]);
+    assert_eq!(
+        (code(&out), stdout(&out).as_str()),
+        (0, "1\n"),
+        "c in other"
+    );
+    assert_eq!(stdout(&run(&["list", "--services"])), "");
+}

@@ -136,6 +136,54 @@ async fn pipelined_set_delete_get_take_effect_in_order() {
     .await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_calls_beyond_expo_take_effect_in_the_order_sent() {
+    let daemon = Daemon::start_logging(&[], "info");
+    on_connections(&daemon, |client, connection, i| async move {
+        let service = format!("s{connection}");
+        let opts = || SetOptions {
+            keychain_service: Some(service.clone()),
+            ..SetOptions::default()
+        };
+        let value = format!("v{i}");
+        let expected = Some(securestore_client::SecretString::from(value.as_str()));
+        // All in flight at once on one connection: each must see the ones sent before it.
+        let (set, there, listed, swapped, conflict, cleared, gone, absent_set) = futures::join!(
+            client.set_item("k", value.as_str(), opts()),
+            client.contains("k", Some(&service)),
+            client.list_keys_page(Some(&service), None),
+            client.set_if("k", expected.clone(), "next", opts()),
+            client.set_if("k", expected, "lost", opts()),
+            client.clear(Some(&service)),
+            client.contains("k", Some(&service)),
+            client.set_if("k", None, "fresh", opts()),
+        );
+        set.expect("set");
+        assert!(
+            there.expect("contains"),
+            "round {i}: contains overtook the set"
+        );
+        assert_eq!(listed.expect("list").names, ["k"], "round {i}");
+        swapped.expect("the set_if sees the set before it");
+        assert!(
+            matches!(
+                conflict,
+                Err(securestore_client::Error::Service(
+                    securestore_client::ServiceError::Conflict
+                ))
+            ),
+            "round {i}: the second set_if sees the first: {conflict:?}"
+        );
+        assert_eq!(cleared.expect("clear"), 1, "round {i}");
+        assert!(
+            !gone.expect("contains"),
+            "round {i}: contains overtook the clear"
+        );
+        absent_set.expect("the item is absent after the clear");
+    })
+    .await;
+}
+
 /// How one history run goes.
 struct Run {
     /// Extra daemon flags (e.g. the backend).
@@ -169,18 +217,35 @@ fn parse(client: u32, output: &str) -> Vec<Op> {
         .lines()
         .map(|line| {
             let fields: Vec<&str> = line.split(' ').collect();
-            let [call, ret, verb, key, value] = fields.as_slice() else {
-                panic!("bad history line {line:?}");
+            let text = |v: &str| (v != "-").then(|| v.to_owned());
+            let (call, ret, key, kind) = match fields.as_slice() {
+                [call, ret, "cas", key, value, expected, outcome] => {
+                    let applied = match *outcome {
+                        "ok" => Some(true),
+                        "conflict" => Some(false),
+                        _ => None,
+                    };
+                    let kind = Kind::SetIf {
+                        expected: text(expected),
+                        value: text(value),
+                        applied,
+                    };
+                    (call, ret, key, kind)
+                }
+                [call, ret, verb, key, value] => {
+                    let kind = match *verb {
+                        "get" => Kind::Read(text(value)),
+                        "set" | "del" => Kind::Write(text(value)),
+                        other => panic!("bad verb {other:?}"),
+                    };
+                    (call, ret, key, kind)
+                }
+                _ => panic!("bad history line {line:?}"),
             };
-            let value = (*value != "-").then(|| (*value).to_owned());
             Op {
                 client,
                 key: (*key).to_owned(),
-                kind: match *verb {
-                    "get" => Kind::Read(value),
-                    "set" | "del" => Kind::Write(value),
-                    other => panic!("bad verb {other:?}"),
-                },
+                kind,
                 call: call.parse().expect("call time"),
                 ret: if *ret == "?" {
                     Op::UNKNOWN
@@ -223,10 +288,17 @@ async fn history(run: Run) {
         .iter()
         .filter(|op| matches!(op.kind, Kind::Read(_)))
         .count();
+    let applied = |outcome: Option<bool>| {
+        history
+            .iter()
+            .filter(|op| matches!(op.kind, Kind::SetIf { applied, .. } if applied == outcome))
+            .count()
+    };
+    let (cas_ok, cas_conflict) = (applied(Some(true)), applied(Some(false)));
     let checking = Instant::now();
     let verdict = linearizability::check(&history);
     println!(
-        "history {:?}: {} operations ({reads} gets, {} writes of which {unknown} unknown), {} SIGKILLs; checked in {:?}",
+        "history {:?}: {} operations ({reads} gets, {} writes of which {unknown} unknown; set_if: {cas_ok} applied, {cas_conflict} conflicts), {} SIGKILLs; checked in {:?}",
         run.daemon_args,
         history.len(),
         history.len() - reads,
@@ -242,6 +314,10 @@ async fn history(run: Run) {
         reads > 100,
         "too few gets to mean anything: {reads}\n{}",
         daemon.log()
+    );
+    assert!(
+        cas_ok > 0 && cas_conflict > 0,
+        "too few set_if outcomes of each kind to mean anything: {cas_ok} applied, {cas_conflict} conflicts"
     );
     if let Err(violation) = verdict {
         panic!("{violation}");

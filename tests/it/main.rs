@@ -10,6 +10,7 @@
 mod api;
 mod at_rest;
 mod backends;
+mod beyond;
 mod bounds;
 mod budget;
 mod cli;
@@ -21,6 +22,7 @@ mod fuzz;
 mod identity;
 mod isolation;
 mod lifecycle;
+mod protocol;
 mod removal;
 mod tamper;
 mod tokens;

@@ -7,6 +7,12 @@
 //! at any moment after its call, or never. Reads with an unknown result say nothing and are left out
 //! by the recorder.
 //!
+//! Besides plain writes and reads, a history may hold compare-and-sets ([`Kind::SetIf`]): a write
+//! that also reads. It takes effect only if the register holds its expected value at its
+//! linearization point; an answered one says whether it did (so a success needs the expected state,
+//! and a conflict needs any other), and one without an answer did whatever the state at its point
+//! dictates.
+//!
 //! Keys are independent registers, so each key's history is checked on its own (linearizability is
 //! compositional).
 
@@ -23,6 +29,16 @@ pub enum Kind {
     Write(Value),
     /// A get, and what it returned.
     Read(Value),
+    /// A compare-and-set (`set_if`, or `delete_if` when `value` is `None`): writes `value` only if
+    /// the register holds `expected`.
+    SetIf {
+        /// The value the register had to hold.
+        expected: Value,
+        /// What it writes when it applies.
+        value: Value,
+        /// The answer: `Some(true)` applied, `Some(false)` a conflict, `None` unknown.
+        applied: Option<bool>,
+    },
 }
 
 /// One operation of a history.
@@ -58,6 +74,23 @@ impl fmt::Display for Op {
             Kind::Write(Some(v)) => write!(f, "client {} set {}={}", self.client, self.key, v)?,
             Kind::Write(None) => write!(f, "client {} delete {}", self.client, self.key)?,
             Kind::Read(v) => write!(f, "client {} get {} -> {}", self.client, self.key, show(v))?,
+            Kind::SetIf {
+                expected,
+                value,
+                applied,
+            } => write!(
+                f,
+                "client {} set_if {} {} -> {} ({})",
+                self.client,
+                self.key,
+                show(expected),
+                show(value),
+                match applied {
+                    Some(true) => "applied",
+                    Some(false) => "conflict",
+                    None => "unknown",
+                }
+            )?,
         }
         write!(f, "  [{} .. {}]", self.call, ret)
     }
@@ -179,6 +212,19 @@ impl<'a> Search<'a> {
         match &self.ops[op].kind {
             Kind::Write(value) => Some(value.clone()),
             Kind::Read(seen) => (seen == state).then(|| state.clone()),
+            Kind::SetIf {
+                expected,
+                value,
+                applied,
+            } => {
+                let holds = expected == state;
+                match applied {
+                    Some(true) if !holds => None,
+                    Some(false) if holds => None,
+                    _ if holds => Some(value.clone()),
+                    _ => Some(state.clone()),
+                }
+            }
         }
     }
 
@@ -264,9 +310,20 @@ fn shrink(mut ops: Vec<Op>) -> Vec<Op> {
             .filter_map(|op| {
                 if op.ret <= until {
                     Some(op.clone())
-                } else if op.call < until && matches!(op.kind, Kind::Write(_)) {
+                } else if op.call < until && !matches!(op.kind, Kind::Read(_)) {
+                    let kind = match &op.kind {
+                        Kind::SetIf {
+                            expected, value, ..
+                        } => Kind::SetIf {
+                            expected: expected.clone(),
+                            value: value.clone(),
+                            applied: None,
+                        },
+                        other => other.clone(),
+                    };
                     Some(Op {
                         ret: Op::UNKNOWN,
+                        kind,
                         ..op.clone()
                     })
                 } else {
@@ -426,6 +483,68 @@ mod tests {
                 .ops
                 .iter()
                 .any(|op| op.kind == Kind::Read(Some("v10".to_owned())))
+        );
+    }
+
+    fn cas(
+        client: u32,
+        expected: Option<&str>,
+        value: &str,
+        applied: Option<bool>,
+        call: u64,
+        ret: u64,
+    ) -> Op {
+        Op {
+            client,
+            key: "k".to_owned(),
+            kind: Kind::SetIf {
+                expected: expected.map(str::to_owned),
+                value: Some(value.to_owned()),
+                applied,
+            },
+            call,
+            ret,
+        }
+    }
+
+    #[test]
+    fn compare_and_sets_apply_only_on_their_expected_value() {
+        // Two increments from 0 that both claim success: one of them must have seen 1 (lost update).
+        let lost = [
+            cas(1, None, "1", Some(true), 0, 10),
+            cas(2, None, "1", Some(true), 20, 30),
+        ];
+        assert!(
+            !linearizable(&lost),
+            "two successful set-if-absent in a row"
+        );
+        let fine = [
+            cas(1, None, "1", Some(true), 0, 10),
+            cas(2, None, "1", Some(false), 20, 30),
+            cas(2, Some("1"), "2", Some(true), 40, 50),
+            r(3, Some("2"), 60, 70),
+        ];
+        assert!(linearizable(&fine));
+        // A conflict needs a state other than the expected one.
+        let wrong_conflict = [cas(1, None, "1", Some(false), 0, 10)];
+        assert!(
+            !linearizable(&wrong_conflict),
+            "conflict on the expected (empty) state"
+        );
+        // An unknown outcome does what its state dictates: here it must have applied.
+        let unknown = [
+            cas(1, None, "1", None, 0, Op::UNKNOWN),
+            r(2, Some("1"), 20, 30),
+        ];
+        assert!(linearizable(&unknown));
+        let unknown_did_not_apply = [
+            w(1, Some("x"), 0, 5),
+            cas(1, None, "1", None, 10, Op::UNKNOWN),
+            r(2, Some("1"), 20, 30),
+        ];
+        assert!(
+            !linearizable(&unknown_did_not_apply),
+            "the register held x, not nothing"
         );
     }
 

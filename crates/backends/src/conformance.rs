@@ -9,8 +9,8 @@ use std::path::PathBuf;
 use securestore_proto::limits::{DEFAULT_MAX_VALUE_BYTES, MAX_VALUE_BYTES_CEILING};
 
 use crate::{
-    Backend, BackendError, ItemName, Key, KeychainAccessible, ProjectId, ProjectScope,
-    SecretString, ServiceName, Write,
+    Action, Applied, Backend, BackendError, Change, Expect, ItemName, Key, KeychainAccessible,
+    ProjectId, ProjectScope, SecretString, ServiceName, Write,
 };
 
 /// Damage done to a backend's storage while it is closed, to check its failure policies.
@@ -291,6 +291,9 @@ pub fn run(mut open: impl FnMut() -> Result<Box<dyn Backend>, BackendError>) {
         assert_eq!(read(&mut reader, "k0"), None);
     }
 
+    listing_and_clearing(b, &a, &other);
+    compare_and_set(b, &a);
+
     // Persistence across a reopen.
     backend.close().expect("close");
     let mut backend = open().expect("reopen backend");
@@ -307,6 +310,250 @@ pub fn run(mut open: impl FnMut() -> Result<Box<dyn Backend>, BackendError>) {
     assert_eq!(value_of(b, &a, &empty).as_deref(), Some(""));
     assert_eq!(value_of(b, &other, &token), None);
     backend.close().expect("close");
+}
+
+/// contains, list_keys, list_services (with paging), clear and clear-all; never across projects.
+fn listing_and_clearing(b: &mut dyn Backend, a: &ProjectScope, other: &ProjectScope) {
+    let keys = |b: &mut dyn Backend, p: &ProjectScope, s: &str, after: Option<&str>, limit| {
+        let after = after.map(|k| Key::parse(k).expect("key"));
+        b.list_keys(p, &service(s), after.as_ref(), limit)
+            .expect("list keys")
+            .into_iter()
+            .map(|k| k.as_str().to_owned())
+            .collect::<Vec<_>>()
+    };
+    for key in ["b", "a", "c.1", "B"] {
+        set(b, a, &name(Some("list"), key), "v");
+    }
+    set(b, other, &name(Some("list"), "theirs"), "v");
+    set(b, a, &name(Some("list2"), "x"), "v");
+    assert!(b.contains(a, &name(Some("list"), "a")).expect("contains"));
+    assert!(!b.contains(a, &name(Some("list"), "zz")).expect("contains"));
+    assert!(
+        !b.contains(other, &name(Some("list"), "a"))
+            .expect("contains"),
+        "contains stays in its project"
+    );
+    assert_eq!(
+        keys(b, a, "list", None, 100),
+        ["B", "a", "b", "c.1"],
+        "sorted by bytes"
+    );
+    assert_eq!(keys(b, a, "list", None, 2), ["B", "a"], "bounded");
+    assert_eq!(
+        keys(b, a, "list", Some("a"), 2),
+        ["b", "c.1"],
+        "paged after a cursor"
+    );
+    assert!(keys(b, a, "list", Some("c.1"), 2).is_empty());
+    assert_eq!(keys(b, other, "list", None, 100), ["theirs"]);
+    assert!(keys(b, a, "nothing-here", None, 100).is_empty());
+    let services: Vec<String> = b
+        .list_services(a, None, 100)
+        .expect("services")
+        .into_iter()
+        .map(|s| s.as_str().to_owned())
+        .collect();
+    for expected in ["list", "list2"] {
+        assert!(services.iter().any(|s| s == expected), "{services:?}");
+    }
+    let mut sorted = services.clone();
+    sorted.sort();
+    assert_eq!(services, sorted, "services are sorted");
+    let after_list = b
+        .list_services(a, Some(&service("list")), 1)
+        .expect("services");
+    assert_eq!(
+        after_list,
+        [service("list2")],
+        "services page after a cursor"
+    );
+    if let Some(mut reader) = b.reader().expect("reader") {
+        let listed = reader
+            .list_keys(a, &service("list"), None, 100)
+            .expect("reader list");
+        assert_eq!(listed.len(), 4, "the reader lists what was written");
+        assert!(
+            reader
+                .contains(a, &name(Some("list"), "B"))
+                .expect("contains")
+        );
+        assert!(
+            !reader
+                .list_services(a, None, 100)
+                .expect("services")
+                .is_empty()
+        );
+    }
+
+    // clear: one service of one project, counted; then everything of a project.
+    assert_eq!(b.clear(a, Some(&service("list"))).expect("clear"), 4);
+    assert!(keys(b, a, "list", None, 100).is_empty());
+    assert_eq!(
+        keys(b, other, "list", None, 100),
+        ["theirs"],
+        "other projects are untouched"
+    );
+    assert_eq!(
+        keys(b, a, "list2", None, 100),
+        ["x"],
+        "other services are untouched"
+    );
+    assert_eq!(b.clear(a, Some(&service("list"))).expect("clear"), 0);
+    let doomed = scope("@owner/cleared");
+    set(b, &doomed, &name(Some("s1"), "k"), "v");
+    set(b, &doomed, &name(Some("s2"), "k"), "v");
+    let results = b.write_batch(&[Write::Clear {
+        project: doomed.clone(),
+        service: None,
+    }]);
+    assert!(
+        matches!(results[..], [Ok(Applied::Cleared(2))]),
+        "{results:?}"
+    );
+    assert!(
+        b.list_services(&doomed, None, 100)
+            .expect("services")
+            .is_empty()
+    );
+    assert_eq!(keys(b, other, "list", None, 100), ["theirs"]);
+    b.delete(other, &name(Some("list"), "theirs"))
+        .expect("delete");
+    b.delete(a, &name(Some("list2"), "x")).expect("delete");
+}
+
+/// Conditional changes and all-or-nothing batches of them.
+fn compare_and_set(b: &mut dyn Backend, a: &ProjectScope) {
+    let counter = name(Some("cas"), "counter");
+    let change = |expected: Expect, value: Option<&str>| Change {
+        name: counter.clone(),
+        expected,
+        action: match value {
+            Some(v) => Action::Set {
+                value: SecretString::from(v),
+                accessible: KeychainAccessible::default(),
+            },
+            None => Action::Delete,
+        },
+    };
+    let one = |b: &mut dyn Backend, change: Change| {
+        let mut results = b.write_batch(&[Write::Change {
+            project: a.clone(),
+            change,
+        }]);
+        results
+            .pop()
+            .expect("one result")
+            .expect("applied or conflict")
+    };
+    let expect = |v: &str| Expect::Value(SecretString::from(v));
+    assert_eq!(
+        one(b, change(Expect::Absent, Some("1"))),
+        Applied::Done,
+        "set if absent"
+    );
+    assert_eq!(
+        one(b, change(Expect::Absent, Some("x"))),
+        Applied::Conflict { index: 0 },
+        "not absent any more"
+    );
+    assert_eq!(
+        value_of(b, a, &counter).as_deref(),
+        Some("1"),
+        "unchanged by the conflict"
+    );
+    assert_eq!(one(b, change(expect("1"), Some("2"))), Applied::Done);
+    assert_eq!(
+        one(b, change(expect("1"), Some("3"))),
+        Applied::Conflict { index: 0 }
+    );
+    assert_eq!(
+        one(b, change(expect("22"), Some("3"))),
+        Applied::Conflict { index: 0 }
+    );
+    assert_eq!(
+        one(b, change(expect(""), None)),
+        Applied::Conflict { index: 0 }
+    );
+    assert_eq!(value_of(b, a, &counter).as_deref(), Some("2"));
+    assert_eq!(
+        one(b, change(expect("2"), None)),
+        Applied::Done,
+        "delete if"
+    );
+    assert_eq!(value_of(b, a, &counter), None);
+    assert_eq!(
+        one(b, change(expect("2"), None)),
+        Applied::Conflict { index: 0 }
+    );
+
+    // A batch: each condition sees the earlier changes; one failure applies nothing.
+    let item = |key: &str| name(Some("cas"), key);
+    let set_to = |key: &str, expected: Expect, v: &str| Change {
+        name: item(key),
+        expected,
+        action: Action::Set {
+            value: SecretString::from(v),
+            accessible: KeychainAccessible::default(),
+        },
+    };
+    let batch = |changes: Vec<Change>| Write::Batch {
+        project: a.clone(),
+        changes,
+    };
+    let results = b.write_batch(&[batch(vec![
+        set_to("x", Expect::Absent, "1"),
+        set_to("x", expect("1"), "2"),
+        set_to("y", Expect::Anything, "y"),
+    ])]);
+    assert!(matches!(results[..], [Ok(Applied::Done)]), "{results:?}");
+    assert_eq!(value_of(b, a, &item("x")).as_deref(), Some("2"));
+    let results = b.write_batch(&[
+        Write::Set {
+            project: a.clone(),
+            name: item("before"),
+            value: SecretString::from("kept"),
+            accessible: KeychainAccessible::default(),
+        },
+        batch(vec![
+            set_to("y", Expect::Anything, "changed"),
+            Change {
+                name: item("x"),
+                expected: Expect::Anything,
+                action: Action::Delete,
+            },
+            set_to("z", Expect::Anything, "new"),
+            set_to("x", expect("2"), "3"),
+        ]),
+    ]);
+    assert!(
+        matches!(
+            results[..],
+            [Ok(Applied::Done), Ok(Applied::Conflict { index: 3 })]
+        ),
+        "the fourth change sees the second's delete: {results:?}"
+    );
+    assert_eq!(
+        value_of(b, a, &item("y")).as_deref(),
+        Some("y"),
+        "nothing applied"
+    );
+    assert_eq!(
+        value_of(b, a, &item("x")).as_deref(),
+        Some("2"),
+        "nothing applied"
+    );
+    assert_eq!(value_of(b, a, &item("z")), None, "nothing applied");
+    assert_eq!(
+        value_of(b, a, &item("before")).as_deref(),
+        Some("kept"),
+        "a conflict fails only its own write, not the others sharing its commit"
+    );
+    assert_eq!(b.clear(a, Some(&service("cas"))).expect("clear"), 3);
+}
+
+fn service(s: &str) -> ServiceName {
+    ServiceName::parse(Some(s)).expect("service")
 }
 
 /// [`run`], then the failure policies, damaging the storage through `faults` between reopens:

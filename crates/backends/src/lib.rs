@@ -79,6 +79,139 @@ pub enum Write {
         /// The project to empty.
         project: ProjectScope,
     },
+    /// [`Backend::clear`]: answered with [`Applied::Cleared`].
+    Clear {
+        /// The connection's binding.
+        project: ProjectScope,
+        /// The service to empty, or `None` for every service of the project.
+        service: Option<ServiceName>,
+    },
+    /// One [`Change`] (compare-and-set): answered with [`Applied::Conflict`] if its condition fails.
+    Change {
+        /// The connection's binding.
+        project: ProjectScope,
+        /// The change.
+        change: Change,
+    },
+    /// Several [`Change`]s, all or nothing, in one transaction: if any condition fails, nothing is
+    /// applied and the answer is [`Applied::Conflict`] with the index of the first that failed.
+    Batch {
+        /// The connection's binding.
+        project: ProjectScope,
+        /// The changes, applied in order; each condition sees the earlier changes.
+        changes: Vec<Change>,
+    },
+}
+
+/// One change of an item, optionally conditional on its current value.
+#[derive(Debug, Clone)]
+pub struct Change {
+    /// The item.
+    pub name: ItemName,
+    /// What its current value must be for the change to apply.
+    pub expected: Expect,
+    /// What to do with it.
+    pub action: Action,
+}
+
+/// A change's condition on the item's current value.
+#[derive(Debug, Clone)]
+pub enum Expect {
+    /// No condition.
+    Anything,
+    /// The item must not exist.
+    Absent,
+    /// The item must exist with exactly this value (compared in constant time).
+    Value(SecretString),
+}
+
+impl Expect {
+    /// Whether `current` meets the condition. Values are compared in constant time over their
+    /// bytes (their lengths are not hidden), so timing says nothing about where they differ.
+    pub fn holds(&self, current: Option<&SecretString>) -> bool {
+        use subtle::ConstantTimeEq;
+        match (self, current) {
+            (Self::Anything, _) | (Self::Absent, None) => true,
+            (Self::Absent, Some(_)) | (Self::Value(_), None) => false,
+            (Self::Value(expected), Some(current)) => bool::from(
+                expected
+                    .expose_secret()
+                    .as_bytes()
+                    .ct_eq(current.expose_secret().as_bytes()),
+            ),
+        }
+    }
+}
+
+/// What a [`Change`] does once its condition holds.
+#[derive(Debug, Clone)]
+pub enum Action {
+    /// Store this value, as [`Backend::set`].
+    Set {
+        /// The value.
+        value: SecretString,
+        /// Its class.
+        accessible: KeychainAccessible,
+    },
+    /// Remove the item, as [`Backend::delete`].
+    Delete,
+}
+
+/// What an applied [`Write`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// The write took effect.
+    Done,
+    /// A [`Write::Clear`] deleted this many items.
+    Cleared(u64),
+    /// A condition did not hold: nothing of the write was applied. `index` is the failing change's
+    /// position in a [`Write::Batch`] (0 for a [`Write::Change`]).
+    Conflict {
+        /// The first change whose condition failed.
+        index: usize,
+    },
+}
+
+/// Checks every condition of `changes` in order (each against the state the earlier changes leave),
+/// then, only if all hold, applies them all. The owner thread is the only writer, so nothing can
+/// change between the check and the writes.
+fn apply_changes<B: Backend + ?Sized>(
+    backend: &mut B,
+    project: &ProjectScope,
+    changes: &[Change],
+) -> Result<Applied, BackendError> {
+    let mut planned: std::collections::HashMap<&ItemName, Option<&SecretString>> =
+        std::collections::HashMap::new();
+    for (index, change) in changes.iter().enumerate() {
+        if !matches!(change.expected, Expect::Anything) {
+            let holds = match planned.get(&change.name) {
+                Some(value) => change.expected.holds(*value),
+                None => {
+                    let current = backend.get(project, &change.name)?;
+                    change
+                        .expected
+                        .holds(current.as_ref().map(|item| &item.value))
+                }
+            };
+            if !holds {
+                return Ok(Applied::Conflict { index });
+            }
+        }
+        let after = match &change.action {
+            Action::Set { value, .. } => Some(value),
+            Action::Delete => None,
+        };
+        planned.insert(&change.name, after);
+    }
+    for change in changes {
+        match &change.action {
+            Action::Set { value, accessible } => {
+                backend.set(project, &change.name, value, *accessible)?;
+            }
+            Action::Delete => backend.delete(project, &change.name)?,
+        }
+    }
+    Ok(Applied::Done)
 }
 
 /// Reads served on their own thread, beside the owner's writes, so a read never waits for a
@@ -93,6 +226,37 @@ pub trait Reader: Send {
         project: &ProjectScope,
         name: &ItemName,
     ) -> Result<Option<Item>, BackendError>;
+
+    /// As [`Backend::contains`].
+    ///
+    /// # Errors
+    /// As [`Backend::get`].
+    fn contains(&mut self, project: &ProjectScope, name: &ItemName) -> Result<bool, BackendError> {
+        Ok(self.get(project, name)?.is_some())
+    }
+
+    /// As [`Backend::list_keys`].
+    ///
+    /// # Errors
+    /// Storage failures.
+    fn list_keys(
+        &mut self,
+        project: &ProjectScope,
+        service: &ServiceName,
+        after: Option<&Key>,
+        limit: usize,
+    ) -> Result<Vec<Key>, BackendError>;
+
+    /// As [`Backend::list_services`].
+    ///
+    /// # Errors
+    /// Storage failures.
+    fn list_services(
+        &mut self,
+        project: &ProjectScope,
+        after: Option<&ServiceName>,
+        limit: usize,
+    ) -> Result<Vec<ServiceName>, BackendError>;
 }
 
 /// A place values are stored. Driven by one owner thread; blocking calls are expected.
@@ -138,27 +302,82 @@ pub trait Backend: Send {
     /// Storage failures; on failure no item is removed.
     fn delete_project(&mut self, project: &ProjectScope) -> Result<(), BackendError>;
 
-    /// Applies one [`Write`] with the single-item calls above.
+    /// Whether item `name` exists in `project`: a get that does not hand the value on.
+    ///
+    /// # Errors
+    /// As [`Backend::get`].
+    fn contains(&mut self, project: &ProjectScope, name: &ItemName) -> Result<bool, BackendError> {
+        Ok(self.get(project, name)?.is_some())
+    }
+
+    /// The keys of `service` in `project`, sorted by their bytes, only those after `after`, at most
+    /// `limit` of them.
+    ///
+    /// # Errors
+    /// Storage failures.
+    fn list_keys(
+        &mut self,
+        project: &ProjectScope,
+        service: &ServiceName,
+        after: Option<&Key>,
+        limit: usize,
+    ) -> Result<Vec<Key>, BackendError>;
+
+    /// The services of `project` holding at least one item, sorted, after `after`, at most `limit`.
+    ///
+    /// # Errors
+    /// Storage failures.
+    fn list_services(
+        &mut self,
+        project: &ProjectScope,
+        after: Option<&ServiceName>,
+        limit: usize,
+    ) -> Result<Vec<ServiceName>, BackendError>;
+
+    /// Deletes every item of `service` in `project` (of every service when `None`), and returns how
+    /// many there were. Durable like a delete.
+    ///
+    /// # Errors
+    /// Storage failures.
+    fn clear(
+        &mut self,
+        project: &ProjectScope,
+        service: Option<&ServiceName>,
+    ) -> Result<u64, BackendError>;
+
+    /// Applies one [`Write`] with the single-item calls above. Conditions are checked before anything
+    /// is changed; a backend that applies writes in a transaction makes a [`Write::Batch`] atomic.
     ///
     /// # Errors
     /// As the call it makes.
-    fn apply(&mut self, write: &Write) -> Result<(), BackendError> {
+    fn apply(&mut self, write: &Write) -> Result<Applied, BackendError> {
         match write {
             Write::Set {
                 project,
                 name,
                 value,
                 accessible,
-            } => self.set(project, name, value, *accessible),
-            Write::Delete { project, name } => self.delete(project, name),
-            Write::DeleteProject { project } => self.delete_project(project),
+            } => self
+                .set(project, name, value, *accessible)
+                .map(|()| Applied::Done),
+            Write::Delete { project, name } => self.delete(project, name).map(|()| Applied::Done),
+            Write::DeleteProject { project } => {
+                self.delete_project(project).map(|()| Applied::Done)
+            }
+            Write::Clear { project, service } => {
+                self.clear(project, service.as_ref()).map(Applied::Cleared)
+            }
+            Write::Change { project, change } => {
+                apply_changes(self, project, std::slice::from_ref(change))
+            }
+            Write::Batch { project, changes } => apply_changes(self, project, changes),
         }
     }
 
     /// Applies `writes` in order, as one durable unit where the backend can (one transaction, one
     /// sync: group commit), and returns each write's own result. Every write is durable when this
     /// returns. The default applies them one by one.
-    fn write_batch(&mut self, writes: &[Write]) -> Vec<Result<(), BackendError>> {
+    fn write_batch(&mut self, writes: &[Write]) -> Vec<Result<Applied, BackendError>> {
         writes.iter().map(|write| self.apply(write)).collect()
     }
 

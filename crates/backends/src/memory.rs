@@ -3,7 +3,8 @@
 use std::collections::HashMap;
 
 use crate::{
-    Backend, BackendError, Item, ItemName, KeychainAccessible, ProjectScope, SecretString,
+    Backend, BackendError, Item, ItemName, Key, KeychainAccessible, ProjectScope, SecretString,
+    ServiceName,
 };
 
 /// Items in a map, lost when dropped.
@@ -50,6 +51,56 @@ impl Backend for MemoryBackend {
         Ok(())
     }
 
+    fn list_keys(
+        &mut self,
+        project: &ProjectScope,
+        service: &ServiceName,
+        after: Option<&Key>,
+        limit: usize,
+    ) -> Result<Vec<Key>, BackendError> {
+        let mut keys: Vec<Key> = self
+            .items
+            .keys()
+            .filter(|(owner, name)| {
+                owner == project && &name.service == service && after.is_none_or(|a| &name.key > a)
+            })
+            .map(|(_, name)| name.key.clone())
+            .collect();
+        keys.sort();
+        keys.truncate(limit);
+        Ok(keys)
+    }
+
+    fn list_services(
+        &mut self,
+        project: &ProjectScope,
+        after: Option<&ServiceName>,
+        limit: usize,
+    ) -> Result<Vec<ServiceName>, BackendError> {
+        let mut services: Vec<ServiceName> = self
+            .items
+            .keys()
+            .filter(|(owner, name)| owner == project && after.is_none_or(|a| &name.service > a))
+            .map(|(_, name)| name.service.clone())
+            .collect();
+        services.sort();
+        services.dedup();
+        services.truncate(limit);
+        Ok(services)
+    }
+
+    fn clear(
+        &mut self,
+        project: &ProjectScope,
+        service: Option<&ServiceName>,
+    ) -> Result<u64, BackendError> {
+        let before = self.items.len();
+        self.items.retain(|(owner, name), _| {
+            owner != project || service.is_some_and(|s| &name.service != s)
+        });
+        Ok((before - self.items.len()) as u64)
+    }
+
     fn close(self: Box<Self>) -> Result<(), BackendError> {
         Ok(())
     }
@@ -91,6 +142,33 @@ mod tests {
             }
             fn delete_project(&mut self, p: &ProjectScope) -> Result<(), BackendError> {
                 self.1.as_mut().expect("open").delete_project(p)
+            }
+            fn list_keys(
+                &mut self,
+                p: &ProjectScope,
+                s: &ServiceName,
+                after: Option<&Key>,
+                limit: usize,
+            ) -> Result<Vec<Key>, BackendError> {
+                self.1.as_mut().expect("open").list_keys(p, s, after, limit)
+            }
+            fn list_services(
+                &mut self,
+                p: &ProjectScope,
+                after: Option<&ServiceName>,
+                limit: usize,
+            ) -> Result<Vec<ServiceName>, BackendError> {
+                self.1
+                    .as_mut()
+                    .expect("open")
+                    .list_services(p, after, limit)
+            }
+            fn clear(
+                &mut self,
+                p: &ProjectScope,
+                s: Option<&ServiceName>,
+            ) -> Result<u64, BackendError> {
+                self.1.as_mut().expect("open").clear(p, s)
             }
             fn close(mut self: Box<Self>) -> Result<(), BackendError> {
                 *self.0.lock().expect("lock") = self.1.take();

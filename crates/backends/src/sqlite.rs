@@ -16,8 +16,8 @@ use crate::crypto::{Sealer, item_aad};
 use crate::keyfile;
 use crate::paths;
 use crate::{
-    Backend, BackendError, Item, ItemName, KeychainAccessible, ProjectScope, Reader, SecretString,
-    Write,
+    Applied, Backend, BackendError, Item, ItemName, Key, KeychainAccessible, ProjectScope, Reader,
+    SecretString, ServiceName, Write,
 };
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, Transaction, params};
@@ -467,6 +467,79 @@ fn key_gone_warning(backend: &str, project: &ProjectScope, name: &ItemName) {
     );
 }
 
+/// The keys of one service of a project, sorted by their bytes (SQLite's `BINARY` order, the same
+/// as Rust's), after `after`, at most `limit`; shared by the store and its [`SqliteReader`].
+fn list_keys_in(
+    conn: &Connection,
+    path: &Path,
+    project: &ProjectScope,
+    service: &ServiceName,
+    after: Option<&Key>,
+    limit: usize,
+) -> Result<Vec<Key>, BackendError> {
+    let err = sqlite_error("cannot list keys", path);
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT key FROM items WHERE project = ?1 AND service = ?2 AND key > ?3
+             ORDER BY key LIMIT ?4",
+        )
+        .map_err(&err)?;
+    let rows = stmt
+        .query_map(
+            params![
+                project.project().as_str(),
+                service.as_str(),
+                after.map_or("", Key::as_str),
+                i64::try_from(limit).unwrap_or(i64::MAX)
+            ],
+            |row| row.get::<_, String>(0),
+        )
+        .map_err(&err)?;
+    let mut keys = Vec::new();
+    for key in rows {
+        // A row whose key no longer parses was not written by this store: skip it, as a get would
+        // never reach it.
+        if let Ok(key) = Key::parse(&key.map_err(&err)?) {
+            keys.push(key);
+        }
+    }
+    Ok(keys)
+}
+
+/// The services of a project with at least one item, sorted, after `after`, at most `limit`.
+fn list_services_in(
+    conn: &Connection,
+    path: &Path,
+    project: &ProjectScope,
+    after: Option<&ServiceName>,
+    limit: usize,
+) -> Result<Vec<ServiceName>, BackendError> {
+    let err = sqlite_error("cannot list services", path);
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT DISTINCT service FROM items WHERE project = ?1 AND service > ?2
+             ORDER BY service LIMIT ?3",
+        )
+        .map_err(&err)?;
+    let rows = stmt
+        .query_map(
+            params![
+                project.project().as_str(),
+                after.map_or("", ServiceName::as_str),
+                i64::try_from(limit).unwrap_or(i64::MAX)
+            ],
+            |row| row.get::<_, String>(0),
+        )
+        .map_err(&err)?;
+    let mut services = Vec::new();
+    for service in rows {
+        if let Ok(service) = ServiceName::parse(Some(&service.map_err(&err)?)) {
+            services.push(service);
+        }
+    }
+    Ok(services)
+}
+
 /// A second, read-only connection to the same database, for the daemon's reader thread. WAL lets it
 /// read while the owner's connection writes and syncs.
 pub struct SqliteReader {
@@ -490,6 +563,25 @@ impl Reader for SqliteReader {
                 Ok(None)
             }
         }
+    }
+
+    fn list_keys(
+        &mut self,
+        project: &ProjectScope,
+        service: &ServiceName,
+        after: Option<&Key>,
+        limit: usize,
+    ) -> Result<Vec<Key>, BackendError> {
+        list_keys_in(&self.conn, &self.path, project, service, after, limit)
+    }
+
+    fn list_services(
+        &mut self,
+        project: &ProjectScope,
+        after: Option<&ServiceName>,
+        limit: usize,
+    ) -> Result<Vec<ServiceName>, BackendError> {
+        list_services_in(&self.conn, &self.path, project, after, limit)
     }
 }
 
@@ -526,15 +618,21 @@ impl<S: RowSealer> SealedStore<S> {
     }
 
     /// Applies `writes` inside one transaction: one WAL sync for all of them.
-    fn apply_in_one_transaction(&mut self, writes: &[Write]) -> Result<(), BackendError> {
+    fn apply_in_one_transaction(&mut self, writes: &[Write]) -> Result<Vec<Applied>, BackendError> {
         let path = self.path.clone();
         let err = sqlite_error("cannot commit a batch", &path);
         self.conn.execute_batch("BEGIN IMMEDIATE").map_err(&err)?;
         let commit_err = sqlite_commit_error("cannot commit a batch", &path);
         let applied = writes
             .iter()
-            .try_for_each(|write| self.apply(write))
-            .and_then(|()| self.conn.execute_batch("COMMIT").map_err(&commit_err));
+            .map(|write| self.apply(write))
+            .collect::<Result<Vec<_>, _>>()
+            .and_then(|applied| {
+                self.conn
+                    .execute_batch("COMMIT")
+                    .map_err(&commit_err)
+                    .map(|()| applied)
+            });
         if applied.is_err() && !self.conn.is_autocommit() {
             let _ = self.conn.execute_batch("ROLLBACK");
         }
@@ -627,7 +725,48 @@ impl<S: RowSealer> Backend for SealedStore<S> {
         Ok(())
     }
 
-    fn write_batch(&mut self, writes: &[Write]) -> Vec<Result<(), BackendError>> {
+    fn list_keys(
+        &mut self,
+        project: &ProjectScope,
+        service: &ServiceName,
+        after: Option<&Key>,
+        limit: usize,
+    ) -> Result<Vec<Key>, BackendError> {
+        list_keys_in(&self.conn, &self.path, project, service, after, limit)
+    }
+
+    fn list_services(
+        &mut self,
+        project: &ProjectScope,
+        after: Option<&ServiceName>,
+        limit: usize,
+    ) -> Result<Vec<ServiceName>, BackendError> {
+        list_services_in(&self.conn, &self.path, project, after, limit)
+    }
+
+    fn clear(
+        &mut self,
+        project: &ProjectScope,
+        service: Option<&ServiceName>,
+    ) -> Result<u64, BackendError> {
+        let committing = self.conn.is_autocommit();
+        let deleted = match service {
+            Some(service) => self
+                .conn
+                .prepare_cached("DELETE FROM items WHERE project = ?1 AND service = ?2")
+                .and_then(|mut stmt| {
+                    stmt.execute(params![project.project().as_str(), service.as_str()])
+                }),
+            None => self
+                .conn
+                .prepare_cached("DELETE FROM items WHERE project = ?1")
+                .and_then(|mut stmt| stmt.execute(params![project.project().as_str()])),
+        }
+        .map_err(self.write_error("cannot clear items", committing))?;
+        Ok(deleted as u64)
+    }
+
+    fn write_batch(&mut self, writes: &[Write]) -> Vec<Result<Applied, BackendError>> {
         if let Err(err) = self.close_stray_transaction() {
             let message = err.to_string();
             return writes
@@ -635,9 +774,10 @@ impl<S: RowSealer> Backend for SealedStore<S> {
                 .map(|_| Err(BackendError::Internal(message.clone())))
                 .collect();
         }
-        if writes.len() > 1 {
+        // A batch of changes must be one transaction even alone: it is all or nothing.
+        if writes.len() > 1 || writes.iter().any(needs_transaction) {
             match self.apply_in_one_transaction(writes) {
-                Ok(()) => return writes.iter().map(|_| Ok(())).collect(),
+                Ok(applied) => return applied.into_iter().map(Ok).collect(),
                 // The batch may be durable: applying its writes again one by one could answer a
                 // write "failed" that is in fact stored. Each writer learns the outcome is unknown.
                 Err(BackendError::OutcomeUnknown { action, detail }) => {
@@ -665,7 +805,17 @@ impl<S: RowSealer> Backend for SealedStore<S> {
                 }
             }
         }
-        writes.iter().map(|write| self.apply(write)).collect()
+        writes
+            .iter()
+            .map(|write| {
+                if needs_transaction(write) {
+                    self.apply_in_one_transaction(std::slice::from_ref(write))
+                        .map(|mut applied| applied.pop().unwrap_or(Applied::Done))
+                } else {
+                    self.apply(write)
+                }
+            })
+            .collect()
     }
 
     fn reader(&mut self) -> Result<Option<Box<dyn Reader>>, BackendError> {
@@ -695,6 +845,11 @@ impl<S: RowSealer> Backend for SealedStore<S> {
             .map_err(&err)?;
         self.conn.close().map_err(|(_, e)| err(e))
     }
+}
+
+/// Whether `write` changes several rows that must change together or not at all.
+fn needs_transaction(write: &Write) -> bool {
+    matches!(write, Write::Batch { changes, .. } if changes.len() > 1)
 }
 
 /// Implements [`Backend`] for a public backend type by handing every call to its `SealedStore` field.
@@ -733,10 +888,41 @@ macro_rules! delegate_to_store {
             ) -> Result<(), $crate::BackendError> {
                 $crate::Backend::delete_project(&mut self.$field, project)
             }
+            fn contains(
+                &mut self,
+                project: &$crate::ProjectScope,
+                name: &$crate::ItemName,
+            ) -> Result<bool, $crate::BackendError> {
+                $crate::Backend::contains(&mut self.$field, project, name)
+            }
+            fn list_keys(
+                &mut self,
+                project: &$crate::ProjectScope,
+                service: &$crate::ServiceName,
+                after: Option<&$crate::Key>,
+                limit: usize,
+            ) -> Result<Vec<$crate::Key>, $crate::BackendError> {
+                $crate::Backend::list_keys(&mut self.$field, project, service, after, limit)
+            }
+            fn list_services(
+                &mut self,
+                project: &$crate::ProjectScope,
+                after: Option<&$crate::ServiceName>,
+                limit: usize,
+            ) -> Result<Vec<$crate::ServiceName>, $crate::BackendError> {
+                $crate::Backend::list_services(&mut self.$field, project, after, limit)
+            }
+            fn clear(
+                &mut self,
+                project: &$crate::ProjectScope,
+                service: Option<&$crate::ServiceName>,
+            ) -> Result<u64, $crate::BackendError> {
+                $crate::Backend::clear(&mut self.$field, project, service)
+            }
             fn write_batch(
                 &mut self,
                 writes: &[$crate::Write],
-            ) -> Vec<Result<(), $crate::BackendError>> {
+            ) -> Vec<Result<$crate::Applied, $crate::BackendError>> {
                 $crate::Backend::write_batch(&mut self.$field, writes)
             }
             fn reader(&mut self) -> Result<Option<Box<dyn $crate::Reader>>, $crate::BackendError> {

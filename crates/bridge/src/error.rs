@@ -36,6 +36,10 @@ pub enum ErrorCode {
     HostFailed = 10,
     /// A bug: a panic caught at the boundary, or an answer the client did not understand.
     Internal = 11,
+    /// A conditional write (`setIf`, `deleteIf`) found another value: nothing was changed.
+    Conflict = 12,
+    /// The daemon speaks an older protocol without this call; upgrade it. Nothing was sent.
+    Unsupported = 13,
 }
 
 impl ErrorCode {
@@ -54,6 +58,8 @@ impl ErrorCode {
             Self::InvalidArgument => "INVALID_ARGUMENT",
             Self::HostFailed => "HOST_FAILED",
             Self::Internal => "INTERNAL",
+            Self::Conflict => "CONFLICT",
+            Self::Unsupported => "UNSUPPORTED",
         }
     }
 }
@@ -105,7 +111,15 @@ impl From<ServiceError> for BridgeError {
             ServiceError::ShuttingDown => ErrorCode::Unreachable,
             ServiceError::CannotDecrypt { .. }
             | ServiceError::StorageFull
-            | ServiceError::Storage { .. } => ErrorCode::Storage,
+            | ServiceError::Storage { .. }
+            | ServiceError::OutcomeUnknown => ErrorCode::Storage,
+            ServiceError::Conflict => ErrorCode::Conflict,
+            ServiceError::TooLarge { .. } => ErrorCode::InvalidArgument,
+            // A batch's failure is its first failing operation's.
+            ServiceError::InBatch { error, .. } => {
+                let code = BridgeError::from(ServiceError::clone(error)).code;
+                return Self::new(code, err.to_string());
+            }
             _ => ErrorCode::Internal,
         };
         Self::new(code, err.to_string())
@@ -119,6 +133,7 @@ impl From<Error> for BridgeError {
             Error::Unreachable { .. } | Error::Disconnected(_) => ErrorCode::Unreachable,
             Error::TimedOut => ErrorCode::TimedOut,
             Error::Busy(_) => ErrorCode::Refused,
+            Error::Unsupported { .. } => ErrorCode::Unsupported,
             _ => ErrorCode::Internal,
         };
         Self::new(code, err.to_string())
@@ -147,6 +162,27 @@ mod tests {
             ErrorCode::Unreachable
         );
         assert_eq!(ErrorCode::ValueTooLarge as i32, 4);
+        assert_eq!(
+            BridgeError::from(Error::Service(ServiceError::Conflict)).code,
+            ErrorCode::Conflict
+        );
+        let in_batch = ServiceError::InBatch {
+            index: 3,
+            error: Box::new(ServiceError::Conflict),
+        };
+        let in_batch = BridgeError::from(in_batch);
+        assert_eq!(in_batch.code, ErrorCode::Conflict);
+        assert!(in_batch.message.contains("operation 3"), "{in_batch}");
+        let unsupported = Error::Unsupported {
+            call: "contains",
+            daemon: 1,
+            needs: 2,
+        };
+        assert_eq!(BridgeError::from(unsupported).code, ErrorCode::Unsupported);
+        assert_eq!(
+            (ErrorCode::Conflict as i32, ErrorCode::Unsupported as i32),
+            (12, 13)
+        );
         assert_eq!(ErrorCode::Internal.name(), "INTERNAL");
     }
 }

@@ -21,7 +21,7 @@ pub use host::{HostHandle, HostOptions, OpenBackend};
 pub use securestore_daemon::backend::{BackendKind, BackendPaths};
 pub use securestore_daemon::{Policy, backend};
 pub use securestore_proto::{KeychainAccessible, SecretString};
-pub use session::{Session, accessible_from};
+pub use session::{Batch, Condition, Session, accessible_from, events_text};
 
 /// The runtime every binding call runs on: two worker threads, shared by every session of the
 /// process, so a blocking call from a foreign thread never needs a runtime of its own.

@@ -3,7 +3,10 @@
 use std::time::Duration;
 
 use securestore_client::{Client, ConnectOptions};
-use securestore_proto::{DeleteOptions, GetOptions, KeychainAccessible, SecretString, SetOptions};
+use securestore_proto::{
+    BatchOp, ChangeKind, DeleteOptions, Events, GetOptions, KeychainAccessible, SecretString,
+    SetOptions, WatchFilter,
+};
 
 use crate::{BridgeError, ErrorCode, HostHandle, runtime};
 
@@ -108,6 +111,250 @@ impl Session {
         };
         Ok(runtime().block_on(self.client.delete_item(key, options))?)
     }
+}
+
+impl Session {
+    /// Whether an item is stored under `key` in `service`; the value is not sent.
+    ///
+    /// # Errors
+    /// As [`Session::get`]; [`ErrorCode::Unsupported`] from an older daemon.
+    pub fn contains(&self, key: &str, service: Option<&str>) -> Result<bool, BridgeError> {
+        Ok(runtime().block_on(self.client.contains(key, service))?)
+    }
+
+    /// Every key of `service`, sorted (fetched page by page).
+    ///
+    /// # Errors
+    /// As [`Session::contains`].
+    pub fn list_keys(&self, service: Option<&str>) -> Result<Vec<String>, BridgeError> {
+        Ok(runtime().block_on(self.client.list_keys(service))?)
+    }
+
+    /// Every service holding items, sorted.
+    ///
+    /// # Errors
+    /// As [`Session::contains`].
+    pub fn list_services(&self) -> Result<Vec<String>, BridgeError> {
+        Ok(runtime().block_on(self.client.list_services())?)
+    }
+
+    /// Deletes every item of `service` (of every service when `all_services`); returns how many.
+    ///
+    /// # Errors
+    /// As [`Session::contains`].
+    pub fn clear(&self, service: Option<&str>, all_services: bool) -> Result<u64, BridgeError> {
+        if all_services {
+            Ok(runtime().block_on(self.client.clear_all())?)
+        } else {
+            Ok(runtime().block_on(self.client.clear(service))?)
+        }
+    }
+
+    /// Stores `value` only if the current value equals `expected` (`None`: only if absent).
+    ///
+    /// # Errors
+    /// [`ErrorCode::Conflict`] when it does not (nothing changed); as [`Session::set`].
+    pub fn set_if(
+        &self,
+        key: &str,
+        expected: Option<SecretString>,
+        value: SecretString,
+        service: Option<&str>,
+        accessible: KeychainAccessible,
+    ) -> Result<(), BridgeError> {
+        let options = SetOptions {
+            keychain_service: service.map(str::to_owned),
+            keychain_accessible: accessible,
+        };
+        Ok(runtime().block_on(self.client.set_if(key, expected, value, options))?)
+    }
+
+    /// Deletes the item only if its current value equals `expected`.
+    ///
+    /// # Errors
+    /// As [`Session::set_if`].
+    pub fn delete_if(
+        &self,
+        key: &str,
+        expected: Option<SecretString>,
+        service: Option<&str>,
+    ) -> Result<(), BridgeError> {
+        let options = DeleteOptions {
+            keychain_service: service.map(str::to_owned),
+        };
+        Ok(runtime().block_on(self.client.delete_if(key, expected, options))?)
+    }
+}
+
+impl Session {
+    /// Starts watching this project's changes in `service` (every service when `None`) to `key`
+    /// (every key when `None`); returns the watcher's id on this session.
+    ///
+    /// # Errors
+    /// As [`Session::contains`].
+    pub fn watch(&self, service: Option<&str>, key: Option<&str>) -> Result<u64, BridgeError> {
+        let filter = WatchFilter {
+            service: service.map(str::to_owned),
+            key: key.map(str::to_owned),
+        };
+        Ok(runtime().block_on(self.client.watch(filter))?)
+    }
+
+    /// The watcher's next events, waiting up to `wait` for one.
+    ///
+    /// # Errors
+    /// As [`Session::contains`].
+    pub fn poll_events(&self, watcher: u64, wait: Duration) -> Result<Events, BridgeError> {
+        Ok(runtime().block_on(self.client.poll_events(watcher, wait))?)
+    }
+
+    /// Ends a watcher.
+    ///
+    /// # Errors
+    /// As [`Session::contains`].
+    pub fn unwatch(&self, watcher: u64) -> Result<(), BridgeError> {
+        Ok(runtime().block_on(self.client.unwatch(watcher))?)
+    }
+}
+
+/// A `write_batch` being put together by a binding: operations added one by one, then sent whole.
+#[derive(Debug, Default)]
+pub struct Batch {
+    ops: std::sync::Mutex<Vec<BatchOp>>,
+}
+
+/// A batch operation's condition: none, the item must be absent, or it must hold this value.
+#[derive(Debug)]
+pub enum Condition {
+    /// Unconditional.
+    None,
+    /// The item must not exist.
+    Absent,
+    /// The item's value must equal this one.
+    Equals(SecretString),
+}
+
+impl Condition {
+    /// From a binding's number: 0 none, 1 absent, 2 equals `expected` (required then).
+    ///
+    /// # Errors
+    /// [`ErrorCode::InvalidArgument`] for another number, or 2 without a value.
+    pub fn from_parts(condition: i32, expected: Option<SecretString>) -> Result<Self, BridgeError> {
+        match (condition, expected) {
+            (0, _) => Ok(Self::None),
+            (1, _) => Ok(Self::Absent),
+            (2, Some(expected)) => Ok(Self::Equals(expected)),
+            (2, None) => Err(BridgeError::invalid_argument(
+                "condition 2 (equals) needs an expected value",
+            )),
+            (other, _) => Err(BridgeError::invalid_argument(format!(
+                "unknown condition {other}; expected 0 (none), 1 (absent) or 2 (equals)"
+            ))),
+        }
+    }
+
+    fn expected(self) -> Option<Option<SecretString>> {
+        match self {
+            Self::None => None,
+            Self::Absent => Some(None),
+            Self::Equals(value) => Some(Some(value)),
+        }
+    }
+}
+
+impl Batch {
+    fn push(&self, op: BatchOp) {
+        self.ops
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(op);
+    }
+
+    /// Adds a set of `key` (only if `condition` holds).
+    pub fn set(
+        &self,
+        key: &str,
+        value: SecretString,
+        service: Option<&str>,
+        accessible: KeychainAccessible,
+        condition: Condition,
+    ) {
+        let options = SetOptions {
+            keychain_service: service.map(str::to_owned),
+            keychain_accessible: accessible,
+        };
+        let key = key.to_owned();
+        self.push(match condition.expected() {
+            None => BatchOp::Set {
+                key,
+                value,
+                options,
+            },
+            Some(expected) => BatchOp::SetIf {
+                key,
+                expected,
+                value,
+                options,
+            },
+        });
+    }
+
+    /// Adds a delete of `key` (only if `condition` holds).
+    pub fn delete(&self, key: &str, service: Option<&str>, condition: Condition) {
+        let options = DeleteOptions {
+            keychain_service: service.map(str::to_owned),
+        };
+        let key = key.to_owned();
+        self.push(match condition.expected() {
+            None => BatchOp::Delete { key, options },
+            Some(expected) => BatchOp::DeleteIf {
+                key,
+                expected,
+                options,
+            },
+        });
+    }
+}
+
+impl Session {
+    /// Applies `batch`'s operations all or nothing, in one durable transaction.
+    ///
+    /// # Errors
+    /// The first failing operation's code (e.g. [`ErrorCode::Conflict`]), its index in the message;
+    /// as [`Session::contains`].
+    pub fn write_batch(&self, batch: &Batch) -> Result<(), BridgeError> {
+        let ops = batch
+            .ops
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        Ok(runtime().block_on(self.client.write_batch(ops))?)
+    }
+}
+
+/// `events` as text for the bindings: a first line `lagged<TAB>N` when events were missed, then
+/// one line per event, `seq<TAB>kind<TAB>service<TAB>key` (kind `set`, `deleted` or `cleared`; an
+/// absent service or key is empty). Names hold no tab or newline (keys are `A-Za-z0-9 . - _`,
+/// services have no control character), so the text parses back exactly.
+pub fn events_text(events: &Events) -> String {
+    let mut lines = Vec::with_capacity(events.events.len() + 1);
+    if let Some(lagged) = events.lagged {
+        lines.push(format!("lagged\t{}", lagged.missed));
+    }
+    for event in &events.events {
+        let kind = match event.kind {
+            ChangeKind::Set => "set",
+            ChangeKind::Deleted => "deleted",
+            ChangeKind::Cleared => "cleared",
+        };
+        lines.push(format!(
+            "{}\t{kind}\t{}\t{}",
+            event.seq,
+            event.service.as_deref().unwrap_or(""),
+            event.key.as_deref().unwrap_or("")
+        ));
+    }
+    lines.join("\n")
 }
 
 fn options(token: Option<SecretString>, timeout: Option<Duration>) -> ConnectOptions {

@@ -5,7 +5,9 @@
 
 use std::path::Path;
 
-use securestore_proto::{DeleteOptions, GetOptions, Item, SecretString, SetOptions};
+use securestore_proto::{
+    BatchOp, DeleteOptions, Events, GetOptions, Item, SecretString, SetOptions, WatchFilter,
+};
 
 use crate::{ConnectOptions, Error};
 
@@ -84,5 +86,111 @@ impl Client {
     /// As [`crate::Client::delete_item`].
     pub fn delete_item(&self, key: &str, options: DeleteOptions) -> Result<(), Error> {
         self.runtime.block_on(self.inner.delete_item(key, options))
+    }
+
+    /// The protocol version of the current connection. See [`crate::Client::protocol_version`].
+    pub fn protocol_version(&self) -> u16 {
+        self.inner.protocol_version()
+    }
+
+    /// See [`crate::Client::contains`].
+    ///
+    /// # Errors
+    /// As [`crate::Client::contains`].
+    pub fn contains(&self, key: &str, service: Option<&str>) -> Result<bool, Error> {
+        self.runtime.block_on(self.inner.contains(key, service))
+    }
+
+    /// See [`crate::Client::list_keys`].
+    ///
+    /// # Errors
+    /// As [`crate::Client::list_keys`].
+    pub fn list_keys(&self, service: Option<&str>) -> Result<Vec<String>, Error> {
+        self.runtime.block_on(self.inner.list_keys(service))
+    }
+
+    /// See [`crate::Client::list_services`].
+    ///
+    /// # Errors
+    /// As [`crate::Client::list_services`].
+    pub fn list_services(&self) -> Result<Vec<String>, Error> {
+        self.runtime.block_on(self.inner.list_services())
+    }
+
+    /// See [`crate::Client::clear`].
+    ///
+    /// # Errors
+    /// As [`crate::Client::clear`].
+    pub fn clear(&self, service: Option<&str>) -> Result<u64, Error> {
+        self.runtime.block_on(self.inner.clear(service))
+    }
+
+    /// See [`crate::Client::clear_all`].
+    ///
+    /// # Errors
+    /// As [`crate::Client::clear_all`].
+    pub fn clear_all(&self) -> Result<u64, Error> {
+        self.runtime.block_on(self.inner.clear_all())
+    }
+
+    /// See [`crate::Client::set_if`].
+    ///
+    /// # Errors
+    /// As [`crate::Client::set_if`].
+    pub fn set_if(
+        &self,
+        key: &str,
+        expected: Option<SecretString>,
+        value: impl Into<SecretString>,
+        options: SetOptions,
+    ) -> Result<(), Error> {
+        self.runtime
+            .block_on(self.inner.set_if(key, expected, value, options))
+    }
+
+    /// See [`crate::Client::delete_if`].
+    ///
+    /// # Errors
+    /// As [`crate::Client::delete_if`].
+    pub fn delete_if(
+        &self,
+        key: &str,
+        expected: Option<SecretString>,
+        options: DeleteOptions,
+    ) -> Result<(), Error> {
+        self.runtime
+            .block_on(self.inner.delete_if(key, expected, options))
+    }
+
+    /// See [`crate::Client::write_batch`].
+    ///
+    /// # Errors
+    /// As [`crate::Client::write_batch`].
+    pub fn write_batch(&self, ops: Vec<BatchOp>) -> Result<(), Error> {
+        self.runtime.block_on(self.inner.write_batch(ops))
+    }
+
+    /// See [`crate::Client::watch`].
+    ///
+    /// # Errors
+    /// As [`crate::Client::watch`].
+    pub fn watch(&self, filter: WatchFilter) -> Result<u64, Error> {
+        self.runtime.block_on(self.inner.watch(filter))
+    }
+
+    /// See [`crate::Client::poll_events`].
+    ///
+    /// # Errors
+    /// As [`crate::Client::poll_events`].
+    pub fn poll_events(&self, watcher: u64, wait: std::time::Duration) -> Result<Events, Error> {
+        self.runtime.block_on(self.inner.poll_events(watcher, wait))
+    }
+
+    /// See [`crate::Client::unwatch`].
+    ///
+    /// # Errors
+    /// As [`crate::Client::unwatch`].
+    pub fn unwatch(&self, watcher: u64) -> Result<(), Error> {
+        self.runtime.block_on(self.inner.unwatch(watcher))
     }
 }

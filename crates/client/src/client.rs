@@ -13,14 +13,16 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use securestore_proto::goodbye::GoodbyeWatch;
-use securestore_proto::handshake::{self, Frames, Hello, HelloReply, PROTOCOL_VERSION, Purpose};
-use securestore_proto::limits::MAX_REQUEST_DEADLINE;
+use securestore_proto::handshake::{
+    self, Frames, Hello, HelloReply, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, Purpose,
+};
+use securestore_proto::limits::{MAX_BATCH_OPS, MAX_REQUEST_DEADLINE};
 use securestore_proto::order::Ticketer;
 use securestore_proto::tarpc::client::RpcError;
 use securestore_proto::tarpc::{self, context};
 use securestore_proto::{
-    DeleteOptions, GetOptions, Item, Key, ProjectId, SecretString, SecureStoreClient, ServiceError,
-    ServiceName, SetOptions,
+    BatchOp, DeleteOptions, Events, GetOptions, Item, Key, Page, ProjectId, SecretString,
+    SecureStoreClient, ServiceError, ServiceName, SetOptions, WatchFilter,
 };
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::UnixStream;
@@ -90,6 +92,8 @@ struct Connection {
     rpc: SecureStoreClient,
     /// Set when the daemon closed this connection for being idle, with nothing of ours read.
     said_goodbye: Arc<AtomicBool>,
+    /// The protocol version the daemon accepted this connection in; no newer call is sent on it.
+    version: u16,
 }
 
 impl std::fmt::Debug for Client {
@@ -228,15 +232,22 @@ impl Client {
                 ));
             }
         };
-        if accepted.protocol_version != PROTOCOL_VERSION {
+        // The daemon answers with the lower of its version and ours: anything else is not a daemon
+        // this client can talk to.
+        if !(MIN_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&accepted.protocol_version) {
             return Err(Error::Protocol(format!(
-                "the daemon speaks protocol {}, this client {PROTOCOL_VERSION}",
+                "the daemon accepted protocol {}, this client speaks {MIN_PROTOCOL_VERSION} to {PROTOCOL_VERSION}",
                 accepted.protocol_version
             )));
         }
         let transport = handshake::client_transport(frames, accepted);
         let rpc = SecureStoreClient::new(tarpc::client::Config::default(), transport).spawn();
-        Ok((Connection { rpc, said_goodbye }, accepted.max_value_bytes))
+        let connection = Connection {
+            rpc,
+            said_goodbye,
+            version: accepted.protocol_version,
+        };
+        Ok((connection, accepted.max_value_bytes))
     }
 
     fn connection(&self) -> Connection {
@@ -279,6 +290,20 @@ impl Client {
         F: Fn(SecureStoreClient) -> Fut,
         Fut: Future<Output = Result<Result<T, ServiceError>, RpcError>>,
     {
+        self.call_since(("", 1), call).await
+    }
+
+    /// As [`Client::call`], for a call the protocol added in version `needs`: on a connection the
+    /// daemon accepted in an older version, it is not sent, and the answer is [`Error::Unsupported`].
+    async fn call_since<T, F, Fut>(
+        &self,
+        (name, needs): (&'static str, u16),
+        call: F,
+    ) -> Result<T, Error>
+    where
+        F: Fn(SecureStoreClient) -> Fut,
+        Fut: Future<Output = Result<Result<T, ServiceError>, RpcError>>,
+    {
         // Taken in the same poll that sends the request, so turns follow the order of sending.
         let turn = self
             .order
@@ -292,6 +317,13 @@ impl Client {
                 // answered): resending now keeps the order in which they were first sent.
                 turn.wait().await;
                 connection = self.reopen(&connection).await?;
+            }
+            if connection.version < needs {
+                return Err(Error::Unsupported {
+                    call: name,
+                    daemon: connection.version,
+                    needs,
+                });
             }
             match call(connection.rpc.clone()).await {
                 // The goodbye came before our request was read: it never ran, so sending it again on
@@ -307,6 +339,12 @@ impl Client {
     /// The project this client is bound to.
     pub fn project(&self) -> &str {
         self.project.as_str()
+    }
+
+    /// The protocol version the daemon accepted the current connection in (see
+    /// `docs/protocol.md`): calls newer than it fail with [`Error::Unsupported`] without being sent.
+    pub fn protocol_version(&self) -> u16 {
+        self.connection().version
     }
 
     /// The daemon's value limit, in bytes, as announced when connecting.
@@ -395,6 +433,267 @@ impl Client {
         self.call(|rpc| {
             let (ctx, key, options) = (self.context(), key.to_owned(), options.clone());
             async move { rpc.delete_item(ctx, key, options).await }
+        })
+        .await
+    }
+
+    fn check_value(&self, value: &SecretString) -> Result<(), ServiceError> {
+        if value.len() > self.max_value_bytes as usize {
+            return Err(ServiceError::ValueTooLarge {
+                size: value.len() as u64,
+                limit: u64::from(self.max_value_bytes),
+            });
+        }
+        Ok(())
+    }
+
+    /// Whether an item is stored under `key` in `service` (`None`: the default service). The value
+    /// never leaves the daemon. (Protocol 2.)
+    ///
+    /// # Errors
+    /// [`Error::Unsupported`] from an older daemon; invalid names; storage and transport failures.
+    pub async fn contains(&self, key: &str, service: Option<&str>) -> Result<bool, Error> {
+        check(key, service)?;
+        self.call_since(("contains", 2), |rpc| {
+            let (ctx, key, service) = (self.context(), key.to_owned(), service.map(str::to_owned));
+            async move { rpc.contains(ctx, key, service).await }
+        })
+        .await
+    }
+
+    /// One page of the keys of `service`, sorted, after `after`. (Protocol 2.)
+    ///
+    /// # Errors
+    /// As [`Client::contains`].
+    pub async fn list_keys_page(
+        &self,
+        service: Option<&str>,
+        after: Option<&str>,
+    ) -> Result<Page, Error> {
+        ServiceName::parse(service)?;
+        self.call_since(("list_keys", 2), |rpc| {
+            let (ctx, service, after) = (
+                self.context(),
+                service.map(str::to_owned),
+                after.map(str::to_owned),
+            );
+            async move { rpc.list_keys(ctx, service, after).await }
+        })
+        .await
+    }
+
+    /// Every key of `service`, sorted, fetched page by page. Items written meanwhile may or may not
+    /// be listed; each page is consistent on its own.
+    ///
+    /// # Errors
+    /// As [`Client::contains`].
+    pub async fn list_keys(&self, service: Option<&str>) -> Result<Vec<String>, Error> {
+        let mut names = Vec::new();
+        loop {
+            let page = self
+                .list_keys_page(service, names.last().map(String::as_str))
+                .await?;
+            names.extend(page.names);
+            if !page.more {
+                return Ok(names);
+            }
+        }
+    }
+
+    /// One page of the services holding items, sorted, after `after`. (Protocol 2.)
+    ///
+    /// # Errors
+    /// As [`Client::contains`].
+    pub async fn list_services_page(&self, after: Option<&str>) -> Result<Page, Error> {
+        self.call_since(("list_services", 2), |rpc| {
+            let (ctx, after) = (self.context(), after.map(str::to_owned));
+            async move { rpc.list_services(ctx, after).await }
+        })
+        .await
+    }
+
+    /// Every service holding items, sorted, fetched page by page.
+    ///
+    /// # Errors
+    /// As [`Client::contains`].
+    pub async fn list_services(&self) -> Result<Vec<String>, Error> {
+        let mut names = Vec::new();
+        loop {
+            let page = self
+                .list_services_page(names.last().map(String::as_str))
+                .await?;
+            names.extend(page.names);
+            if !page.more {
+                return Ok(names);
+            }
+        }
+    }
+
+    /// Deletes every item of `service`; returns how many there were. Durable like a delete.
+    /// (Protocol 2.)
+    ///
+    /// # Errors
+    /// As [`Client::contains`].
+    pub async fn clear(&self, service: Option<&str>) -> Result<u64, Error> {
+        ServiceName::parse(service)?;
+        self.call_since(("clear", 2), |rpc| {
+            let (ctx, service) = (self.context(), service.map(str::to_owned));
+            async move { rpc.clear(ctx, service).await }
+        })
+        .await
+    }
+
+    /// Deletes every item of every service of this project; returns how many there were.
+    /// (Protocol 2.)
+    ///
+    /// # Errors
+    /// As [`Client::contains`].
+    pub async fn clear_all(&self) -> Result<u64, Error> {
+        self.call_since(("clear_all", 2), |rpc| {
+            let ctx = self.context();
+            async move { rpc.clear_all(ctx).await }
+        })
+        .await
+    }
+
+    /// Stores `value` under `key` only if the current value equals `expected` (`None`: only if
+    /// there is no item). (Protocol 2.)
+    ///
+    /// # Errors
+    /// [`ServiceError::Conflict`] if the current value differs (nothing changed); as
+    /// [`Client::set_item`] otherwise.
+    pub async fn set_if(
+        &self,
+        key: &str,
+        expected: Option<SecretString>,
+        value: impl Into<SecretString>,
+        options: SetOptions,
+    ) -> Result<(), Error> {
+        let value = value.into();
+        check(key, options.keychain_service.as_deref())?;
+        self.check_value(&value)?;
+        self.call_since(("set_if", 2), |rpc| {
+            let (ctx, key, expected, value, options) = (
+                self.context(),
+                key.to_owned(),
+                expected.clone(),
+                value.clone(),
+                options.clone(),
+            );
+            async move { rpc.set_if(ctx, key, expected, value, options).await }
+        })
+        .await
+    }
+
+    /// Deletes the item under `key` only if its current value equals `expected`. (Protocol 2.)
+    ///
+    /// # Errors
+    /// As [`Client::set_if`].
+    pub async fn delete_if(
+        &self,
+        key: &str,
+        expected: Option<SecretString>,
+        options: DeleteOptions,
+    ) -> Result<(), Error> {
+        check(key, options.keychain_service.as_deref())?;
+        self.call_since(("delete_if", 2), |rpc| {
+            let (ctx, key, expected, options) = (
+                self.context(),
+                key.to_owned(),
+                expected.clone(),
+                options.clone(),
+            );
+            async move { rpc.delete_if(ctx, key, expected, options).await }
+        })
+        .await
+    }
+
+    /// Applies `ops` all or nothing, in one durable transaction. (Protocol 2.)
+    ///
+    /// # Errors
+    /// [`ServiceError::InBatch`] naming the first failing operation (checked here first for names,
+    /// then by the daemon for sizes and conditions); [`ServiceError::TooLarge`] past
+    /// [`MAX_BATCH_OPS`] operations or the value limit in bytes; as [`Client::contains`].
+    pub async fn write_batch(&self, ops: Vec<BatchOp>) -> Result<(), Error> {
+        if ops.len() > MAX_BATCH_OPS {
+            return Err(ServiceError::TooLarge {
+                what: format!(
+                    "{} operations in a batch; the limit is {MAX_BATCH_OPS}",
+                    ops.len()
+                ),
+            }
+            .into());
+        }
+        let size: usize = ops.iter().map(BatchOp::size).sum();
+        if size > self.max_value_bytes as usize {
+            return Err(ServiceError::TooLarge {
+                what: format!(
+                    "a batch of {size} bytes of keys, services and values; the limit is {}",
+                    self.max_value_bytes
+                ),
+            }
+            .into());
+        }
+        for (index, op) in ops.iter().enumerate() {
+            check(op.key(), op.service()).map_err(|error| ServiceError::InBatch {
+                index: index as u64,
+                error: Box::new(error),
+            })?;
+        }
+        self.call_since(("write_batch", 2), |rpc| {
+            let (ctx, ops) = (self.context(), ops.clone());
+            async move { rpc.write_batch(ctx, ops).await }
+        })
+        .await
+    }
+
+    /// Starts watching this project's changes matching `filter`; returns the watcher's id on this
+    /// connection, for [`Client::poll_events`]. The watcher sees every change made durable from
+    /// now on, in commit order, names only (never values). It ends with the connection: after a
+    /// reconnect (the daemon closed an idle connection), polling it fails and a new watch is needed.
+    /// (Protocol 2.)
+    ///
+    /// # Errors
+    /// Invalid names; [`ServiceError::TooLarge`] past the watchers one connection may have; as
+    /// [`Client::contains`].
+    pub async fn watch(&self, filter: WatchFilter) -> Result<u64, Error> {
+        if let Some(key) = &filter.key {
+            Key::parse(key)?;
+        }
+        if let Some(service) = &filter.service {
+            ServiceName::parse(Some(service))?;
+        }
+        self.call_since(("watch", 2), |rpc| {
+            let (ctx, filter) = (self.context(), filter.clone());
+            async move { rpc.watch(ctx, filter).await }
+        })
+        .await
+    }
+
+    /// Long poll: the watcher's events as soon as there is one, or none after `wait` (at most
+    /// 30 s, and less than this client's timeout). `Events::lagged` says events were dropped
+    /// because the watcher's queue was full. (Protocol 2.)
+    ///
+    /// # Errors
+    /// As [`Client::contains`].
+    pub async fn poll_events(&self, watcher: u64, wait: Duration) -> Result<Events, Error> {
+        let wait = wait.min(self.timeout.saturating_sub(Duration::from_millis(500)));
+        let millis = u32::try_from(wait.as_millis()).unwrap_or(u32::MAX);
+        self.call_since(("poll_events", 2), |rpc| {
+            let ctx = self.context();
+            async move { rpc.poll_events(ctx, watcher, millis).await }
+        })
+        .await
+    }
+
+    /// Ends a watcher. (Protocol 2.)
+    ///
+    /// # Errors
+    /// As [`Client::contains`].
+    pub async fn unwatch(&self, watcher: u64) -> Result<(), Error> {
+        self.call_since(("unwatch", 2), |rpc| {
+            let ctx = self.context();
+            async move { rpc.unwatch(ctx, watcher).await }
         })
         .await
     }

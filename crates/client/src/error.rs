@@ -49,6 +49,18 @@ pub enum Error {
     /// The other end sent something this client cannot understand.
     #[error("protocol error: {0}")]
     Protocol(String),
+    /// The daemon speaks an older protocol version that lacks this call; nothing was sent.
+    #[error(
+        "the daemon does not support {call}; upgrade it (it speaks protocol {daemon}, {call} needs {needs})"
+    )]
+    Unsupported {
+        /// The call, as this client names it.
+        call: &'static str,
+        /// The version the daemon accepted the connection in.
+        daemon: u16,
+        /// The version that added the call.
+        needs: u16,
+    },
     /// The daemon's answer: invalid input, refused, or a storage failure.
     #[error(transparent)]
     Service(#[from] ServiceError),

@@ -24,6 +24,6 @@ pub use client::{Client, ConnectOptions};
 pub use error::Error;
 pub use securestore_proto::paths::{SOCKET_ENV, default_socket_path};
 pub use securestore_proto::{
-    DEFAULT_SERVICE, DeleteOptions, GetOptions, Item, KeychainAccessible, SecretString,
-    ServiceError, SetOptions,
+    BatchOp, ChangeEvent, ChangeKind, DEFAULT_SERVICE, DeleteOptions, Events, GetOptions, Item,
+    KeychainAccessible, Lagged, Page, SecretString, ServiceError, SetOptions, WatchFilter,
 };

@@ -15,9 +15,10 @@ use securestore_proto::limits::{MAX_TOKEN_BYTES, MAX_VALUE_BYTES_CEILING};
 
 /// Store, fetch and delete secrets through the securestore daemon.
 ///
-/// Exit status: 0 success; 1 `get` found nothing; 2 invalid input (key, project, service, value size,
-/// usage); 3 refused: by the daemon, or the daemon refused by this tool because it runs as another
-/// user (nothing is sent to it); 4 daemon unreachable; 5 any other failure.
+/// Exit status: 0 success; 1 `get` found nothing, or `contains` found no item; 2 invalid input (key,
+/// project, service, value size, usage); 3 refused: by the daemon, or the daemon refused by this tool
+/// because it runs as another user (nothing is sent to it); 4 daemon unreachable; 5 any other
+/// failure; 6 a conditional `set` or `delete` found another value (nothing was changed).
 #[derive(Debug, Parser)]
 #[command(name = "securestore", version)]
 struct Args {
@@ -73,7 +74,7 @@ enum Command {
     },
 }
 
-/// Expo's three calls, on one project's items.
+/// Expo's three calls, and the calls beyond them, on one project's items.
 #[derive(Debug, Subcommand)]
 enum ItemCommand {
     /// Store VALUE under KEY. Without VALUE, reads it from stdin (one trailing newline is dropped).
@@ -89,16 +90,56 @@ enum ItemCommand {
         /// When the item may be read: an Expo class such as WHEN_UNLOCKED or AFTER_FIRST_UNLOCK
         #[arg(long, value_name = "CLASS", default_value_t = KeychainAccessible::default())]
         accessible: KeychainAccessible,
+        /// Store only if there is no item under KEY yet; otherwise exit 6 and change nothing
+        #[arg(long, conflicts_with = "if_equals_file")]
+        if_absent: bool,
+        /// Store only if the current value equals this file's content (one trailing newline dropped;
+        /// `-` is stdin, then VALUE must be given); otherwise exit 6 and change nothing. The
+        /// expected value never appears on the command line
+        #[arg(long, value_name = "FILE")]
+        if_equals_file: Option<PathBuf>,
     },
     /// Print the value under KEY and a newline; exit 1 if there is none.
     Get {
         /// The key
         key: String,
+        /// Print one JSON object: key, service, value and accessible class
+        #[arg(long)]
+        json: bool,
     },
     /// Delete the item under KEY (deleting a missing item succeeds).
     Delete {
         /// The key
         key: String,
+        /// Delete only if the current value equals this file's content (one trailing newline
+        /// dropped; `-` is stdin); otherwise exit 6 and change nothing
+        #[arg(long, value_name = "FILE")]
+        if_equals_file: Option<PathBuf>,
+    },
+    /// Exit 0 if an item is stored under KEY, 1 if not; prints nothing. The value is never sent.
+    Contains {
+        /// The key
+        key: String,
+    },
+    /// Print the keys of --service, sorted, one per line (or, with --services, the services that
+    /// hold items).
+    List {
+        /// List the services instead of the keys of one
+        #[arg(long)]
+        services: bool,
+        /// Print one JSON array of strings
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete every item of --service (of every service with --all-services), and print how many
+    /// there were. Needs --yes.
+    Clear {
+        /// Every service of the project, not only --service
+        #[arg(long)]
+        all_services: bool,
+        /// Confirm: the items cannot be recovered
+        #[arg(long)]
+        yes: bool,
     },
 }
 
@@ -134,6 +175,7 @@ enum Status {
     Refused = 3,
     Unreachable = 4,
     Failure = 5,
+    Conflict = 6,
 }
 
 struct Failure {
@@ -164,8 +206,10 @@ impl From<Error> for Failure {
                 | ServiceError::InvalidService { .. }
                 | ServiceError::InvalidProject { .. }
                 | ServiceError::ValueTooLarge { .. }
-                | ServiceError::AlreadyRegistered { .. },
+                | ServiceError::AlreadyRegistered { .. }
+                | ServiceError::TooLarge { .. },
             ) => Status::InvalidInput,
+            Error::Service(ServiceError::Conflict) => Status::Conflict,
             _ => Status::Failure,
         };
         Self::new(status, err.to_string())
@@ -178,15 +222,34 @@ fn read_value_from_stdin() -> Result<SecretString, Failure> {
     if stdin.is_terminal() {
         eprintln!("securestore: reading the value from stdin; end it with Ctrl-D");
     }
+    read_value(&mut stdin, "stdin")
+}
+
+/// Reads an expected value from `path` (`-`: stdin), dropping one trailing newline.
+fn read_expected(path: &std::path::Path) -> Result<SecretString, Failure> {
+    if path == std::path::Path::new("-") {
+        return read_value(&mut std::io::stdin().lock(), "stdin");
+    }
+    let mut file = std::fs::File::open(path).map_err(|e| {
+        Failure::new(
+            Status::InvalidInput,
+            format!("cannot read {}: {e}", path.display()),
+        )
+    })?;
+    read_value(&mut file, &path.display().to_string())
+}
+
+/// Reads a value from `source`, dropping one trailing newline.
+fn read_value(source: &mut impl Read, from: &str) -> Result<SecretString, Failure> {
     let mut bytes = Vec::new();
     // Read one byte past the largest limit any daemon may have, so a huge input cannot exhaust memory.
-    (&mut stdin)
+    source
         .take(u64::from(MAX_VALUE_BYTES_CEILING) + 1)
         .read_to_end(&mut bytes)
         .map_err(|e| {
             Failure::new(
                 Status::Failure,
-                format!("cannot read the value from stdin: {e}"),
+                format!("cannot read the value from {from}: {e}"),
             )
         })?;
     if bytes.last() == Some(&b'\n') {
@@ -194,9 +257,42 @@ fn read_value_from_stdin() -> Result<SecretString, Failure> {
     }
     let value = String::from_utf8(bytes).map_err(|e| {
         zeroize::Zeroize::zeroize(&mut e.into_bytes());
-        Failure::new(Status::InvalidInput, "the value on stdin is not UTF-8 text")
+        Failure::new(
+            Status::InvalidInput,
+            format!("the value on {from} is not UTF-8 text"),
+        )
     })?;
     Ok(SecretString::new(value))
+}
+
+/// `text` as a JSON string literal.
+fn json_string(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if u32::from(c) < 0x20 => out.push_str(&format!("\\u{:04x}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Writes `text` to stdout, then wipes it (it may hold a value).
+fn print(mut text: String) -> Result<(), Failure> {
+    let mut stdout = std::io::stdout().lock();
+    let written = stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+        .map_err(|e| Failure::new(Status::Failure, format!("cannot write to stdout: {e}")));
+    zeroize::Zeroize::zeroize(&mut text);
+    written
 }
 
 /// Warns on stderr when group or others may read or change the token file: whoever reads it may
@@ -322,7 +418,17 @@ async fn run(args: Args) -> Result<(), Failure> {
             key,
             value,
             accessible,
+            if_absent,
+            if_equals_file,
         } => {
+            let from_stdin = if_equals_file.as_deref() == Some(std::path::Path::new("-"));
+            if from_stdin && value.is_none() {
+                return Err(Failure::new(
+                    Status::InvalidInput,
+                    "--if-equals-file - reads the expected value from stdin, so the new VALUE must be given",
+                ));
+            }
+            let expected = if_equals_file.as_deref().map(read_expected).transpose()?;
             let value = match value {
                 Some(value) => SecretString::new(value),
                 None => read_value_from_stdin()?,
@@ -331,9 +437,71 @@ async fn run(args: Args) -> Result<(), Failure> {
                 keychain_service: service,
                 keychain_accessible: accessible,
             };
-            client.set_item(&key, value, options).await?;
+            if if_absent {
+                client.set_if(&key, None, value, options).await?;
+            } else if let Some(expected) = expected {
+                client.set_if(&key, Some(expected), value, options).await?;
+            } else {
+                client.set_item(&key, value, options).await?;
+            }
         }
-        ItemCommand::Get { key } => {
+        ItemCommand::Contains { key } => {
+            if !client.contains(&key, service.as_deref()).await? {
+                return Err(Failure::new(Status::NotFound, ""));
+            }
+        }
+        ItemCommand::List { services, json } => {
+            let names = if services {
+                client.list_services().await?
+            } else {
+                client.list_keys(service.as_deref()).await?
+            };
+            let out = if json {
+                let items: Vec<String> = names.iter().map(|n| json_string(n)).collect();
+                format!("[{}]\n", items.join(","))
+            } else {
+                names.iter().map(|n| format!("{n}\n")).collect()
+            };
+            print(out)?;
+        }
+        ItemCommand::Clear { all_services, yes } => {
+            if !yes {
+                return Err(Failure::new(
+                    Status::InvalidInput,
+                    "clear deletes items for good: add --yes to confirm",
+                ));
+            }
+            let deleted = if all_services {
+                client.clear_all().await?
+            } else {
+                client.clear(service.as_deref()).await?
+            };
+            print(format!("{deleted}\n"))?;
+        }
+        ItemCommand::Get { key, json: true } => {
+            let options = GetOptions {
+                keychain_service: service.clone(),
+            };
+            let service = service
+                .as_deref()
+                .unwrap_or(securestore_client::DEFAULT_SERVICE);
+            let Some(item) = client.get_item_entry(&key, options).await? else {
+                return Err(Failure::new(
+                    Status::NotFound,
+                    format!("no item '{key}' in service '{service}'"),
+                ));
+            };
+            let mut value = json_string(item.value.expose_secret());
+            let out = format!(
+                "{{\"key\":{},\"service\":{},\"value\":{value},\"accessible\":{}}}\n",
+                json_string(&key),
+                json_string(service),
+                json_string(item.accessible.expo_name())
+            );
+            zeroize::Zeroize::zeroize(&mut value);
+            print(out)?;
+        }
+        ItemCommand::Get { key, json: false } => {
             let options = GetOptions {
                 keychain_service: service.clone(),
             };
@@ -353,15 +521,17 @@ async fn run(args: Args) -> Result<(), Failure> {
                     Failure::new(Status::Failure, format!("cannot write to stdout: {e}"))
                 })?;
         }
-        ItemCommand::Delete { key } => {
-            client
-                .delete_item(
-                    &key,
-                    DeleteOptions {
-                        keychain_service: service,
-                    },
-                )
-                .await?;
+        ItemCommand::Delete {
+            key,
+            if_equals_file,
+        } => {
+            let options = DeleteOptions {
+                keychain_service: service,
+            };
+            match if_equals_file.as_deref().map(read_expected).transpose()? {
+                Some(expected) => client.delete_if(&key, Some(expected), options).await?,
+                None => client.delete_item(&key, options).await?,
+            }
         }
     }
     Ok(())
@@ -383,7 +553,9 @@ fn main() -> ExitCode {
     match runtime.block_on(run(args)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
-            eprintln!("securestore: {}", failure.message);
+            if !failure.message.is_empty() {
+                eprintln!("securestore: {}", failure.message);
+            }
             ExitCode::from(failure.status as u8)
         }
     }

@@ -109,6 +109,7 @@ where
         return;
     }
 
+    let hello_version = hello.protocol_version;
     let (project, token) = match hello.purpose {
         Purpose::Admin(request) => {
             answer_admin(&mut frames, request, &shared).await;
@@ -139,8 +140,10 @@ where
         }
     };
     drop(token);
+    // An older client is served in its own version; a newer one in ours (it then sends only our
+    // calls). check_peer has refused any version too old to negotiate.
     let accepted = Accepted {
-        protocol_version: PROTOCOL_VERSION,
+        protocol_version: hello_version.min(PROTOCOL_VERSION),
         max_value_bytes: shared.config.max_value_bytes,
     };
     if let Err(err) = handshake::send(&mut frames, &HelloReply::Accepted(accepted)).await {
@@ -157,6 +160,7 @@ where
         max_value_bytes: shared.config.max_value_bytes,
         shutdown: shared.shutdown.clone(),
         unsettled: Unsettled::default(),
+        watchers: Default::default(),
     });
     // From the first request on, every frame is paid for. The hello was the only frame handed on so
     // far (one per read), so no request frame has slipped through unpaid.
@@ -273,7 +277,7 @@ fn check_peer(hello: &Hello, peer_uid: u32, daemon_uid: u32) -> Result<(), Servi
             ),
         });
     }
-    if hello.protocol_version != PROTOCOL_VERSION {
+    if handshake::negotiate(hello.protocol_version).is_none() {
         return Err(ServiceError::UnsupportedVersion {
             client: hello.protocol_version,
             daemon: PROTOCOL_VERSION,
@@ -472,7 +476,7 @@ mod tests {
     #[test]
     fn refuses_other_versions_bad_ids_and_unregistered_projects_in_strict_mode() {
         let mut old = Hello::project("p", None);
-        old.protocol_version = PROTOCOL_VERSION.wrapping_add(1);
+        old.protocol_version = 0;
         assert!(matches!(
             check_peer(&old, 1, 1),
             Err(ServiceError::UnsupportedVersion { .. })

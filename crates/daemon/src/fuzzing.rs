@@ -63,6 +63,7 @@ impl Harness {
             max_value_bytes: self.config.max_value_bytes,
             shutdown: CancellationToken::new(),
             unsettled: Unsettled::default(),
+            watchers: Default::default(),
         };
         let handler = Handler {
             bound: Arc::new(bound),

@@ -3,17 +3,22 @@
 
 use std::sync::Arc;
 
-use securestore_backends::{ItemName, ProjectScope, Write};
+use securestore_backends::{Action, Applied, Change, Expect, ItemName, ProjectScope, Write};
+use securestore_proto::limits::{
+    MAX_BATCH_OPS, MAX_KEY_BYTES, MAX_LIST_NAMES, MAX_WATCH_WAIT_MILLIS,
+    MAX_WATCHERS_PER_CONNECTION,
+};
 use securestore_proto::tarpc::context::Context;
 use securestore_proto::{
-    DeleteOptions, GetOptions, Item, Key, SecretString, SecureStore, ServiceError, ServiceName,
-    SetOptions,
+    BatchOp, DeleteOptions, Events, GetOptions, Item, Key, Page, SecretString, SecureStore,
+    ServiceError, ServiceName, SetOptions, WatchFilter,
 };
 use tokio_util::sync::CancellationToken;
 
+use crate::changes::Watcher;
 use crate::error::to_wire;
 use crate::registry::{Registry, TokenHash};
-use crate::store::{Admission, StoreHandle, Unsettled};
+use crate::store::{Admission, Found, Query, StoreHandle, Unsettled, mismatch};
 use securestore_proto::order::Turn;
 
 /// Serves one request of a bound connection, in its turn.
@@ -41,10 +46,28 @@ pub(crate) struct Bound {
     pub(crate) shutdown: CancellationToken,
     /// This connection's writes still with the storage owner; its gets go behind them.
     pub(crate) unsettled: Unsettled,
+    /// This connection's watchers, by id; they end with it.
+    pub(crate) watchers: std::sync::Mutex<Watchers>,
+}
+
+/// A connection's watchers.
+#[derive(Debug, Default)]
+pub(crate) struct Watchers {
+    next: u64,
+    by_id: std::collections::HashMap<u64, Arc<Watcher>>,
 }
 
 impl Bound {
     fn item_name(&self, key: &str, service: Option<&str>) -> Result<ItemName, ServiceError> {
+        self.admit()?;
+        Ok(ItemName {
+            key: Key::parse(key)?,
+            service: ServiceName::parse(service)?,
+        })
+    }
+
+    /// The checks every request passes first: not shutting down, and still admitted.
+    fn admit(&self) -> Result<(), ServiceError> {
         if self.shutdown.is_cancelled() {
             return Err(ServiceError::ShuttingDown);
         }
@@ -60,9 +83,97 @@ impl Bound {
                 ),
             });
         }
-        Ok(ItemName {
-            key: Key::parse(key)?,
-            service: ServiceName::parse(service)?,
+        Ok(())
+    }
+
+    fn check_size(&self, value: &SecretString) -> Result<(), ServiceError> {
+        if value.len() > self.max_value_bytes as usize {
+            return Err(ServiceError::ValueTooLarge {
+                size: value.len() as u64,
+                limit: u64::from(self.max_value_bytes),
+            });
+        }
+        Ok(())
+    }
+
+    /// Hands `write` to the storage owner in `turn`, gives the turn up once it is in line, and waits
+    /// for it to be durable.
+    async fn write(&self, turn: Turn, write: Write) -> Result<Applied, ServiceError> {
+        let answer = self
+            .store
+            .submit_write(write, &self.unsettled, self.admission())
+            .await
+            .map_err(to_wire)?;
+        drop(turn);
+        answer.wait().await.map_err(to_wire)
+    }
+
+    /// Puts `query` in line in `turn` (behind this connection's unsettled writes, like a get), gives
+    /// the turn up, and waits for the answer.
+    async fn query(&self, turn: Turn, query: Query) -> Result<Found, ServiceError> {
+        let answer = self
+            .store
+            .submit_query(self.scope(), query, &self.unsettled)
+            .await
+            .map_err(to_wire)?;
+        drop(turn);
+        answer.wait().await.map_err(to_wire)
+    }
+
+    /// One page of `names` (asked for with one more than [`MAX_LIST_NAMES`], to learn whether more
+    /// follow), cut short once the names pass the value limit, so the answer fits one frame.
+    fn page(&self, names: Vec<String>) -> Page {
+        let budget = self.max_value_bytes as usize + MAX_KEY_BYTES;
+        let mut more = names.len() > MAX_LIST_NAMES;
+        let mut used = 0;
+        let mut page = Vec::new();
+        for name in names.into_iter().take(MAX_LIST_NAMES) {
+            // A name's length prefix takes at most 3 bytes (names are under 64 KiB).
+            let cost = name.len() + 3;
+            if !page.is_empty() && used + cost > budget {
+                more = true;
+                break;
+            }
+            used += cost;
+            page.push(name);
+        }
+        Page { names: page, more }
+    }
+
+    /// A batch operation as a [`Change`], checked as the single call would check it.
+    fn change(&self, op: BatchOp) -> Result<Change, ServiceError> {
+        let condition = |expected: Option<SecretString>| -> Result<Expect, ServiceError> {
+            match expected {
+                None => Ok(Expect::Absent),
+                Some(value) => {
+                    self.check_size(&value)?;
+                    Ok(Expect::Value(value))
+                }
+            }
+        };
+        let set = |value: SecretString, options: &SetOptions| -> Result<Action, ServiceError> {
+            self.check_size(&value)?;
+            Ok(Action::Set {
+                value,
+                accessible: options.keychain_accessible,
+            })
+        };
+        let name = self.item_name(op.key(), op.service())?;
+        let (expected, action) = match op {
+            BatchOp::Set { value, options, .. } => (Expect::Anything, set(value, &options)?),
+            BatchOp::Delete { .. } => (Expect::Anything, Action::Delete),
+            BatchOp::SetIf {
+                expected,
+                value,
+                options,
+                ..
+            } => (condition(expected)?, set(value, &options)?),
+            BatchOp::DeleteIf { expected, .. } => (condition(expected)?, Action::Delete),
+        };
+        Ok(Change {
+            name,
+            expected,
+            action,
         })
     }
 
@@ -90,12 +201,7 @@ impl SecureStore for Handler {
         let Self { bound, turn } = self;
         turn.wait().await;
         let name = bound.item_name(&key, options.keychain_service.as_deref())?;
-        if value.len() > bound.max_value_bytes as usize {
-            return Err(ServiceError::ValueTooLarge {
-                size: value.len() as u64,
-                limit: u64::from(bound.max_value_bytes),
-            });
-        }
+        bound.check_size(&value)?;
         tracing::debug!(
             service = name.service.as_str(),
             key = name.key.as_str(),
@@ -107,13 +213,7 @@ impl SecureStore for Handler {
             value,
             accessible: options.keychain_accessible,
         };
-        let answer = bound
-            .store
-            .submit_write(write, &bound.unsettled, bound.admission())
-            .await
-            .map_err(to_wire)?;
-        drop(turn);
-        answer.wait().await.map_err(to_wire)
+        bound.write(turn, write).await.map(|_| ())
     }
 
     async fn get_item(
@@ -171,12 +271,301 @@ impl SecureStore for Handler {
             project: bound.scope(),
             name,
         };
-        let answer = bound
-            .store
-            .submit_write(write, &bound.unsettled, bound.admission())
-            .await
-            .map_err(to_wire)?;
+        bound.write(turn, write).await.map(|_| ())
+    }
+
+    async fn contains(
+        self,
+        _: Context,
+        key: String,
+        service: Option<String>,
+    ) -> Result<bool, ServiceError> {
+        let Self { bound, turn } = self;
+        turn.wait().await;
+        let name = bound.item_name(&key, service.as_deref())?;
+        tracing::debug!(
+            service = name.service.as_str(),
+            key = name.key.as_str(),
+            "contains"
+        );
+        match bound.query(turn, Query::Contains(name)).await? {
+            Found::Contains(found) => Ok(found),
+            other => Err(to_wire(mismatch(&other))),
+        }
+    }
+
+    async fn list_keys(
+        self,
+        _: Context,
+        service: Option<String>,
+        after: Option<String>,
+    ) -> Result<Page, ServiceError> {
+        let Self { bound, turn } = self;
+        turn.wait().await;
+        bound.admit()?;
+        let service = ServiceName::parse(service.as_deref())?;
+        let after = after.as_deref().map(Key::parse).transpose()?;
+        tracing::debug!(service = service.as_str(), "list keys");
+        let query = Query::Keys {
+            service,
+            after,
+            limit: MAX_LIST_NAMES + 1,
+        };
+        match bound.query(turn, query).await? {
+            Found::Keys(keys) => {
+                Ok(bound.page(keys.into_iter().map(|k| k.as_str().to_owned()).collect()))
+            }
+            other => Err(to_wire(mismatch(&other))),
+        }
+    }
+
+    async fn list_services(self, _: Context, after: Option<String>) -> Result<Page, ServiceError> {
+        let Self { bound, turn } = self;
+        turn.wait().await;
+        bound.admit()?;
+        let after = after
+            .as_deref()
+            .map(|after| ServiceName::parse(Some(after)))
+            .transpose()?;
+        tracing::debug!("list services");
+        let query = Query::Services {
+            after,
+            limit: MAX_LIST_NAMES + 1,
+        };
+        match bound.query(turn, query).await? {
+            Found::Services(services) => Ok(bound.page(
+                services
+                    .into_iter()
+                    .map(|s| s.as_str().to_owned())
+                    .collect(),
+            )),
+            other => Err(to_wire(mismatch(&other))),
+        }
+    }
+
+    async fn clear(self, _: Context, service: Option<String>) -> Result<u64, ServiceError> {
+        let Self { bound, turn } = self;
+        turn.wait().await;
+        bound.admit()?;
+        let service = ServiceName::parse(service.as_deref())?;
+        tracing::debug!(service = service.as_str(), "clear");
+        let write = Write::Clear {
+            project: bound.scope(),
+            service: Some(service),
+        };
+        cleared(bound.write(turn, write).await?)
+    }
+
+    async fn clear_all(self, _: Context) -> Result<u64, ServiceError> {
+        let Self { bound, turn } = self;
+        turn.wait().await;
+        bound.admit()?;
+        tracing::debug!("clear all");
+        let write = Write::Clear {
+            project: bound.scope(),
+            service: None,
+        };
+        cleared(bound.write(turn, write).await?)
+    }
+
+    async fn set_if(
+        self,
+        _: Context,
+        key: String,
+        expected: Option<SecretString>,
+        value: SecretString,
+        options: SetOptions,
+    ) -> Result<(), ServiceError> {
+        let Self { bound, turn } = self;
+        turn.wait().await;
+        let change = bound.change(BatchOp::SetIf {
+            key,
+            expected,
+            value,
+            options,
+        })?;
+        tracing::debug!(
+            service = change.name.service.as_str(),
+            key = change.name.key.as_str(),
+            "set if"
+        );
+        let write = Write::Change {
+            project: bound.scope(),
+            change,
+        };
+        applied(bound.write(turn, write).await?)
+    }
+
+    async fn delete_if(
+        self,
+        _: Context,
+        key: String,
+        expected: Option<SecretString>,
+        options: DeleteOptions,
+    ) -> Result<(), ServiceError> {
+        let Self { bound, turn } = self;
+        turn.wait().await;
+        let change = bound.change(BatchOp::DeleteIf {
+            key,
+            expected,
+            options,
+        })?;
+        tracing::debug!(
+            service = change.name.service.as_str(),
+            key = change.name.key.as_str(),
+            "delete if"
+        );
+        let write = Write::Change {
+            project: bound.scope(),
+            change,
+        };
+        applied(bound.write(turn, write).await?)
+    }
+
+    async fn write_batch(self, _: Context, ops: Vec<BatchOp>) -> Result<(), ServiceError> {
+        let Self { bound, turn } = self;
+        turn.wait().await;
+        bound.admit()?;
+        if ops.len() > MAX_BATCH_OPS {
+            return Err(ServiceError::TooLarge {
+                what: format!(
+                    "{} operations in a batch; the limit is {MAX_BATCH_OPS}",
+                    ops.len()
+                ),
+            });
+        }
+        let size: usize = ops.iter().map(BatchOp::size).sum();
+        if size > bound.max_value_bytes as usize {
+            return Err(ServiceError::TooLarge {
+                what: format!(
+                    "a batch of {size} bytes of keys, services and values; the limit is {}",
+                    bound.max_value_bytes
+                ),
+            });
+        }
+        let mut changes = Vec::with_capacity(ops.len());
+        for (index, op) in ops.into_iter().enumerate() {
+            let change = bound.change(op).map_err(|error| ServiceError::InBatch {
+                index: index as u64,
+                error: Box::new(error),
+            })?;
+            changes.push(change);
+        }
+        tracing::debug!(operations = changes.len(), "batch");
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let write = Write::Batch {
+            project: bound.scope(),
+            changes,
+        };
+        match bound.write(turn, write).await? {
+            Applied::Conflict { index } => Err(ServiceError::InBatch {
+                index: index as u64,
+                error: Box::new(ServiceError::Conflict),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    async fn watch(self, _: Context, filter: WatchFilter) -> Result<u64, ServiceError> {
+        let Self { bound, turn } = self;
+        turn.wait().await;
+        bound.admit()?;
+        let service = filter
+            .service
+            .as_deref()
+            .map(|s| ServiceName::parse(Some(s)))
+            .transpose()?;
+        let key = filter.key.as_deref().map(Key::parse).transpose()?;
+        let mut watchers = bound.watchers();
+        if watchers.by_id.len() >= MAX_WATCHERS_PER_CONNECTION {
+            return Err(ServiceError::TooLarge {
+                what: format!(
+                    "a connection may have {MAX_WATCHERS_PER_CONNECTION} watchers; unwatch one first"
+                ),
+            });
+        }
+        // Registered in the connection's turn: it sees every change committed from now on.
+        let watcher = bound.store.changes.watch(bound.scope(), service, key);
+        watchers.next += 1;
+        let id = watchers.next;
+        watchers.by_id.insert(id, watcher);
+        tracing::debug!(watcher = id, "watch");
+        Ok(id)
+    }
+
+    async fn poll_events(
+        self,
+        _: Context,
+        watcher: u64,
+        wait_millis: u32,
+    ) -> Result<Events, ServiceError> {
+        let Self { bound, turn } = self;
+        turn.wait().await;
+        bound.admit()?;
+        let Some(watcher) = bound.watchers().by_id.get(&watcher).cloned() else {
+            return Err(ServiceError::Refused {
+                reason: format!("no watcher {watcher} on this connection"),
+            });
+        };
+        // Waiting for events holds nothing of the connection's order.
         drop(turn);
-        answer.wait().await.map_err(to_wire)
+        let budget = bound.max_value_bytes as usize + MAX_KEY_BYTES;
+        let wait =
+            std::time::Duration::from_millis(u64::from(wait_millis.min(MAX_WATCH_WAIT_MILLIS)));
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let ready = watcher.ready.notified();
+            tokio::pin!(ready);
+            // Registered before the check, so an event queued in between is not missed.
+            ready.as_mut().enable();
+            if let Some(events) = watcher.take(budget) {
+                return Ok(events);
+            }
+            // Shutdown ends the wait at once, so a long poll never holds up the drain.
+            let woken = tokio::select! {
+                () = bound.shutdown.cancelled() => false,
+                woken = tokio::time::timeout_at(deadline, ready) => woken.is_ok(),
+            };
+            if !woken {
+                return Ok(Events::default());
+            }
+        }
+    }
+
+    async fn unwatch(self, _: Context, watcher: u64) -> Result<(), ServiceError> {
+        let Self { bound, turn } = self;
+        turn.wait().await;
+        bound.admit()?;
+        bound.watchers().by_id.remove(&watcher);
+        Ok(())
+    }
+}
+
+impl Bound {
+    fn watchers(&self) -> std::sync::MutexGuard<'_, Watchers> {
+        // Two plain fields updated together; a panic cannot leave them half-changed.
+        self.watchers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// A plain write's answer: applied, or a failed condition.
+fn applied(applied: Applied) -> Result<(), ServiceError> {
+    match applied {
+        Applied::Conflict { .. } => Err(ServiceError::Conflict),
+        Applied::Done | Applied::Cleared(_) => Ok(()),
+    }
+}
+
+/// A clear's answer: how many items it deleted.
+fn cleared(applied: Applied) -> Result<u64, ServiceError> {
+    match applied {
+        Applied::Cleared(count) => Ok(count),
+        other => Err(ServiceError::Storage {
+            message: format!("a clear was answered with {other:?}"),
+        }),
     }
 }

@@ -23,6 +23,7 @@
 
 pub mod backend;
 mod budget;
+mod changes;
 mod config;
 mod connection;
 mod error;

@@ -20,11 +20,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 
-use securestore_backends::{Backend, BackendError, Item, ItemName, ProjectScope, Reader, Write};
+use securestore_backends::{
+    Applied, Backend, BackendError, Item, ItemName, Key, ProjectScope, Reader, ServiceName, Write,
+};
+use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::error::Failure;
 use crate::registry::{Registry, TokenHash};
-use tokio::sync::{Notify, mpsc, oneshot};
+
+use crate::changes::Hub;
 
 /// Commands waiting for a thread; past this, senders wait (backpressure on clients).
 const QUEUE_DEPTH: usize = 1024;
@@ -34,17 +38,86 @@ pub(crate) const MAX_BATCH: usize = 256;
 
 type Reply<T> = oneshot::Sender<Result<T, Failure>>;
 
+/// A read, served by the reader thread (or by the owner, behind the connection's own writes).
+#[derive(Debug)]
+pub(crate) enum Query {
+    /// [`Backend::get`].
+    Get(ItemName),
+    /// [`Backend::contains`].
+    Contains(ItemName),
+    /// [`Backend::list_keys`].
+    Keys {
+        service: ServiceName,
+        after: Option<Key>,
+        limit: usize,
+    },
+    /// [`Backend::list_services`].
+    Services {
+        after: Option<ServiceName>,
+        limit: usize,
+    },
+}
+
+/// What a [`Query`] found.
+#[derive(Debug)]
+pub(crate) enum Found {
+    Item(Option<Item>),
+    Contains(bool),
+    Keys(Vec<Key>),
+    Services(Vec<ServiceName>),
+}
+
+impl Query {
+    fn on_backend(
+        self,
+        backend: &mut dyn Backend,
+        project: &ProjectScope,
+    ) -> Result<Found, BackendError> {
+        Ok(match self {
+            Self::Get(name) => Found::Item(backend.get(project, &name)?),
+            Self::Contains(name) => Found::Contains(backend.contains(project, &name)?),
+            Self::Keys {
+                service,
+                after,
+                limit,
+            } => Found::Keys(backend.list_keys(project, &service, after.as_ref(), limit)?),
+            Self::Services { after, limit } => {
+                Found::Services(backend.list_services(project, after.as_ref(), limit)?)
+            }
+        })
+    }
+
+    fn on_reader(
+        self,
+        reader: &mut dyn Reader,
+        project: &ProjectScope,
+    ) -> Result<Found, BackendError> {
+        Ok(match self {
+            Self::Get(name) => Found::Item(reader.get(project, &name)?),
+            Self::Contains(name) => Found::Contains(reader.contains(project, &name)?),
+            Self::Keys {
+                service,
+                after,
+                limit,
+            } => Found::Keys(reader.list_keys(project, &service, after.as_ref(), limit)?),
+            Self::Services { after, limit } => {
+                Found::Services(reader.list_services(project, after.as_ref(), limit)?)
+            }
+        })
+    }
+}
+
 enum Command {
     Get {
         project: ProjectScope,
-        name: ItemName,
-        reply: Reply<Option<Item>>,
-        /// For a get on the reader: counts it as its connection's until it is answered.
+        query: Query,
+        reply: Reply<Found>,
+        /// For a read on the reader: counts it as its connection's until it is answered.
         _unsettled: Option<UnsettledGuard>,
     },
     Write {
         write: Write,
-        reply: Reply<()>,
+        reply: Reply<Applied>,
         /// Counts this write as its connection's until the owner is done with it (dropped with the
         /// command, after the answer is sent).
         _unsettled: Option<UnsettledGuard>,
@@ -72,7 +145,10 @@ impl Admission {
         let project = match write {
             Write::Set { project, .. }
             | Write::Delete { project, .. }
-            | Write::DeleteProject { project } => project,
+            | Write::DeleteProject { project }
+            | Write::Clear { project, .. }
+            | Write::Change { project, .. }
+            | Write::Batch { project, .. } => project,
         };
         self.registry
             .still_admits(project.project(), self.token_hash.as_ref())
@@ -160,6 +236,27 @@ impl<T> Answer<T> {
     pub(crate) async fn wait(self) -> Result<T, Failure> {
         self.0.await.map_err(|_| owner_gone())?
     }
+
+    /// This answer, turned into another by `f` once it comes.
+    fn map<U>(self, f: impl FnOnce(T) -> Result<U, BackendError> + Send + 'static) -> Mapped<T, U> {
+        Mapped {
+            answer: self,
+            f: Box::new(f),
+        }
+    }
+}
+
+/// An [`Answer`] with a conversion applied when it arrives.
+pub(crate) struct Mapped<T, U> {
+    answer: Answer<T>,
+    f: Box<dyn FnOnce(T) -> Result<U, BackendError> + Send>,
+}
+
+impl<T, U> Mapped<T, U> {
+    /// Waits for the answer and converts it.
+    pub(crate) async fn wait(self) -> Result<U, Failure> {
+        (self.f)(self.answer.wait().await?).map_err(Failure::from)
+    }
 }
 
 /// Counters of the owner's work, for logs, tests and the benchmark.
@@ -180,6 +277,8 @@ pub(crate) struct StoreHandle {
     /// The reader thread's queue, or the owner's when the backend has no reader.
     reads: mpsc::Sender<Command>,
     pub(crate) stats: Arc<Stats>,
+    /// Where the owner publishes each durable change, for watchers.
+    pub(crate) changes: Arc<Hub>,
 }
 
 /// Starts the owner thread on `backend`, and a reader thread if the backend offers a reader. Join the
@@ -207,16 +306,19 @@ pub(crate) fn spawn(
         }
     };
     let owner_stats = stats.clone();
+    let changes = Arc::new(Hub::default());
+    let owner_changes = changes.clone();
     threads.push(
         std::thread::Builder::new()
             .name("securestore-storage".to_owned())
-            .spawn(move || own(backend, write_queue, &owner_stats))?,
+            .spawn(move || own(backend, write_queue, &owner_stats, &owner_changes))?,
     );
     Ok((
         StoreHandle {
             writes,
             reads,
             stats,
+            changes,
         },
         threads,
     ))
@@ -231,7 +333,12 @@ fn contained(work: impl FnOnce()) {
     }
 }
 
-fn own(mut backend: Box<dyn Backend>, mut queue: mpsc::Receiver<Command>, stats: &Stats) {
+fn own(
+    mut backend: Box<dyn Backend>,
+    mut queue: mpsc::Receiver<Command>,
+    stats: &Stats,
+    changes: &Hub,
+) {
     tracing::debug!(backend = backend.name(), "storage owner started");
     let mut pending: Vec<PendingWrite> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = queue.blocking_recv() {
@@ -259,13 +366,14 @@ fn own(mut backend: Box<dyn Backend>, mut queue: mpsc::Receiver<Command>, stats:
                 // A get queued behind writes must see them: commit those first.
                 Command::Get {
                     project,
-                    name,
+                    query,
                     reply,
                     _unsettled,
                 } => {
-                    commit(backend.as_mut(), &mut pending, stats);
+                    commit(backend.as_mut(), &mut pending, stats, changes);
                     contained(|| {
-                        let _ = reply.send(backend.get(&project, &name).map_err(Failure::from));
+                        let found = query.on_backend(backend.as_mut(), &project);
+                        let _ = reply.send(found.map_err(Failure::from));
                     });
                 }
             }
@@ -276,7 +384,7 @@ fn own(mut backend: Box<dyn Backend>, mut queue: mpsc::Receiver<Command>, stats:
                 None
             };
         }
-        commit(backend.as_mut(), &mut pending, stats);
+        commit(backend.as_mut(), &mut pending, stats, changes);
     }
     let name = backend.name();
     match backend.close() {
@@ -288,11 +396,16 @@ fn own(mut backend: Box<dyn Backend>, mut queue: mpsc::Receiver<Command>, stats:
 }
 
 /// A write taken from the queue, with its answer and the guard that keeps it unsettled.
-type PendingWrite = (Write, Reply<()>, Option<UnsettledGuard>);
+type PendingWrite = (Write, Reply<Applied>, Option<UnsettledGuard>);
 
 /// Applies the pending writes as one batch and answers each writer. A caller that gives up while
 /// its batch is being applied is not waited for: its write stands, and it learns that by reading.
-fn commit(backend: &mut dyn Backend, pending: &mut Vec<PendingWrite>, stats: &Stats) {
+fn commit(
+    backend: &mut dyn Backend,
+    pending: &mut Vec<PendingWrite>,
+    stats: &Stats,
+    changes: &Hub,
+) {
     if pending.is_empty() {
         return;
     }
@@ -312,6 +425,8 @@ fn commit(backend: &mut dyn Backend, pending: &mut Vec<PendingWrite>, stats: &St
     tracing::trace!(writes = writes.len(), "committing a batch");
     contained(|| {
         let results = backend.write_batch(&writes);
+        // Durable now: watchers learn of the changes before any writer hears back, in commit order.
+        changes.publish(&writes, &results);
         for (reply, result) in replies.into_iter().zip(results) {
             let _ = reply.send(result.map_err(Failure::from));
         }
@@ -323,11 +438,12 @@ fn read(mut reader: Box<dyn Reader>, mut queue: mpsc::Receiver<Command>) {
         match command {
             Command::Get {
                 project,
-                name,
+                query,
                 reply,
                 _unsettled,
             } => contained(|| {
-                let _ = reply.send(reader.get(&project, &name).map_err(Failure::from));
+                let found = query.on_reader(reader.as_mut(), &project);
+                let _ = reply.send(found.map_err(Failure::from));
             }),
             Command::Write { reply, .. } => {
                 // Never sent here: writes always go to the owner.
@@ -365,7 +481,7 @@ impl StoreHandle {
         write: Write,
         unsettled: &Unsettled,
         admission: Admission,
-    ) -> Result<Answer<()>, Failure> {
+    ) -> Result<Answer<Applied>, Failure> {
         unsettled.reads_answered().await;
         let guard = unsettled.write_guard();
         Self::submit(&self.writes, |reply| Command::Write {
@@ -384,7 +500,24 @@ impl StoreHandle {
         project: ProjectScope,
         name: ItemName,
         unsettled: &Unsettled,
-    ) -> Result<Answer<Option<Item>>, Failure> {
+    ) -> Result<Mapped<Found, Option<Item>>, Failure> {
+        let found = self
+            .submit_query(project, Query::Get(name), unsettled)
+            .await?;
+        Ok(found.map(|found| match found {
+            Found::Item(item) => Ok(item),
+            other => Err(mismatch(&other)),
+        }))
+    }
+
+    /// Queues any [`Query`], on the same path as a get: behind the connection's unsettled writes, or
+    /// on the reader.
+    pub(crate) async fn submit_query(
+        &self,
+        project: ProjectScope,
+        query: Query,
+        unsettled: &Unsettled,
+    ) -> Result<Answer<Found>, Failure> {
         let (queue, guard) = if unsettled.any_writes() {
             (&self.writes, None)
         } else {
@@ -392,7 +525,7 @@ impl StoreHandle {
         };
         Self::submit(queue, |reply| Command::Get {
             project,
-            name,
+            query,
             reply,
             _unsettled: guard,
         })
@@ -410,7 +543,15 @@ impl StoreHandle {
         .await?
         .wait()
         .await
+        .map(|_| ())
     }
+}
+
+/// An answer of the wrong kind: a bug, reported rather than panicked on.
+pub(crate) fn mismatch(found: &Found) -> BackendError {
+    BackendError::Internal(format!(
+        "a query was answered with the wrong kind: {found:?}"
+    ))
 }
 
 #[cfg(test)]
@@ -428,6 +569,8 @@ mod tests {
         inner: MemoryBackend,
         batches: Arc<Mutex<Vec<usize>>>,
         sync: Duration,
+        /// When set, the backend has a reader whose reads wait for the test to let each one go.
+        held_reads: Option<Arc<Mutex<std::sync::mpsc::Receiver<()>>>>,
     }
 
     impl Backend for Recording {
@@ -452,7 +595,37 @@ mod tests {
         fn delete_project(&mut self, p: &ProjectScope) -> Result<(), BackendError> {
             self.inner.delete_project(p)
         }
-        fn write_batch(&mut self, writes: &[Write]) -> Vec<Result<(), BackendError>> {
+        fn list_keys(
+            &mut self,
+            p: &ProjectScope,
+            s: &ServiceName,
+            after: Option<&Key>,
+            limit: usize,
+        ) -> Result<Vec<Key>, BackendError> {
+            self.inner.list_keys(p, s, after, limit)
+        }
+        fn list_services(
+            &mut self,
+            p: &ProjectScope,
+            after: Option<&ServiceName>,
+            limit: usize,
+        ) -> Result<Vec<ServiceName>, BackendError> {
+            self.inner.list_services(p, after, limit)
+        }
+        fn clear(
+            &mut self,
+            p: &ProjectScope,
+            s: Option<&ServiceName>,
+        ) -> Result<u64, BackendError> {
+            self.inner.clear(p, s)
+        }
+        fn reader(&mut self) -> Result<Option<Box<dyn Reader>>, BackendError> {
+            Ok(self
+                .held_reads
+                .clone()
+                .map(|held| Box::new(HeldReader(held)) as Box<dyn Reader>))
+        }
+        fn write_batch(&mut self, writes: &[Write]) -> Vec<Result<Applied, BackendError>> {
             self.batches.lock().expect("lock").push(writes.len());
             std::thread::sleep(self.sync);
             writes.iter().map(|w| self.inner.apply(w)).collect()
@@ -471,6 +644,7 @@ mod tests {
             inner: MemoryBackend::default(),
             batches: batches.clone(),
             sync,
+            held_reads: None,
         };
         let (store, threads) = spawn(Box::new(backend)).expect("spawn");
         (store, threads, batches)
@@ -581,6 +755,23 @@ mod tests {
         fn get(&mut self, _: &ProjectScope, _: &ItemName) -> Result<Option<Item>, BackendError> {
             Ok(None)
         }
+        fn list_keys(
+            &mut self,
+            _: &ProjectScope,
+            _: &ServiceName,
+            _: Option<&Key>,
+            _: usize,
+        ) -> Result<Vec<Key>, BackendError> {
+            Ok(Vec::new())
+        }
+        fn list_services(
+            &mut self,
+            _: &ProjectScope,
+            _: Option<&ServiceName>,
+            _: usize,
+        ) -> Result<Vec<ServiceName>, BackendError> {
+            Ok(Vec::new())
+        }
     }
 
     impl Backend for Stuck {
@@ -606,6 +797,30 @@ mod tests {
         }
         fn delete_project(&mut self, _: &ProjectScope) -> Result<(), BackendError> {
             Ok(())
+        }
+        fn list_keys(
+            &mut self,
+            _: &ProjectScope,
+            _: &ServiceName,
+            _: Option<&Key>,
+            _: usize,
+        ) -> Result<Vec<Key>, BackendError> {
+            Ok(Vec::new())
+        }
+        fn list_services(
+            &mut self,
+            _: &ProjectScope,
+            _: Option<&ServiceName>,
+            _: usize,
+        ) -> Result<Vec<ServiceName>, BackendError> {
+            Ok(Vec::new())
+        }
+        fn clear(
+            &mut self,
+            _: &ProjectScope,
+            _: Option<&ServiceName>,
+        ) -> Result<u64, BackendError> {
+            Ok(0)
         }
         fn reader(&mut self) -> Result<Option<Box<dyn Reader>>, BackendError> {
             Ok(Some(Box::new(EmptyReader)))
@@ -742,57 +957,49 @@ mod tests {
         threads.into_iter().for_each(|t| t.join().expect("join"));
     }
 
-    /// A backend whose reader holds each get until the test lets it go; writes go to memory.
-    struct HeldReads {
-        inner: MemoryBackend,
-        release: Arc<Mutex<std::sync::mpsc::Receiver<()>>>,
-    }
-
+    /// A reader that holds each read until the test lets it go.
     struct HeldReader(Arc<Mutex<std::sync::mpsc::Receiver<()>>>);
+
+    impl HeldReader {
+        fn hold(&self) {
+            self.0.lock().expect("lock").recv().expect("released");
+        }
+    }
 
     impl Reader for HeldReader {
         fn get(&mut self, _: &ProjectScope, _: &ItemName) -> Result<Option<Item>, BackendError> {
-            self.0.lock().expect("lock").recv().expect("released");
+            self.hold();
             Ok(None)
         }
-    }
-
-    impl Backend for HeldReads {
-        fn name(&self) -> &'static str {
-            "held-reads"
-        }
-        fn get(&mut self, p: &ProjectScope, n: &ItemName) -> Result<Option<Item>, BackendError> {
-            self.inner.get(p, n)
-        }
-        fn set(
+        fn list_keys(
             &mut self,
-            p: &ProjectScope,
-            n: &ItemName,
-            v: &SecretString,
-            a: KeychainAccessible,
-        ) -> Result<(), BackendError> {
-            self.inner.set(p, n, v, a)
+            _: &ProjectScope,
+            _: &ServiceName,
+            _: Option<&Key>,
+            _: usize,
+        ) -> Result<Vec<Key>, BackendError> {
+            self.hold();
+            Ok(Vec::new())
         }
-        fn delete(&mut self, p: &ProjectScope, n: &ItemName) -> Result<(), BackendError> {
-            self.inner.delete(p, n)
-        }
-        fn delete_project(&mut self, p: &ProjectScope) -> Result<(), BackendError> {
-            self.inner.delete_project(p)
-        }
-        fn reader(&mut self) -> Result<Option<Box<dyn Reader>>, BackendError> {
-            Ok(Some(Box::new(HeldReader(self.release.clone()))))
-        }
-        fn close(self: Box<Self>) -> Result<(), BackendError> {
-            Ok(())
+        fn list_services(
+            &mut self,
+            _: &ProjectScope,
+            _: Option<&ServiceName>,
+            _: usize,
+        ) -> Result<Vec<ServiceName>, BackendError> {
+            self.hold();
+            Ok(Vec::new())
         }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_write_waits_for_its_own_connections_earlier_get_on_the_reader() {
         let (release, released) = std::sync::mpsc::channel();
-        let backend = HeldReads {
+        let backend = Recording {
             inner: MemoryBackend::default(),
-            release: Arc::new(Mutex::new(released)),
+            batches: Arc::default(),
+            sync: Duration::ZERO,
+            held_reads: Some(Arc::new(Mutex::new(released))),
         };
         let (store, threads) = spawn(Box::new(backend)).expect("spawn");
         let mine = Unsettled::default();

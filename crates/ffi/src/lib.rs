@@ -18,14 +18,20 @@ use std::ffi::{CStr, CString, c_char};
 use std::ptr;
 
 use securestore_bridge::{
-    BackendKind, BridgeError, ErrorCode, HostHandle, HostOptions, Policy, SecretString, Session,
-    accessible_from, guard,
+    BackendKind, Batch, BridgeError, Condition, ErrorCode, HostHandle, HostOptions, Policy,
+    SecretString, Session, accessible_from, events_text, guard,
 };
 use zeroize::Zeroize;
 
 /// A connection to the daemon bound to one project. Free with [`securestore_client_free`].
 pub struct securestore_client {
     session: Session,
+}
+
+/// Operations for [`securestore_write_batch`], added with [`securestore_batch_set`] and
+/// [`securestore_batch_delete`]. Free with [`securestore_batch_free`].
+pub struct securestore_batch {
+    batch: Batch,
 }
 
 /// The daemon running inside this process. Stop and free with [`securestore_host_free`].
@@ -61,6 +67,10 @@ pub enum securestore_result {
     SECURESTORE_HOST_FAILED = 10,
     /// A bug inside securestore (a panic caught at the boundary).
     SECURESTORE_INTERNAL = 11,
+    /// A conditional write found another value than the expected one; nothing was changed.
+    SECURESTORE_CONFLICT = 12,
+    /// The daemon speaks an older protocol without this call; upgrade it. Nothing was sent.
+    SECURESTORE_UNSUPPORTED = 13,
 }
 
 impl From<ErrorCode> for securestore_result {
@@ -77,6 +87,8 @@ impl From<ErrorCode> for securestore_result {
             ErrorCode::Storage => Self::SECURESTORE_STORAGE,
             ErrorCode::InvalidArgument => Self::SECURESTORE_INVALID_ARGUMENT,
             ErrorCode::HostFailed => Self::SECURESTORE_HOST_FAILED,
+            ErrorCode::Conflict => Self::SECURESTORE_CONFLICT,
+            ErrorCode::Unsupported => Self::SECURESTORE_UNSUPPORTED,
             _ => Self::SECURESTORE_INTERNAL,
         }
     }
@@ -280,6 +292,349 @@ pub unsafe extern "C" fn securestore_delete(
     run(error_out, || {
         self::client(client)?.delete(text("key", key)?, optional_text("service", service)?)
     })
+}
+
+/// Whether an item is stored under `key` in `service` (null means the default); the value is not
+/// sent. `*found_out` receives the answer.
+///
+/// # Safety
+/// `client` is a live handle; `key` a NUL-terminated string; `service` one or null; `found_out` a
+/// writable pointer; `error_out` writable or null.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn securestore_contains(
+    client: *const securestore_client,
+    key: *const c_char,
+    service: *const c_char,
+    found_out: *mut bool,
+    error_out: *mut *mut c_char,
+) -> securestore_result {
+    set_out(found_out, false);
+    run(error_out, || {
+        if found_out.is_null() {
+            return Err(BridgeError::invalid_argument("found_out is null"));
+        }
+        let found = self::client(client)?
+            .contains(text("key", key)?, optional_text("service", service)?)?;
+        set_out(found_out, found);
+        Ok(())
+    })
+}
+
+/// The keys of `service` (null means the default), or with `services` the services that hold
+/// items, sorted, as one string with the names separated by `\n` (no key or service contains one;
+/// empty when there are none). `*names_out` is freed with [`securestore_string_free`].
+///
+/// # Safety
+/// `client` is a live handle; `service` a NUL-terminated string or null; `names_out` a writable
+/// pointer; `error_out` writable or null.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn securestore_list(
+    client: *const securestore_client,
+    service: *const c_char,
+    services: bool,
+    names_out: *mut *mut c_char,
+    error_out: *mut *mut c_char,
+) -> securestore_result {
+    set_out(names_out, ptr::null_mut());
+    run(error_out, || {
+        if names_out.is_null() {
+            return Err(BridgeError::invalid_argument("names_out is null"));
+        }
+        let session = self::client(client)?;
+        let names = if services {
+            session.list_services()?
+        } else {
+            session.list_keys(optional_text("service", service)?)?
+        };
+        let joined = CString::new(names.join("\n"))
+            .map_err(|_| BridgeError::new(ErrorCode::Internal, "a name holds a NUL"))?;
+        set_out(names_out, joined.into_raw());
+        Ok(())
+    })
+}
+
+/// Deletes every item of `service` (null means the default), or of every service with
+/// `all_services`; `*count_out` (may be null) receives how many were deleted.
+///
+/// # Safety
+/// `client` is a live handle; `service` a NUL-terminated string or null; `count_out` writable or
+/// null; `error_out` writable or null.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn securestore_clear(
+    client: *const securestore_client,
+    service: *const c_char,
+    all_services: bool,
+    count_out: *mut u64,
+    error_out: *mut *mut c_char,
+) -> securestore_result {
+    set_out(count_out, 0);
+    run(error_out, || {
+        let deleted =
+            self::client(client)?.clear(optional_text("service", service)?, all_services)?;
+        set_out(count_out, deleted);
+        Ok(())
+    })
+}
+
+/// The expected value of a conditional write: null means "the item must not exist"; otherwise the
+/// `len` bytes at `ptr` (a non-null pointer with `len` 0 expects the empty value).
+fn expected_arg(ptr: *const u8, len: usize) -> Result<Option<SecretString>, BridgeError> {
+    if ptr.is_null() {
+        return Ok(None);
+    }
+    value_arg(ptr, len).map(Some)
+}
+
+/// As [`securestore_set`], only if the item's current value is the `expected_len` bytes at
+/// `expected`, or, when `expected` is null, only if there is no item. Otherwise
+/// `SECURESTORE_CONFLICT`, and nothing changes.
+///
+/// # Safety
+/// As [`securestore_set`]; `expected` points to `expected_len` readable bytes or is null.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn securestore_set_if(
+    client: *const securestore_client,
+    key: *const c_char,
+    expected: *const u8,
+    expected_len: usize,
+    value: *const u8,
+    value_len: usize,
+    service: *const c_char,
+    accessible: i32,
+    error_out: *mut *mut c_char,
+) -> securestore_result {
+    run(error_out, || {
+        let session = self::client(client)?;
+        let accessible = accessible_from(accessible)?;
+        let expected = expected_arg(expected, expected_len)?;
+        let value = value_arg(value, value_len)?;
+        session.set_if(
+            text("key", key)?,
+            expected,
+            value,
+            optional_text("service", service)?,
+            accessible,
+        )
+    })
+}
+
+/// As [`securestore_delete`], only if the item's current value is the `expected_len` bytes at
+/// `expected` (null: only if there is no item, which deletes nothing). Otherwise
+/// `SECURESTORE_CONFLICT`.
+///
+/// # Safety
+/// As [`securestore_delete`]; `expected` points to `expected_len` readable bytes or is null.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn securestore_delete_if(
+    client: *const securestore_client,
+    key: *const c_char,
+    expected: *const u8,
+    expected_len: usize,
+    service: *const c_char,
+    error_out: *mut *mut c_char,
+) -> securestore_result {
+    run(error_out, || {
+        let expected = expected_arg(expected, expected_len)?;
+        self::client(client)?.delete_if(
+            text("key", key)?,
+            expected,
+            optional_text("service", service)?,
+        )
+    })
+}
+
+/// Starts watching this project's changes in `service` (every service when null) to `key` (every
+/// key when null); `*watcher_out` receives the watcher's id on this client. It sees every change
+/// made durable from now on, in commit order, names only, and ends with the client.
+///
+/// # Safety
+/// `client` is a live handle; `service` and `key` NUL-terminated strings or null; `watcher_out` a
+/// writable pointer; `error_out` writable or null.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn securestore_watch(
+    client: *const securestore_client,
+    service: *const c_char,
+    key: *const c_char,
+    watcher_out: *mut u64,
+    error_out: *mut *mut c_char,
+) -> securestore_result {
+    set_out(watcher_out, 0);
+    run(error_out, || {
+        if watcher_out.is_null() {
+            return Err(BridgeError::invalid_argument("watcher_out is null"));
+        }
+        let id = self::client(client)?.watch(
+            optional_text("service", service)?,
+            optional_text("key", key)?,
+        )?;
+        set_out(watcher_out, id);
+        Ok(())
+    })
+}
+
+/// The watcher's next events, waiting up to `wait_millis` (at most 30 000) for one. `*events_out`
+/// is a new string, freed with [`securestore_string_free`]: empty when none came; otherwise an
+/// optional first line `lagged<TAB>N` (N events were dropped because the queue was full), then one
+/// line per event, `seq<TAB>kind<TAB>service<TAB>key`, kind `set`, `deleted` or `cleared` (an
+/// absent service or key is empty). Lines are separated by `\n`; names hold no tab or newline.
+///
+/// # Safety
+/// `client` is a live handle; `events_out` a writable pointer; `error_out` writable or null.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn securestore_poll_events(
+    client: *const securestore_client,
+    watcher: u64,
+    wait_millis: u32,
+    events_out: *mut *mut c_char,
+    error_out: *mut *mut c_char,
+) -> securestore_result {
+    set_out(events_out, ptr::null_mut());
+    run(error_out, || {
+        if events_out.is_null() {
+            return Err(BridgeError::invalid_argument("events_out is null"));
+        }
+        let wait = std::time::Duration::from_millis(u64::from(wait_millis));
+        let events = self::client(client)?.poll_events(watcher, wait)?;
+        let text = CString::new(events_text(&events))
+            .map_err(|_| BridgeError::new(ErrorCode::Internal, "an event holds a NUL"))?;
+        set_out(events_out, text.into_raw());
+        Ok(())
+    })
+}
+
+/// Ends a watcher; ending an unknown one succeeds.
+///
+/// # Safety
+/// `client` is a live handle; `error_out` writable or null.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn securestore_unwatch(
+    client: *const securestore_client,
+    watcher: u64,
+    error_out: *mut *mut c_char,
+) -> securestore_result {
+    run(error_out, || self::client(client)?.unwatch(watcher))
+}
+
+/// A new, empty batch for [`securestore_write_batch`]; free it with [`securestore_batch_free`].
+#[unsafe(no_mangle)]
+pub extern "C" fn securestore_batch_new() -> *mut securestore_batch {
+    Box::into_raw(Box::new(securestore_batch {
+        batch: Batch::default(),
+    }))
+}
+
+fn batch<'a>(batch: *const securestore_batch) -> Result<&'a Batch, BridgeError> {
+    if batch.is_null() {
+        return Err(BridgeError::invalid_argument("batch is null"));
+    }
+    // SAFETY: not null; the caller passes a handle from `securestore_batch_new` not freed yet.
+    Ok(unsafe { &(*batch).batch })
+}
+
+/// The condition of a batch operation: 0 none, 1 the item must be absent, 2 its value must be the
+/// `expected_len` bytes at `expected`.
+fn condition_arg(
+    condition: i32,
+    expected: *const u8,
+    expected_len: usize,
+) -> Result<Condition, BridgeError> {
+    let expected = if condition == 2 {
+        Some(value_arg(expected, expected_len)?)
+    } else {
+        None
+    };
+    Condition::from_parts(condition, expected)
+}
+
+/// Adds to `batch` a set of `key` in `service` (null: the default) to the `value_len` bytes at
+/// `value`, class `accessible` (0–6), if `condition` holds: 0 always, 1 only if the item is absent,
+/// 2 only if its value is the `expected_len` bytes at `expected`.
+///
+/// # Safety
+/// `batch` is a live batch; `key` a NUL-terminated string; `service` one or null; `value` and
+/// `expected` point to that many readable bytes (or are null with length 0); `error_out` writable
+/// or null.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn securestore_batch_set(
+    batch: *const securestore_batch,
+    key: *const c_char,
+    value: *const u8,
+    value_len: usize,
+    service: *const c_char,
+    accessible: i32,
+    condition: i32,
+    expected: *const u8,
+    expected_len: usize,
+    error_out: *mut *mut c_char,
+) -> securestore_result {
+    run(error_out, || {
+        let batch = self::batch(batch)?;
+        let condition = condition_arg(condition, expected, expected_len)?;
+        batch.set(
+            text("key", key)?,
+            value_arg(value, value_len)?,
+            optional_text("service", service)?,
+            accessible_from(accessible)?,
+            condition,
+        );
+        Ok(())
+    })
+}
+
+/// Adds to `batch` a delete of `key` in `service` (null: the default), if `condition` holds (as in
+/// [`securestore_batch_set`]).
+///
+/// # Safety
+/// As [`securestore_batch_set`].
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn securestore_batch_delete(
+    batch: *const securestore_batch,
+    key: *const c_char,
+    service: *const c_char,
+    condition: i32,
+    expected: *const u8,
+    expected_len: usize,
+    error_out: *mut *mut c_char,
+) -> securestore_result {
+    run(error_out, || {
+        let batch = self::batch(batch)?;
+        let condition = condition_arg(condition, expected, expected_len)?;
+        batch.delete(
+            text("key", key)?,
+            optional_text("service", service)?,
+            condition,
+        );
+        Ok(())
+    })
+}
+
+/// Applies `batch`'s operations in order, all or nothing, in one durable transaction. A failed
+/// condition is `SECURESTORE_CONFLICT`, with the failing operation's index in the message; nothing
+/// is applied then. The batch can be sent again or freed.
+///
+/// # Safety
+/// `client` is a live handle; `batch` a live batch; `error_out` writable or null.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn securestore_write_batch(
+    client: *const securestore_client,
+    batch: *const securestore_batch,
+    error_out: *mut *mut c_char,
+) -> securestore_result {
+    run(error_out, || {
+        self::client(client)?.write_batch(self::batch(batch)?)
+    })
+}
+
+/// Frees a batch (its values are wiped). Null is ignored.
+///
+/// # Safety
+/// `batch` is a batch from [`securestore_batch_new`] not freed before, or null.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn securestore_batch_free(batch: *mut securestore_batch) {
+    if !batch.is_null() {
+        // SAFETY: made by `Box::into_raw` in `securestore_batch_new`, given back once.
+        drop(unsafe { Box::from_raw(batch) });
+    }
 }
 
 /// The daemon's value limit in bytes, as announced when connecting; 0 for a null handle.

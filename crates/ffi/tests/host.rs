@@ -178,6 +178,7 @@ fn the_in_process_host_through_the_c_abi() {
         unsafe { securestore_delete(client, c("k").as_ptr(), ptr::null(), ptr::null_mut()) };
     assert_eq!(deleted, SECURESTORE_OK);
     assert_eq!(get(client, "k"), None);
+    beyond_expo(client);
 
     let (code, message) = start(&paths, None).expect_err("a second host on the same socket");
     assert_eq!(code, SECURESTORE_HOST_FAILED);
@@ -225,4 +226,182 @@ fn bad_host_arguments_are_invalid_arguments() {
         connect(ptr::null(), "@c/x", None).err(),
         Some(SECURESTORE_INVALID_ARGUMENT)
     );
+}
+
+/// contains, list, clear and the conditional writes, as C calls them.
+fn beyond_expo(client: *const securestore_client) {
+    let mut watcher = 0u64;
+    // SAFETY: a live client, a writable out-pointer.
+    let code = unsafe {
+        securestore_watch(
+            client,
+            ptr::null(),
+            ptr::null(),
+            &mut watcher,
+            ptr::null_mut(),
+        )
+    };
+    assert_eq!(code, SECURESTORE_OK);
+    assert_eq!(set(client, "b", "1"), SECURESTORE_OK);
+    assert_eq!(set(client, "a", "2"), SECURESTORE_OK);
+    let mut events = ptr::null_mut();
+    // SAFETY: a live client, a writable out-pointer.
+    let code =
+        unsafe { securestore_poll_events(client, watcher, 5000, &mut events, ptr::null_mut()) };
+    assert_eq!(code, SECURESTORE_OK);
+    let events = take(events);
+    let lines: Vec<Vec<&str>> = events.lines().map(|l| l.split('\t').collect()).collect();
+    assert_eq!(lines.len(), 2, "{events:?}");
+    assert_eq!(lines[0][1..], ["set", "app", "b"]);
+    assert_eq!(lines[1][1..], ["set", "app", "a"]);
+    // SAFETY: a live client.
+    assert_eq!(
+        unsafe { securestore_unwatch(client, watcher, ptr::null_mut()) },
+        SECURESTORE_OK
+    );
+    let mut found = false;
+    // SAFETY: a live client, valid strings, writable out-pointers, for every call below.
+    let code = unsafe {
+        securestore_contains(
+            client,
+            c("a").as_ptr(),
+            ptr::null(),
+            &mut found,
+            ptr::null_mut(),
+        )
+    };
+    assert_eq!((code, found), (SECURESTORE_OK, true));
+    let list = |services: bool| {
+        let mut names = ptr::null_mut();
+        let code =
+            unsafe { securestore_list(client, ptr::null(), services, &mut names, ptr::null_mut()) };
+        assert_eq!(code, SECURESTORE_OK);
+        take(names)
+    };
+    assert_eq!(list(false), "a\nb");
+    assert_eq!(list(true), "app");
+
+    let set_if = |expected: Option<&str>, value: &str| {
+        let (expected_ptr, expected_len) =
+            expected.map_or((ptr::null(), 0), |e| (e.as_ptr(), e.len()));
+        unsafe {
+            securestore_set_if(
+                client,
+                c("a").as_ptr(),
+                expected_ptr,
+                expected_len,
+                value.as_ptr(),
+                value.len(),
+                ptr::null(),
+                5,
+                ptr::null_mut(),
+            )
+        }
+    };
+    assert_eq!(set_if(None, "x"), SECURESTORE_CONFLICT, "a exists");
+    assert_eq!(set_if(Some("1"), "x"), SECURESTORE_CONFLICT, "a is 2");
+    assert_eq!(set_if(Some("2"), "3"), SECURESTORE_OK);
+    assert_eq!(get(client, "a").as_deref(), Some("3"));
+    let delete_if = |expected: &str| unsafe {
+        securestore_delete_if(
+            client,
+            c("a").as_ptr(),
+            expected.as_ptr(),
+            expected.len(),
+            ptr::null(),
+            ptr::null_mut(),
+        )
+    };
+    assert_eq!(delete_if("2"), SECURESTORE_CONFLICT);
+    assert_eq!(delete_if("3"), SECURESTORE_OK);
+    assert_eq!(get(client, "a"), None);
+
+    // A batch: all or nothing.
+    let batch = securestore_batch_new();
+    // SAFETY: a live batch and client, valid strings and byte ranges, for every call below.
+    unsafe {
+        let key = c("t");
+        assert_eq!(
+            securestore_batch_set(
+                batch,
+                key.as_ptr(),
+                "1".as_ptr(),
+                1,
+                ptr::null(),
+                5,
+                1,
+                ptr::null(),
+                0,
+                ptr::null_mut()
+            ),
+            SECURESTORE_OK
+        );
+        assert_eq!(
+            securestore_batch_set(
+                batch,
+                key.as_ptr(),
+                "2".as_ptr(),
+                1,
+                ptr::null(),
+                5,
+                2,
+                "1".as_ptr(),
+                1,
+                ptr::null_mut()
+            ),
+            SECURESTORE_OK
+        );
+        assert_eq!(
+            securestore_write_batch(client, batch, ptr::null_mut()),
+            SECURESTORE_OK
+        );
+        assert_eq!(get(client, "t").as_deref(), Some("2"));
+        let mut err = ptr::null_mut();
+        assert_eq!(
+            securestore_write_batch(client, batch, &mut err),
+            SECURESTORE_CONFLICT,
+            "t exists now"
+        );
+        assert!(take(err).contains("operation 0"));
+        assert_eq!(
+            securestore_batch_set(
+                batch,
+                key.as_ptr(),
+                "x".as_ptr(),
+                1,
+                ptr::null(),
+                5,
+                7,
+                ptr::null(),
+                0,
+                ptr::null_mut()
+            ),
+            SECURESTORE_INVALID_ARGUMENT
+        );
+        securestore_batch_free(batch);
+        let deletes = securestore_batch_new();
+        assert_eq!(
+            securestore_batch_delete(
+                deletes,
+                key.as_ptr(),
+                ptr::null(),
+                2,
+                "2".as_ptr(),
+                1,
+                ptr::null_mut()
+            ),
+            SECURESTORE_OK
+        );
+        assert_eq!(
+            securestore_write_batch(client, deletes, ptr::null_mut()),
+            SECURESTORE_OK
+        );
+        securestore_batch_free(deletes);
+    }
+    assert_eq!(get(client, "t"), None);
+
+    let mut count = 0u64;
+    let code = unsafe { securestore_clear(client, ptr::null(), true, &mut count, ptr::null_mut()) };
+    assert_eq!((code, count), (SECURESTORE_OK, 1), "b was left");
+    assert_eq!(list(true), "");
 }

@@ -19,11 +19,11 @@ use std::time::Duration;
 use jni::errors::ThrowRuntimeExAndDefault;
 use jni::objects::{JByteArray, JClass, JObject, JString};
 use jni::refs::Reference as _;
-use jni::sys::{jint, jlong};
+use jni::sys::{jboolean, jint, jlong};
 use jni::{Env, EnvUnowned, JValue, jni_sig, jni_str};
 use securestore_bridge::{
-    BackendKind, BridgeError, ErrorCode, HostHandle, HostOptions, OpenBackend, Policy,
-    SecretString, Session, accessible_from,
+    BackendKind, Batch, BridgeError, Condition, ErrorCode, HostHandle, HostOptions, OpenBackend,
+    Policy, SecretString, Session, accessible_from, events_text,
 };
 use zeroize::Zeroizing;
 
@@ -274,6 +274,252 @@ pub extern "system" fn Java_dev_securestore_Native_sessionDelete<'local>(
         let key = text(env, "key", &key)?;
         let service = optional_text(env, &service)?;
         session.delete(&key, service.as_deref())
+    })
+}
+
+/// `boolean Native.sessionContains(long session, String key, String service)`.
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_dev_securestore_Native_sessionContains<'local>(
+    env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    handle: jlong,
+    key: JString<'local>,
+    service: JString<'local>,
+) -> jboolean {
+    entry(env, |env| {
+        let session = session(handle)?;
+        let key = text(env, "key", &key)?;
+        let service = optional_text(env, &service)?;
+        session.contains(&key, service.as_deref())
+    })
+}
+
+/// `String Native.sessionList(long session, String service, boolean services)`: the keys of
+/// `service` (or, with `services`, the services holding items), sorted, joined by `\n` (no key or
+/// service can hold one).
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_dev_securestore_Native_sessionList<'local>(
+    env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    handle: jlong,
+    service: JString<'local>,
+    services: jboolean,
+) -> JObject<'local> {
+    entry(env, |env| {
+        let session = session(handle)?;
+        let service = optional_text(env, &service)?;
+        let names = if services {
+            session.list_services()?
+        } else {
+            session.list_keys(service.as_deref())?
+        };
+        Ok(env
+            .new_string(names.join("\n"))
+            .map_err(jni_failure)?
+            .into())
+    })
+}
+
+/// `long Native.sessionClear(long session, String service, boolean allServices)`: items deleted.
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_dev_securestore_Native_sessionClear<'local>(
+    env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    handle: jlong,
+    service: JString<'local>,
+    all_services: jboolean,
+) -> jlong {
+    entry(env, |env| {
+        let session = session(handle)?;
+        let service = optional_text(env, &service)?;
+        let deleted = session.clear(service.as_deref(), all_services)?;
+        Ok(jlong::try_from(deleted).unwrap_or(jlong::MAX))
+    })
+}
+
+/// `void Native.sessionSetIf(long session, String key, String expected, String value, String
+/// service, int accessible)`: `expected` null means "only if absent".
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_dev_securestore_Native_sessionSetIf<'local>(
+    env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    handle: jlong,
+    key: JString<'local>,
+    expected: JString<'local>,
+    value: JString<'local>,
+    service: JString<'local>,
+    accessible: jint,
+) {
+    entry(env, |env| {
+        let session = session(handle)?;
+        let key = text(env, "key", &key)?;
+        let expected = optional_text(env, &expected)?.map(SecretString::from);
+        let value = SecretString::from(text(env, "value", &value)?);
+        let service = optional_text(env, &service)?;
+        session.set_if(
+            &key,
+            expected,
+            value,
+            service.as_deref(),
+            accessible_from(accessible)?,
+        )
+    })
+}
+
+/// `void Native.sessionDeleteIf(long session, String key, String expected, String service)`.
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_dev_securestore_Native_sessionDeleteIf<'local>(
+    env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    handle: jlong,
+    key: JString<'local>,
+    expected: JString<'local>,
+    service: JString<'local>,
+) {
+    entry(env, |env| {
+        let session = session(handle)?;
+        let key = text(env, "key", &key)?;
+        let expected = optional_text(env, &expected)?.map(SecretString::from);
+        let service = optional_text(env, &service)?;
+        session.delete_if(&key, expected, service.as_deref())
+    })
+}
+
+/// `long Native.sessionWatch(long session, String service, String key)`: a watcher id; null
+/// service or key means all of them.
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_dev_securestore_Native_sessionWatch<'local>(
+    env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    handle: jlong,
+    service: JString<'local>,
+    key: JString<'local>,
+) -> jlong {
+    entry(env, |env| {
+        let session = session(handle)?;
+        let service = optional_text(env, &service)?;
+        let key = optional_text(env, &key)?;
+        let id = session.watch(service.as_deref(), key.as_deref())?;
+        Ok(jlong::try_from(id).unwrap_or(jlong::MAX))
+    })
+}
+
+/// `String Native.sessionPollEvents(long session, long watcher, long waitMillis)`: the events as
+/// `securestore_bridge::events_text` writes them (empty when none came).
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_dev_securestore_Native_sessionPollEvents<'local>(
+    env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    handle: jlong,
+    watcher: jlong,
+    wait_millis: jlong,
+) -> JObject<'local> {
+    entry(env, |env| {
+        let session = session(handle)?;
+        let watcher = u64::try_from(watcher)
+            .map_err(|_| BridgeError::invalid_argument("watcher ids are positive"))?;
+        let wait = Duration::from_millis(u64::try_from(wait_millis).unwrap_or(0));
+        let events = session.poll_events(watcher, wait)?;
+        Ok(env
+            .new_string(events_text(&events))
+            .map_err(jni_failure)?
+            .into())
+    })
+}
+
+/// `void Native.sessionUnwatch(long session, long watcher)`.
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_dev_securestore_Native_sessionUnwatch<'local>(
+    env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    handle: jlong,
+    watcher: jlong,
+) {
+    entry(env, |_| {
+        let session = session(handle)?;
+        let watcher = u64::try_from(watcher)
+            .map_err(|_| BridgeError::invalid_argument("watcher ids are positive"))?;
+        session.unwatch(watcher)
+    })
+}
+
+/// `void Native.sessionWriteBatch(long session, int[] kinds, String[] keys, String[] values,
+/// String[] services, int[] accessible, int[] conditions, String[] expected)`: operation `i` is a
+/// set (`kinds[i]` 0) or a delete (1) of `keys[i]`, with its condition (0 none, 1 absent, 2 equals
+/// `expected[i]`); all arrays have one entry per operation (null entries where unused).
+#[unsafe(no_mangle)]
+#[allow(clippy::too_many_arguments)]
+pub extern "system" fn Java_dev_securestore_Native_sessionWriteBatch<'local>(
+    env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    handle: jlong,
+    kinds: jni::objects::JIntArray<'local>,
+    keys: jni::objects::JObjectArray<'local, JString<'local>>,
+    values: jni::objects::JObjectArray<'local, JString<'local>>,
+    services: jni::objects::JObjectArray<'local, JString<'local>>,
+    accessible: jni::objects::JIntArray<'local>,
+    conditions: jni::objects::JIntArray<'local>,
+    expected: jni::objects::JObjectArray<'local, JString<'local>>,
+) {
+    entry(env, |env| {
+        let session = session(handle)?;
+        let ints = |env: &mut Env<'local>, array: &jni::objects::JIntArray<'local>| {
+            let len = array.len(env).map_err(jni_failure)?;
+            let mut out = vec![0; len];
+            array.get_region(env, 0, &mut out).map_err(jni_failure)?;
+            Ok::<_, BridgeError>(out)
+        };
+        let kinds = ints(env, &kinds)?;
+        let accessible = ints(env, &accessible)?;
+        let conditions = ints(env, &conditions)?;
+        let n = kinds.len();
+        if accessible.len() != n || conditions.len() != n {
+            return Err(BridgeError::invalid_argument(
+                "the batch arrays differ in length",
+            ));
+        }
+        let texts =
+            |env: &mut Env<'local>, array: &jni::objects::JObjectArray<'local, JString<'local>>| {
+                let mut out = Vec::with_capacity(n);
+                for i in 0..n {
+                    let item = array.get_element(env, i).map_err(jni_failure)?;
+                    out.push(optional_text(env, &item)?);
+                }
+                Ok::<_, BridgeError>(out)
+            };
+        let keys = texts(env, &keys)?;
+        let values = texts(env, &values)?;
+        let services = texts(env, &services)?;
+        let expected = texts(env, &expected)?;
+        let batch = Batch::default();
+        for i in 0..n {
+            let key = keys[i]
+                .as_deref()
+                .ok_or_else(|| BridgeError::invalid_argument(format!("key {i} is null")))?;
+            let condition =
+                Condition::from_parts(conditions[i], expected[i].clone().map(SecretString::from))?;
+            match kinds[i] {
+                0 => {
+                    let value = values[i].clone().ok_or_else(|| {
+                        BridgeError::invalid_argument(format!("value {i} is null"))
+                    })?;
+                    batch.set(
+                        key,
+                        SecretString::from(value),
+                        services[i].as_deref(),
+                        accessible_from(accessible[i])?,
+                        condition,
+                    );
+                }
+                1 => batch.delete(key, services[i].as_deref(), condition),
+                other => {
+                    return Err(BridgeError::invalid_argument(format!(
+                        "unknown batch operation {other}"
+                    )));
+                }
+            }
+        }
+        session.write_batch(&batch)
     })
 }
 

@@ -97,4 +97,24 @@ pub enum ServiceError {
         "storage failure: the outcome of the write is unknown (it may be stored); write it again"
     )]
     OutcomeUnknown,
+    /// A compare-and-set's condition did not hold: the item's current value is not the expected one
+    /// (or it exists when it had to be absent). Nothing was changed, and the current value is not
+    /// told. (Protocol version 2; appended last.)
+    #[error("conflict: the item's current value is not the expected one; nothing was changed")]
+    Conflict,
+    /// One operation of a batch failed, so none of the batch was applied. (Protocol version 2.)
+    #[error("batch operation {index} failed, so none was applied: {error}")]
+    InBatch {
+        /// The position of the first failing operation in the batch.
+        index: u64,
+        /// Why it failed.
+        error: Box<ServiceError>,
+    },
+    /// The request is larger than the protocol allows (too many operations in a batch, or too
+    /// many bytes). (Protocol version 2.)
+    #[error("request too large: {what}")]
+    TooLarge {
+        /// Which bound it broke.
+        what: String,
+    },
 }

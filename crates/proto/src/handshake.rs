@@ -22,8 +22,23 @@ use crate::codec::{self, Codec};
 use crate::limits::{MAX_ADMIN_FRAME, MAX_HANDSHAKE_FRAME, MAX_REQUEST_DEADLINE, max_frame_len};
 use crate::{SecretString, SecureStoreRequest, SecureStoreResponse, ServiceError};
 
-/// The protocol version this crate speaks. Bumped on any incompatible change to a wire type.
-pub const PROTOCOL_VERSION: u16 = 1;
+/// The newest protocol version this crate speaks. Bumped whenever calls are added (appended) to the
+/// service, or any wire type changes; see `docs/protocol.md` for the compatibility rule.
+///
+/// - 1: Expo's three calls.
+/// - 2: contains, list_keys, list_services, clear, clear_all, set_if, delete_if, write_batch, and
+///   the [`ServiceError`] variants `Conflict`, `InBatch` and `TooLarge`.
+pub const PROTOCOL_VERSION: u16 = 2;
+
+/// The oldest protocol version the daemon still serves.
+pub const MIN_PROTOCOL_VERSION: u16 = 1;
+
+/// The version a daemon speaking [`PROTOCOL_VERSION`] uses with a client that sent `client`: the
+/// lower of the two, or `None` if the client is older than [`MIN_PROTOCOL_VERSION`]. A newer client
+/// is served in this daemon's version; that client then sends only the calls this version has.
+pub fn negotiate(client: u16) -> Option<u16> {
+    (client >= MIN_PROTOCOL_VERSION).then(|| client.min(PROTOCOL_VERSION))
+}
 
 /// The client's first message.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -132,7 +147,8 @@ pub enum HelloReply {
 /// What a client learns when its connection is accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Accepted {
-    /// [`PROTOCOL_VERSION`] of the daemon.
+    /// The version both ends speak on this connection: the lower of the client's and the daemon's
+    /// (see [`negotiate`]). A client sends no call newer than this.
     pub protocol_version: u16,
     /// The daemon's value size limit, in bytes; also fixes the frame limit ([`max_frame_len`]).
     pub max_value_bytes: u32,

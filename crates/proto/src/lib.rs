@@ -22,7 +22,10 @@ pub use error::ServiceError;
 pub use names::{DEFAULT_SERVICE, Key, ProjectId, ServiceName};
 pub use options::{DeleteOptions, GetOptions, Item, KeychainAccessible, SetOptions};
 pub use secret::SecretString;
-pub use service::{SecureStore, SecureStoreClient, SecureStoreRequest, SecureStoreResponse};
+pub use service::{
+    BatchOp, ChangeEvent, ChangeKind, Events, Lagged, Page, SecureStore, SecureStoreClient,
+    SecureStoreRequest, SecureStoreResponse, WatchFilter, version_of,
+};
 
 // Re-exported so that the daemon and the clients build transports from one tarpc version.
 pub use tarpc;

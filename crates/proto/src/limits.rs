@@ -37,9 +37,24 @@ pub const MAX_TOKEN_BYTES: usize = 128;
 /// Latest deadline a request may carry; a client asking for more gets this.
 pub const MAX_REQUEST_DEADLINE: std::time::Duration = std::time::Duration::from_secs(60);
 
+/// Most names in one listing answer ([`crate::Page`]); a listing also stops early once its names
+/// total more than the value limit, so each answer fits one frame.
+pub const MAX_LIST_NAMES: usize = 1000;
+/// Most events one watcher keeps queued; past it, the oldest are dropped and counted as missed.
+pub const MAX_WATCH_QUEUE: usize = 1024;
+/// Most watchers one connection may have.
+pub const MAX_WATCHERS_PER_CONNECTION: usize = 16;
+/// Longest wait of one `poll_events`, in milliseconds.
+pub const MAX_WATCH_WAIT_MILLIS: u32 = 30_000;
+/// Most operations in one `write_batch`. Their keys, services and values together must also fit the
+/// daemon's value limit (`--max-value-bytes`), so the batch fits one frame.
+pub const MAX_BATCH_OPS: usize = 128;
 /// Room in a request frame for everything but the value: the tarpc envelope (request id, deadline,
 /// trace context), the key, the service and the enum tags, with ample slack.
-const REQUEST_OVERHEAD: usize = MAX_KEY_BYTES + MAX_SERVICE_BYTES + 2 * 1024;
+const REQUEST_OVERHEAD: usize = MAX_KEY_BYTES + MAX_SERVICE_BYTES + 2 * 1024 + BATCH_OVERHEAD;
+/// Room for a full batch's per-operation encoding (enum tags, length prefixes, options): at most 19
+/// bytes each, 24 allowed.
+const BATCH_OVERHEAD: usize = MAX_BATCH_OPS * 24;
 
 /// The largest frame either end accepts once a connection is open, derived from the value limit.
 ///

@@ -14,11 +14,12 @@ use security_framework::passwords::{
 use zeroize::Zeroizing;
 
 use super::{
-    ERR_SEC_ITEM_NOT_FOUND, ItemQuery, KeychainConfig, NewItem, Protection, belongs_to,
-    class_from_attributes, keychain_error,
+    ERR_SEC_ITEM_NOT_FOUND, ItemQuery, KeychainConfig, NewItem, Protection, class_from_attributes,
+    keychain_error, page_of, service_in_project,
 };
 use crate::{
-    Backend, BackendError, Item, ItemName, KeychainAccessible, ProjectScope, SecretString,
+    Backend, BackendError, Item, ItemName, Key, KeychainAccessible, ProjectScope, SecretString,
+    ServiceName,
 };
 
 /// `kSecAttrComment`, `kSecAttrAccessible`, `kSecAttrService` and `kSecAttrAccount` as the
@@ -125,6 +126,38 @@ fn delete(query: &ItemQuery, name: Option<&ItemName>) -> Result<(), BackendError
     }
 }
 
+impl KeychainBackend {
+    /// The (service, key) of every item of `project`, as securestore names them.
+    fn project_items(&self, project: &ProjectScope) -> Result<Vec<(String, String)>, BackendError> {
+        let mut all = ItemSearchOptions::new();
+        all.class(ItemClass::generic_password())
+            .cloud_sync(CloudSync::MatchSyncNo)
+            .load_attributes(true)
+            .limit(Limit::All);
+        if let Some(group) = &self.config.access_group {
+            all.access_group(group);
+        }
+        let found = match all.search() {
+            Ok(found) => found,
+            Err(e) if e.code() == ERR_SEC_ITEM_NOT_FOUND => return Ok(Vec::new()),
+            Err(e) => return Err(keychain_error("cannot list the items", e.code(), None)),
+        };
+        let mut items = Vec::new();
+        for attributes in found.iter().filter_map(|f| f.simplify_dict()) {
+            let (Some(service), Some(account)) =
+                (attributes.get(ATTR_SERVICE), attributes.get(ATTR_ACCOUNT))
+            else {
+                continue;
+            };
+            // The service must start with the project's own prefix (`belongs_to`).
+            if let Some(own) = service_in_project(service, project) {
+                items.push((own.to_owned(), account.clone()));
+            }
+        }
+        Ok(items)
+    }
+}
+
 impl Backend for KeychainBackend {
     fn name(&self) -> &'static str {
         "apple"
@@ -187,35 +220,63 @@ impl Backend for KeychainBackend {
     }
 
     fn delete_project(&mut self, project: &ProjectScope) -> Result<(), BackendError> {
-        let mut all = ItemSearchOptions::new();
-        all.class(ItemClass::generic_password())
-            .cloud_sync(CloudSync::MatchSyncNo)
-            .load_attributes(true)
-            .limit(Limit::All);
-        if let Some(group) = &self.config.access_group {
-            all.access_group(group);
-        }
-        let found = match all.search() {
-            Ok(found) => found,
-            Err(e) if e.code() == ERR_SEC_ITEM_NOT_FOUND => return Ok(()),
-            Err(e) => return Err(keychain_error("cannot list the items", e.code(), None)),
-        };
-        for attributes in found.iter().filter_map(|f| f.simplify_dict()) {
-            let (Some(service), Some(account)) =
-                (attributes.get(ATTR_SERVICE), attributes.get(ATTR_ACCOUNT))
-            else {
+        self.clear(project, None).map(|_| ())
+    }
+
+    fn list_keys(
+        &mut self,
+        project: &ProjectScope,
+        service: &ServiceName,
+        after: Option<&Key>,
+        limit: usize,
+    ) -> Result<Vec<Key>, BackendError> {
+        let keys = self
+            .project_items(project)?
+            .into_iter()
+            .filter(|(s, _)| s == service.as_str())
+            .filter_map(|(_, account)| Key::parse(&account).ok())
+            .collect();
+        Ok(page_of(keys, after, limit))
+    }
+
+    fn list_services(
+        &mut self,
+        project: &ProjectScope,
+        after: Option<&ServiceName>,
+        limit: usize,
+    ) -> Result<Vec<ServiceName>, BackendError> {
+        let services = self
+            .project_items(project)?
+            .into_iter()
+            .filter_map(|(s, _)| ServiceName::parse(Some(&s)).ok())
+            .collect();
+        Ok(page_of(services, after, limit))
+    }
+
+    /// One item at a time: the Keychain has no transaction, so a failure part-way leaves the items
+    /// not yet deleted (a retry finishes the job).
+    fn clear(
+        &mut self,
+        project: &ProjectScope,
+        service: Option<&ServiceName>,
+    ) -> Result<u64, BackendError> {
+        let mut deleted = 0;
+        for (s, account) in self.project_items(project)? {
+            if service.is_some_and(|wanted| wanted.as_str() != s) {
                 continue;
-            };
-            if belongs_to(service, project) {
-                let query = ItemQuery {
-                    service: service.clone(),
-                    account: account.clone(),
-                    access_group: self.config.access_group.clone(),
-                };
-                delete(&query, None)?;
             }
+            let query = ItemQuery {
+                service: format!(
+                    "{}{s}",
+                    super::project_service_prefix(project.project().as_str())
+                ),
+                account,
+                access_group: self.config.access_group.clone(),
+            };
+            delete(&query, None)?;
+            deleted += 1;
         }
-        Ok(())
+        Ok(deleted)
     }
 
     fn close(self: Box<Self>) -> Result<(), BackendError> {

@@ -53,8 +53,25 @@ fn project_service_prefix(project: &str) -> String {
     format!("{SERVICE_PREFIX}{project}:")
 }
 
-/// Whether the Keychain service `attribute` belongs to `project` (for deleting a project).
-#[cfg_attr(not(target_vendor = "apple"), allow(dead_code))]
+/// The securestore service of the Keychain service `attribute`, if it belongs to `project` (for
+/// listing and clearing).
+pub fn service_in_project<'a>(attribute: &'a str, project: &ProjectScope) -> Option<&'a str> {
+    attribute.strip_prefix(&project_service_prefix(project.project().as_str()))
+}
+
+/// The page of `names` after `after`, sorted and deduplicated, at most `limit`: the Keychain has no
+/// order or cursor of its own, so listing sorts what one search found.
+pub fn page_of<T: Ord>(mut names: Vec<T>, after: Option<&T>, limit: usize) -> Vec<T> {
+    names.retain(|name| after.is_none_or(|after| name > after));
+    names.sort();
+    names.dedup();
+    names.truncate(limit);
+    names
+}
+
+/// Whether the Keychain service `attribute` belongs to `project`: what [`service_in_project`]
+/// checks before it strips the prefix.
+#[cfg(test)]
 pub(crate) fn belongs_to(attribute: &str, project: &ProjectScope) -> bool {
     attribute.starts_with(&project_service_prefix(project.project().as_str()))
 }
@@ -264,6 +281,16 @@ mod tests {
             service: ServiceName::parse(Some(service)).expect("service"),
             key: Key::parse(key).expect("key"),
         }
+    }
+
+    #[test]
+    fn listing_finds_the_service_of_its_own_project_only_and_pages_in_order() {
+        let (a, ab) = (scope("@o/a"), scope("@o/a.b"));
+        let attribute = keychain_service(&a, &item("auth", "k"));
+        assert_eq!(service_in_project(&attribute, &a), Some("auth"));
+        assert_eq!(service_in_project(&attribute, &ab), None);
+        let page = page_of(vec![3, 1, 2, 2, 5], Some(&1), 2);
+        assert_eq!(page, vec![2, 3]);
     }
 
     #[test]

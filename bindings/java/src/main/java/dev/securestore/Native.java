@@ -41,6 +41,26 @@ final class Native {
 
     static native void sessionDelete(long session, String key, String service);
 
+    static native boolean sessionContains(long session, String key, String service);
+
+    static native String sessionList(long session, String service, boolean services);
+
+    static native long sessionClear(long session, String service, boolean allServices);
+
+    static native void sessionSetIf(
+            long session, String key, String expected, String value, String service, int accessible);
+
+    static native void sessionDeleteIf(long session, String key, String expected, String service);
+
+    static native long sessionWatch(long session, String service, String key);
+
+    static native String sessionPollEvents(long session, long watcher, long waitMillis);
+
+    static native void sessionUnwatch(long session, long watcher);
+
+    static native void sessionWriteBatch(long session, int[] kinds, String[] keys, String[] values,
+            String[] services, int[] accessible, int[] conditions, String[] expected);
+
     static native int sessionMaxValueBytes(long session);
 
     static native void sessionDestroy(long session);

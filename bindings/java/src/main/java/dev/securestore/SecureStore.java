@@ -165,6 +165,112 @@ public final class SecureStore implements AutoCloseable {
         });
     }
 
+    /**
+     * Whether an item is stored under {@code key} in {@code options.keychainService()}; the value
+     * never leaves the daemon.
+     *
+     * @throws SecureStoreException.Unsupported when the daemon is too old for this call
+     */
+    public boolean contains(String key, SecureStoreOptions options) {
+        Objects.requireNonNull(options, "options");
+        return handle.use(h -> Native.sessionContains(h, key, options.keychainService()));
+    }
+
+    /** The keys of {@code options.keychainService()}, sorted. */
+    public java.util.List<String> listKeys(SecureStoreOptions options) {
+        Objects.requireNonNull(options, "options");
+        return names(handle.use(h -> Native.sessionList(h, options.keychainService(), false)));
+    }
+
+    /** The services that hold at least one item, sorted. */
+    public java.util.List<String> listServices() {
+        return names(handle.use(h -> Native.sessionList(h, null, true)));
+    }
+
+    /** Deletes every item of {@code options.keychainService()}; returns how many there were. */
+    public long clear(SecureStoreOptions options) {
+        Objects.requireNonNull(options, "options");
+        return handle.use(h -> Native.sessionClear(h, options.keychainService(), false));
+    }
+
+    /** Deletes every item of every service of this project; returns how many there were. */
+    public long clearAll() {
+        return handle.use(h -> Native.sessionClear(h, null, true));
+    }
+
+    /**
+     * Stores {@code value} only if the current value equals {@code expected} ({@code null}: only if
+     * there is no item).
+     *
+     * @throws SecureStoreException.Conflict when it does not; nothing was changed
+     */
+    public void setItemIf(String key, String expected, String value, SecureStoreOptions options) {
+        Objects.requireNonNull(options, "options");
+        handle.use(h -> {
+            Native.sessionSetIf(
+                    h, key, expected, value, options.keychainService(), options.keychainAccessible().value());
+            return null;
+        });
+    }
+
+    /**
+     * Deletes the item only if its current value equals {@code expected}.
+     *
+     * @throws SecureStoreException.Conflict when it does not; nothing was changed
+     */
+    public void deleteItemIf(String key, String expected, SecureStoreOptions options) {
+        Objects.requireNonNull(options, "options");
+        handle.use(h -> {
+            Native.sessionDeleteIf(h, key, expected, options.keychainService());
+            return null;
+        });
+    }
+
+    /**
+     * Starts watching this project's changes in {@code service} (every service when null) to
+     * {@code key} (every key when null); returns the watcher's id on this connection. It sees every
+     * change made durable from now on, in commit order, names only; it ends with {@link #close()}.
+     */
+    public long watch(String service, String key) {
+        return handle.use(h -> Native.sessionWatch(h, service, key));
+    }
+
+    /** The watcher's next events, waiting up to {@code waitMillis} (at most 30 s) for one. */
+    public ChangeEvent.Batch pollEvents(long watcher, long waitMillis) {
+        return ChangeEvent.parse(handle.use(h -> Native.sessionPollEvents(h, watcher, waitMillis)));
+    }
+
+    /** Ends a watcher. */
+    public void unwatch(long watcher) {
+        handle.use(h -> {
+            Native.sessionUnwatch(h, watcher);
+            return null;
+        });
+    }
+
+    /**
+     * Applies every operation of {@code batch}, in order, all or nothing, in one durable
+     * transaction (at most 128 operations whose bytes fit {@link #maxValueBytes()}).
+     *
+     * @throws SecureStoreException.Conflict when a condition fails (the message names the
+     *     operation's index); nothing was applied
+     */
+    public void writeBatch(WriteBatch batch) {
+        Objects.requireNonNull(batch, "batch");
+        handle.use(h -> {
+            batch.send(h);
+            return null;
+        });
+    }
+
+    /** Names joined by the native side with {@code \n}, which no key or service holds. */
+    private static java.util.List<String> names(String joined) {
+        if (joined == null || joined.isEmpty()) {
+            return java.util.Collections.emptyList();
+        }
+        return java.util.Collections.unmodifiableList(java.util.Arrays.asList(joined.split("\n", -1)));
+    }
+
     /** {@code getItemAsync}, on the bindings' own threads. */
     public CompletableFuture<String> getItemAsync(String key, SecureStoreOptions options) {
         return getItemAsync(key, options, IO);

@@ -31,7 +31,11 @@ public class SecureStoreException extends RuntimeException {
         /** The daemon could not start in this process (socket or data folder in use, store will not open). */
         HOST_FAILED(10),
         /** A bug inside securestore (a panic caught at the boundary). */
-        INTERNAL(11);
+        INTERNAL(11),
+        /** A conditional write found another value than the expected one; nothing was changed. */
+        CONFLICT(12),
+        /** The daemon speaks an older protocol without this call; upgrade it. Nothing was sent. */
+        UNSUPPORTED(13);
 
         private final int value;
 
@@ -88,6 +92,10 @@ public class SecureStoreException extends RuntimeException {
                 return new Storage(message);
             case HOST_FAILED:
                 return new HostFailed(message);
+            case CONFLICT:
+                return new Conflict(message);
+            case UNSUPPORTED:
+                return new Unsupported(message);
             default:
                 return new SecureStoreException(code, message);
         }
@@ -171,6 +179,24 @@ public class SecureStoreException extends RuntimeException {
 
         HostFailed(String message) {
             super(Code.HOST_FAILED, message);
+        }
+    }
+
+    /** {@link Code#CONFLICT}. */
+    public static final class Conflict extends SecureStoreException {
+        private static final long serialVersionUID = 1L;
+
+        Conflict(String message) {
+            super(Code.CONFLICT, message);
+        }
+    }
+
+    /** {@link Code#UNSUPPORTED}. */
+    public static final class Unsupported extends SecureStoreException {
+        private static final long serialVersionUID = 1L;
+
+        Unsupported(String message) {
+            super(Code.UNSUPPORTED, message);
         }
     }
 }

@@ -255,6 +255,65 @@ class ContractTest {
         }
     }
 
+    @ParameterizedTest
+    @ValueSource(strings = {"socket", "in-process"})
+    void containsListClearAndConditionalWrites(String transport) {
+        try (SecureStore store = open(transport, PROJECT, null)) {
+            SecureStoreOptions a = SecureStoreOptions.service("svc.a");
+            store.setItem("b", "1", a);
+            store.setItem("a", "2", a);
+            store.setItem("x", "3");
+            assertTrue(store.contains("a", a));
+            assertFalse(store.contains("a", SecureStoreOptions.DEFAULT));
+            assertEquals(java.util.Arrays.asList("a", "b"), store.listKeys(a));
+            assertEquals(java.util.Arrays.asList("app", "svc.a"), store.listServices());
+            assertTrue(store.listKeys(SecureStoreOptions.service("empty")).isEmpty());
+
+            store.setItemIf("new", null, "v", a);
+            SecureStoreException.Conflict conflict = assertThrows(SecureStoreException.Conflict.class,
+                    () -> store.setItemIf("new", null, "w", a));
+            assertEquals(SecureStoreException.Code.CONFLICT, conflict.code());
+            store.setItemIf("new", "v", "w", a);
+            assertEquals("w", store.getItem("new", a));
+            assertThrows(SecureStoreException.Conflict.class, () -> store.deleteItemIf("new", "v", a));
+            store.deleteItemIf("new", "w", a);
+            assertNull(store.getItem("new", a));
+
+            long watcher = store.watch("svc.a", null);
+            store.setItem("w", "secret", a);
+            store.setItem("elsewhere", "v");
+            store.deleteItem("w", a);
+            java.util.List<ChangeEvent> seen = new java.util.ArrayList<>();
+            while (seen.size() < 2) {
+                ChangeEvent.Batch batch = store.pollEvents(watcher, 5000);
+                assertEquals(0L, batch.missed());
+                assertFalse(batch.events().isEmpty(), "events come");
+                seen.addAll(batch.events());
+            }
+            assertEquals(ChangeEvent.Kind.SET, seen.get(0).kind());
+            assertEquals("w", seen.get(0).key());
+            assertEquals("svc.a", seen.get(0).service());
+            assertEquals(ChangeEvent.Kind.DELETED, seen.get(1).kind());
+            assertTrue(seen.get(0).seq() < seen.get(1).seq());
+            assertFalse(seen.toString().contains("secret"), "never values");
+            store.unwatch(watcher);
+
+            store.writeBatch(new WriteBatch().set("t1", "1", a).setIf("t2", null, "2", a).setIf("t1", "1", "3", a));
+            assertEquals("3", store.getItem("t1", a));
+            SecureStoreException.Conflict failed = assertThrows(SecureStoreException.Conflict.class,
+                    () -> store.writeBatch(new WriteBatch().delete("t1", a).deleteIf("t2", "wrong", a)));
+            assertTrue(failed.getMessage().contains("operation 1"), failed.getMessage());
+            assertEquals("3", store.getItem("t1", a), "nothing applied");
+            store.writeBatch(new WriteBatch().delete("t1", a).deleteIf("t2", "2", a));
+            assertNull(store.getItem("t2", a));
+
+            assertEquals(2L, store.clear(a));
+            assertTrue(store.listKeys(a).isEmpty());
+            assertEquals(2L, store.clearAll(), "x and elsewhere");
+            assertTrue(store.listServices().isEmpty());
+        }
+    }
+
     @Test
     void aClosedStoreRefusesCallsAndClosingTwiceIsHarmless() {
         SecureStore store = SecureStore.connect(host.socketPath(), PROJECT);

@@ -27,6 +27,8 @@ class ExceptionTest {
             {9, SecureStoreException.class},
             {10, SecureStoreException.HostFailed.class},
             {11, SecureStoreException.class},
+            {12, SecureStoreException.Conflict.class},
+            {13, SecureStoreException.Unsupported.class},
         };
         for (Object[] row : expected) {
             int value = (Integer) row[0];
