@@ -37,7 +37,9 @@ fn main() {
                 .append(true)
                 .open(&record)
                 .expect("record file");
-            writeln!(file, "connection bytes={}", received.len()).expect("record");
+            // One write per line: threads append at once, and `writeln!` may split a line in two.
+            let line = format!("connection bytes={}\n", received.len());
+            file.write_all(line.as_bytes()).expect("record");
         });
     }
 }
