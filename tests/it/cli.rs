@@ -269,3 +269,92 @@ fn list_contains_clear_and_conditional_sets_from_the_command_line() {
     );
     assert_eq!(stdout(&run(&["list", "--services"])), "");
 }
+
+/// `securestore watch` prints each durable change of its project as a line, flushed as it comes,
+/// with names only: never a value, never another project's change.
+#[tokio::test]
+async fn watch_prints_each_change_as_it_becomes_durable() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    use std::time::Duration;
+
+    use securestore_client::{DeleteOptions, SetOptions};
+
+    let daemon = Daemon::start();
+    for json in [false, true] {
+        let mut watch = daemon.cli();
+        watch.args(["--project", PROJECT, "watch"]);
+        if json {
+            watch.arg("--json");
+        }
+        let mut child = watch
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn watch");
+        // Lines arrive on a thread, so a missing one fails the test instead of hanging it.
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mine = daemon.client(PROJECT).await;
+        let other = daemon.client("@tests/other").await;
+        // Until the watcher is registered nothing is printed: set a probe until it shows.
+        let mut seen = Vec::new();
+        for _ in 0..100 {
+            mine.set_item("probe", "probe-secret", SetOptions::default())
+                .await
+                .expect("set");
+            if let Ok(line) = lines.recv_timeout(Duration::from_millis(200)) {
+                seen.push(line);
+                break;
+            }
+        }
+        assert!(!seen.is_empty(), "watch printed nothing");
+        other
+            .set_item("elsewhere", "other-secret", SetOptions::default())
+            .await
+            .expect("set");
+        mine.set_item("token", "secret-value-1", SetOptions::default())
+            .await
+            .expect("set");
+        mine.delete_item("token", DeleteOptions::default())
+            .await
+            .expect("delete");
+        while !seen.iter().any(|l| l.contains("delete")) {
+            seen.push(
+                lines
+                    .recv_timeout(Duration::from_secs(20))
+                    .expect("the delete is printed"),
+            );
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        for line in &seen {
+            assert!(!line.contains("secret"), "no value in {line:?}");
+            assert!(
+                !line.contains("elsewhere"),
+                "no other project's change in {line:?}"
+            );
+        }
+        let (set, delete) = if json {
+            (
+                r#""kind":"set","service":"app","key":"token""#,
+                r#""kind":"delete","service":"app","key":"token""#,
+            )
+        } else {
+            (" set app token", " delete app token")
+        };
+        let set_at = seen.iter().position(|l| l.contains(set));
+        let delete_at = seen.iter().position(|l| l.contains(delete));
+        assert!(
+            matches!((set_at, delete_at), (Some(s), Some(d)) if s < d),
+            "set then delete of token, in order: {seen:?}"
+        );
+    }
+}

@@ -8,8 +8,8 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use securestore_client::admin;
 use securestore_client::{
-    ConnectOptions, DeleteOptions, Error, GetOptions, KeychainAccessible, SOCKET_ENV, SecretString,
-    ServiceError, SetOptions, default_socket_path,
+    ChangeKind, ConnectOptions, DeleteOptions, Error, Events, GetOptions, KeychainAccessible,
+    SOCKET_ENV, SecretString, ServiceError, SetOptions, WatchFilter, default_socket_path,
 };
 use securestore_proto::limits::{MAX_TOKEN_BYTES, MAX_VALUE_BYTES_CEILING};
 
@@ -128,6 +128,17 @@ enum ItemCommand {
         #[arg(long)]
         services: bool,
         /// Print one JSON array of strings
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print one line per change of the project as it becomes durable, in commit order, until
+    /// interrupted: `SEQ set|delete|clear SERVICE KEY` (`*` for all), or `lagged MISSED` when
+    /// changes were dropped because this reader fell behind. Values are never printed. Without
+    /// --service, every service is watched; with KEY, only that key.
+    Watch {
+        /// Only changes of this key
+        key: Option<String>,
+        /// Print one JSON object per line
         #[arg(long)]
         json: bool,
     },
@@ -285,6 +296,46 @@ fn json_string(text: &str) -> String {
 }
 
 /// Writes `text` to stdout, then wipes it (it may hold a value).
+/// How long one `watch` poll waits for a change before asking again.
+const WATCH_POLL: Duration = Duration::from_secs(25);
+
+/// The lines `watch` prints for one poll's answer: a lag first (it happened before these events).
+fn watch_lines(events: &Events, json: bool) -> String {
+    let mut out = String::new();
+    if let Some(lagged) = events.lagged {
+        if json {
+            out.push_str(&format!("{{\"lagged\":{}}}\n", lagged.missed));
+        } else {
+            out.push_str(&format!("lagged {}\n", lagged.missed));
+        }
+    }
+    for event in &events.events {
+        let kind = match event.kind {
+            ChangeKind::Set => "set",
+            ChangeKind::Deleted => "delete",
+            ChangeKind::Cleared => "clear",
+        };
+        if json {
+            let name = |n: &Option<String>| n.as_deref().map_or("null".to_owned(), json_string);
+            out.push_str(&format!(
+                "{{\"seq\":{},\"kind\":\"{kind}\",\"service\":{},\"key\":{}}}\n",
+                event.seq,
+                name(&event.service),
+                name(&event.key)
+            ));
+        } else {
+            let name = |n: &Option<String>| n.clone().unwrap_or_else(|| "*".to_owned());
+            out.push_str(&format!(
+                "{} {kind} {} {}\n",
+                event.seq,
+                name(&event.service),
+                name(&event.key)
+            ));
+        }
+    }
+    out
+}
+
 fn print(mut text: String) -> Result<(), Failure> {
     let mut stdout = std::io::stdout().lock();
     let written = stdout
@@ -443,6 +494,14 @@ async fn run(args: Args) -> Result<(), Failure> {
                 client.set_if(&key, Some(expected), value, options).await?;
             } else {
                 client.set_item(&key, value, options).await?;
+            }
+        }
+        ItemCommand::Watch { key, json } => {
+            let filter = WatchFilter { service, key };
+            let watcher = client.watch(filter).await?;
+            loop {
+                let events = client.poll_events(watcher, WATCH_POLL).await?;
+                print(watch_lines(&events, json))?;
             }
         }
         ItemCommand::Contains { key } => {
