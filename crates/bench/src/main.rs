@@ -3,6 +3,7 @@
 //! then prints one table with the ratios against the targets of `docs/performance.md`.
 
 mod baselines;
+mod beyond;
 mod daemon;
 mod fixtures;
 mod machine;
@@ -95,6 +96,8 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
 
     eprintln!("transports: socket, in-process, Java");
     let transports = transports::measure(&settings).await?;
+    eprintln!("beyond Expo: watch, list_keys, set_if");
+    let beyond = beyond::measure(&settings).await?;
     let ping_floor = ping
         .iter()
         .find(|(clients, _)| *clients == 1)
@@ -113,6 +116,7 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         stores: created,
     })?;
     transports::print(&transports, ping_floor.as_ref());
+    beyond::print(&beyond);
     Ok(())
 }
 
@@ -123,9 +127,11 @@ async fn run_transports(settings: &Settings) -> anyhow::Result<()> {
     let frames = baselines::get_frame_sizes()?;
     let floor = baselines::ping_pong(frames, 1, settings).await?;
     let rows = transports::measure(settings).await?;
+    let beyond = beyond::measure(settings).await?;
     println!("securestore-bench --transports");
     println!("machine: {}", Machine::describe(&settings.data));
     transports::print(&rows, Some(&floor));
+    beyond::print(&beyond);
     Ok(())
 }
 
