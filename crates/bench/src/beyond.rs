@@ -72,6 +72,7 @@ pub async fn measure(settings: &Settings) -> anyhow::Result<Vec<Row>> {
     for clients in [8, 64] {
         rows.push(counter(&socket, clients, window).await?);
     }
+    rows.push(stalled_watcher(&socket, window).await?);
     drop(host);
     Ok(rows)
 }
@@ -241,6 +242,50 @@ async fn counter(
             lost as f64 / window.as_secs_f64()
         ),
     })
+}
+
+/// Sets per second from 8 writers, first with no watcher, then beside a watcher that never polls
+/// (its queue fills and lags): a stuck watcher must not slow writers.
+async fn stalled_watcher(socket: &std::path::Path, window: Duration) -> anyhow::Result<Row> {
+    let alone = set_rate(socket, 8, window).await?;
+    let stuck = Client::connect(socket, PROJECT).await?;
+    let _id = stuck.watch(WatchFilter::default()).await?;
+    let beside = set_rate(socket, 8, window).await?;
+    drop(stuck);
+    Ok(Row {
+        label: "sets/s, 8 writers: stalled watcher ÷ none".to_owned(),
+        figures: format!(
+            "{beside:.0} ÷ {alone:.0} = {:.2}× (target ≥ 0.9×)",
+            beside / alone.max(1.0)
+        ),
+    })
+}
+
+/// Sets per second from `clients` connections over `window`.
+async fn set_rate(
+    socket: &std::path::Path,
+    clients: usize,
+    window: Duration,
+) -> anyhow::Result<f64> {
+    let end = Instant::now() + window;
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let client = Client::connect(socket, PROJECT).await?;
+        tasks.push(tokio::spawn(async move {
+            let mut done = 0u64;
+            while Instant::now() < end {
+                let key = format!("rate-{c}-{}", done % 64);
+                client.set_item(&key, "v", SetOptions::default()).await?;
+                done += 1;
+            }
+            anyhow::Ok(done)
+        }));
+    }
+    let mut total = 0;
+    for task in tasks {
+        total += task.await.context("a writer panicked")??;
+    }
+    Ok(total as f64 / window.as_secs_f64())
 }
 
 /// Nearest-rank percentile of sorted `samples` (zero when empty).
