@@ -11,12 +11,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use securestore_backends::sqlite::{SqliteBackend, SqliteConfig};
 use securestore_client::{
     BatchOp, Client, Error, GetOptions, ServiceError, SetOptions, WatchFilter,
 };
-use securestore_daemon::backend::BackendPaths;
-use securestore_daemon::{Config, Host, HostConfig};
 
 use crate::settings::Settings;
 
@@ -37,27 +34,8 @@ pub struct Row {
 /// # Errors
 /// When the host cannot start or a call fails.
 pub async fn measure(settings: &Settings) -> anyhow::Result<Vec<Row>> {
-    let dir = tempfile::Builder::new()
-        .prefix("beyond")
-        .tempdir_in(&settings.data)
-        .context("cannot create the beyond-Expo bench folder")?;
+    let (dir, host) = crate::transports::host_in(settings, "beyond")?;
     let socket = dir.path().join("run/s.sock");
-    let host = Host::start(
-        HostConfig {
-            socket: socket.clone(),
-            paths: BackendPaths {
-                data_dir: dir.path().join("data"),
-                key_file: dir.path().join("state/master.key"),
-            },
-            config: Config::default(),
-        },
-        |paths: &BackendPaths| {
-            Ok(Box::new(SqliteBackend::open(&SqliteConfig {
-                data_dir: paths.data_dir.clone(),
-                key_file: paths.key_file.clone(),
-            })?) as Box<dyn securestore_backends::Backend>)
-        },
-    )?;
     let sets = if settings.quick { 100 } else { 400 };
     let mut rows = Vec::new();
     for watchers in [1, 64] {

@@ -28,19 +28,19 @@ pub struct Row {
     pub stats: Result<Stats, String>,
 }
 
-/// Runs every transport's get and set with one client, on a store of [`ITEMS`] 100 B items.
+/// A daemon hosted in this process on the default store, in a fresh folder under the bench data
+/// folder (socket at `run/s.sock`). Keep the folder until the host is dropped.
 ///
 /// # Errors
-/// When the host cannot start or a client call fails.
-pub async fn measure(settings: &Settings) -> anyhow::Result<Vec<Row>> {
+/// When the folder cannot be made or the host cannot start.
+pub fn host_in(settings: &Settings, prefix: &str) -> anyhow::Result<(tempfile::TempDir, Host)> {
     let dir = tempfile::Builder::new()
-        .prefix("transports")
+        .prefix(prefix)
         .tempdir_in(&settings.data)
-        .context("cannot create the transports bench folder")?;
-    let socket = dir.path().join("run/s.sock");
+        .with_context(|| format!("cannot create the {prefix} bench folder"))?;
     let host = Host::start(
         HostConfig {
-            socket: socket.clone(),
+            socket: dir.path().join("run/s.sock"),
             paths: BackendPaths {
                 data_dir: dir.path().join("data"),
                 key_file: dir.path().join("state/master.key"),
@@ -54,6 +54,16 @@ pub async fn measure(settings: &Settings) -> anyhow::Result<Vec<Row>> {
             })?) as Box<dyn securestore_backends::Backend>)
         },
     )?;
+    Ok((dir, host))
+}
+
+/// Runs every transport's get and set with one client, on a store of [`ITEMS`] 100 B items.
+///
+/// # Errors
+/// When the host cannot start or a client call fails.
+pub async fn measure(settings: &Settings) -> anyhow::Result<Vec<Row>> {
+    let (dir, host) = host_in(settings, "transports")?;
+    let socket = dir.path().join("run/s.sock");
     let over_socket = Client::connect(&socket, PROJECT).await?;
     for i in 0..ITEMS {
         over_socket
