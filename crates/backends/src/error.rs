@@ -136,9 +136,31 @@ pub enum BackendError {
         /// The item's key.
         key: String,
     },
+    /// A `WHEN_PASSCODE_SET_THIS_DEVICE_ONLY` item cannot be stored without a passcode.
+    #[error(
+        "no passcode is set on this device: WHEN_PASSCODE_SET_THIS_DEVICE_ONLY items cannot be stored"
+    )]
+    PasscodeNotSet,
+    /// The unlock secret does not open the keys it was first given for.
+    #[error("the unlock secret is not the one the keys were bound to; the device stays locked")]
+    WrongUnlockSecret,
+    /// The keys are bound to an unlock secret and the unlock gave none.
+    #[error("this store's keys are bound to the host's unlock secret; unlock with it")]
+    UnlockSecretRequired,
+    /// The backend cannot do this.
+    #[error("not supported by this backend: {0}")]
+    Unsupported(&'static str),
 }
 
 impl BackendError {
+    /// [`BackendError::Locked`] for `name`.
+    pub fn locked(name: &crate::ItemName) -> Self {
+        Self::Locked {
+            service: name.service.as_str().to_owned(),
+            key: name.key.as_str().to_owned(),
+        }
+    }
+
     /// A file-system failure: [`BackendError::StorageFull`] when the disk (or the quota) is full,
     /// [`BackendError::Io`] otherwise. File writes of the backends map their errors here.
     pub(crate) fn io(action: &'static str, path: &std::path::Path, source: std::io::Error) -> Self {

@@ -156,6 +156,65 @@ fn create(path: &Path) -> Result<Zeroizing<[u8; KEY_LEN]>, BackendError> {
     }
 }
 
+/// The file a rotation writes the new master key to before it takes the place of `path`.
+pub(crate) fn next_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_owned();
+    name.push(".next");
+    path.with_file_name(name)
+}
+
+/// Writes `key` to [`next_path`], durably, replacing a stale one a crashed rotation left.
+pub(crate) fn write_next(path: &Path, key: &Zeroizing<[u8; KEY_LEN]>) -> Result<(), BackendError> {
+    let next = next_path(path);
+    discard_next(path)?;
+    let mut file = paths::create_temp_file(&next)?;
+    file.write_all(key.as_slice())
+        .and_then(|()| file.sync_all())
+        .map_err(|e| BackendError::io("cannot write the new master key", &next, e))?;
+    sync_dir(folder_of(path))
+}
+
+/// The key at [`next_path`], if a rotation left one (checked as the key file is).
+pub(crate) fn load_next(path: &Path) -> Result<Option<Zeroizing<[u8; KEY_LEN]>>, BackendError> {
+    let next = next_path(path);
+    match paths::open_private_file(&next)? {
+        Some(file) => read_key(&next, file).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// Removes a [`next_path`] file, if any, durably.
+pub(crate) fn discard_next(path: &Path) -> Result<(), BackendError> {
+    let next = next_path(path);
+    match fs::remove_file(&next) {
+        Ok(()) => sync_dir(folder_of(path)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(BackendError::io("cannot remove", &next, e)),
+    }
+}
+
+/// Makes the [`next_path`] key the master key: overwrites the old key file's bytes with zeros
+/// (synced), then renames the new one over it and syncs the folder. Called only once the database
+/// no longer needs the old key; a crash at any point leaves the new key in one of the two files.
+pub(crate) fn promote_next(path: &Path) -> Result<(), BackendError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let next = next_path(path);
+    let old = fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(path);
+    if let Ok(mut old) = old {
+        let wiped = old
+            .write_all(&[0u8; KEY_LEN])
+            .and_then(|()| old.sync_all());
+        if let Err(err) = wiped {
+            tracing::warn!(%err, "could not overwrite the old master key before replacing it");
+        }
+    }
+    fs::rename(&next, path).map_err(|e| BackendError::io("cannot install the new master key", path, e))?;
+    sync_dir(folder_of(path))
+}
+
 #[cfg(test)]
 mod tests {
     use std::os::unix::fs::PermissionsExt;

@@ -11,7 +11,10 @@
 pub mod android;
 pub mod apple;
 mod crypto;
+mod datakeys;
+pub mod device;
 mod error;
+pub mod failpoint;
 mod keyfile;
 mod locked;
 pub mod memory;
@@ -23,7 +26,22 @@ pub mod conformance;
 
 pub use error::BackendError;
 pub use keyfile::{create_private_dir, sync_dir};
-pub use securestore_proto::{Item, Key, KeychainAccessible, ProjectId, SecretString, ServiceName};
+pub use device::{DeviceGate, Gated};
+pub use securestore_proto::{
+    DeviceSignal, DeviceStatus, ImportReport, Item, Key, KeychainAccessible, LockState, ProjectId,
+    SecretString, ServiceName,
+};
+
+/// One item of an export: its name, its value and class, and when it was last written.
+#[derive(Debug, Clone)]
+pub struct Exported {
+    /// The item.
+    pub name: ItemName,
+    /// Its value and class.
+    pub item: Item,
+    /// When it was last written, in Unix milliseconds; 0 when the backend does not record it.
+    pub written_at: i64,
+}
 
 /// The project a connection was bound to in its handshake.
 ///
@@ -101,6 +119,16 @@ pub enum Write {
         /// The changes, applied in order; each condition sees the earlier changes.
         changes: Vec<Change>,
     },
+    /// Items restored from an export, all or nothing: answered with [`Applied::Imported`]. An item
+    /// that exists already is kept (counted as skipped) unless `replace`.
+    Import {
+        /// The connection's binding.
+        project: ProjectScope,
+        /// The items: name, value, class.
+        items: Vec<(ItemName, SecretString, KeychainAccessible)>,
+        /// Overwrite items that exist.
+        replace: bool,
+    },
 }
 
 /// One change of an item, optionally conditional on its current value.
@@ -170,6 +198,92 @@ pub enum Applied {
         /// The first change whose condition failed.
         index: usize,
     },
+    /// A [`Write::Import`] was applied.
+    Imported(ImportReport),
+}
+
+/// Applies a [`Write::Import`] with single-item calls; a backend that applies writes in a
+/// transaction makes it all or nothing.
+fn import_items<B: Backend + ?Sized>(
+    backend: &mut B,
+    project: &ProjectScope,
+    items: &[(ItemName, SecretString, KeychainAccessible)],
+    replace: bool,
+) -> Result<Applied, BackendError> {
+    let mut report = ImportReport::default();
+    for (name, value, accessible) in items {
+        let exists = backend.contains(project, name)?;
+        if exists && !replace {
+            report.skipped += 1;
+            continue;
+        }
+        backend.set(project, name, value, *accessible)?;
+        if exists {
+            report.replaced += 1;
+        } else {
+            report.added += 1;
+        }
+    }
+    Ok(Applied::Imported(report))
+}
+
+/// The default [`Backend::export`]: walks the listing and reads each item.
+fn export_by_listing<B: Backend + ?Sized>(
+    backend: &mut B,
+    project: &ProjectScope,
+    service: Option<&ServiceName>,
+    after: Option<&ItemName>,
+    limit: usize,
+) -> Result<Vec<Exported>, BackendError> {
+    let mut services = Vec::new();
+    match service {
+        Some(service) => services.push(service.clone()),
+        None => {
+            let mut from: Option<ServiceName> = None;
+            loop {
+                let page = backend.list_services(project, from.as_ref(), 256)?;
+                let Some(last) = page.last().cloned() else {
+                    break;
+                };
+                services.extend(page);
+                from = Some(last);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for service in services {
+        let mut from = match after {
+            Some(after) if after.service > service => continue,
+            Some(after) if after.service == service => Some(after.key.clone()),
+            _ => None,
+        };
+        loop {
+            let keys = backend.list_keys(project, &service, from.as_ref(), 256)?;
+            let Some(last) = keys.last().cloned() else {
+                break;
+            };
+            for key in keys {
+                let name = ItemName {
+                    service: service.clone(),
+                    key,
+                };
+                if let Some(item) = backend.get(project, &name)?
+                    && !item.accessible.this_device_only()
+                {
+                    out.push(Exported {
+                        name,
+                        item,
+                        written_at: 0,
+                    });
+                    if out.len() >= limit {
+                        return Ok(out);
+                    }
+                }
+            }
+            from = Some(last);
+        }
+    }
+    Ok(out)
 }
 
 /// Checks every condition of `changes` in order (each against the state the earlier changes leave),
@@ -371,7 +485,67 @@ pub trait Backend: Send {
                 apply_changes(self, project, std::slice::from_ref(change))
             }
             Write::Batch { project, changes } => apply_changes(self, project, changes),
+            Write::Import {
+                project,
+                items,
+                replace,
+            } => import_items(self, project, items, *replace),
         }
+    }
+
+    /// Exportable items of `project` (every class but the `*_THIS_DEVICE_ONLY` ones), of `service`
+    /// or of every service, ordered by (service, key), after `after`, at most `limit`.
+    ///
+    /// # Errors
+    /// As [`Backend::get`] for any item it reads, [`BackendError::Locked`] among them.
+    fn export(
+        &mut self,
+        project: &ProjectScope,
+        service: Option<&ServiceName>,
+        after: Option<&ItemName>,
+        limit: usize,
+    ) -> Result<Vec<Exported>, BackendError> {
+        export_by_listing(self, project, service, after, limit)
+    }
+
+    /// Deletes, durably, every item of `class` in every project, and returns which. Used when the
+    /// passcode is removed, for `WHEN_PASSCODE_SET_THIS_DEVICE_ONLY`.
+    ///
+    /// Every backend the daemon ships implements it (the conformance suite checks); the default is
+    /// for test doubles.
+    ///
+    /// # Errors
+    /// Storage failures; on failure none is deleted.
+    fn delete_class(
+        &mut self,
+        _class: KeychainAccessible,
+    ) -> Result<Vec<(ProjectScope, ItemName)>, BackendError> {
+        Err(BackendError::Unsupported("deleting the items of a class"))
+    }
+
+    /// Told of every device state change before it takes effect (an unlock) or after (a lock), so a
+    /// backend that keeps keys per availability group can load or wipe them. `secret` is the host's
+    /// unlock secret, with an unlock.
+    ///
+    /// # Errors
+    /// [`BackendError::WrongUnlockSecret`] or [`BackendError::UnlockSecretRequired`]: the state does
+    /// not change.
+    fn device_changed(
+        &mut self,
+        _state: DeviceStatus,
+        _secret: Option<&SecretString>,
+    ) -> Result<(), BackendError> {
+        Ok(())
+    }
+
+    /// Replaces the master key, crash-safely; see the default backend.
+    ///
+    /// # Errors
+    /// [`BackendError::Unsupported`] for backends whose keys live in a platform keystore.
+    fn rotate_master_key(&mut self) -> Result<(), BackendError> {
+        Err(BackendError::Unsupported(
+            "master-key rotation (the platform keystore holds this backend's keys)",
+        ))
     }
 
     /// Applies `writes` in order, as one durable unit where the backend can (one transaction, one

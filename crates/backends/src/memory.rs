@@ -51,6 +51,22 @@ impl Backend for MemoryBackend {
         Ok(())
     }
 
+    fn delete_class(
+        &mut self,
+        class: KeychainAccessible,
+    ) -> Result<Vec<(ProjectScope, ItemName)>, BackendError> {
+        let doomed: Vec<(ProjectScope, ItemName)> = self
+            .items
+            .iter()
+            .filter(|(_, item)| item.accessible == class)
+            .map(|(at, _)| at.clone())
+            .collect();
+        for at in &doomed {
+            self.items.remove(at);
+        }
+        Ok(doomed)
+    }
+
     fn list_keys(
         &mut self,
         project: &ProjectScope,

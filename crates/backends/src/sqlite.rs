@@ -11,13 +11,17 @@
 //! ([`MasterKey`]) is one sealer; `android::KeystoreSealer` is another.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use securestore_proto::Availability;
 
 use crate::crypto::{Sealer, item_aad};
-use crate::keyfile;
+use crate::datakeys::{self, DataKeys, Mode, Unwrapped};
+use crate::{failpoint, keyfile};
 use crate::paths;
 use crate::{
-    Applied, Backend, BackendError, Item, ItemName, Key, KeychainAccessible, ProjectScope, Reader,
-    SecretString, ServiceName, Write,
+    Applied, Backend, BackendError, DeviceStatus, Exported, Item, ItemName, Key,
+    KeychainAccessible, ProjectScope, Reader, SecretString, ServiceName, Write,
 };
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, Transaction, params};
@@ -31,7 +35,10 @@ pub const DATABASE_FILE: &str = "securestore.db";
 /// - 1: `meta` (the key check) and `items`.
 /// - 2: `items.written_at`, the time of the item's last write (Unix milliseconds; 0 for items written
 ///   by format 1), for listing and change notification.
-pub const FORMAT_VERSION: i64 = 2;
+/// - 3: `items.key_id`, the data key that sealed the row (see `datakeys.rs`; 0 for a row sealed
+///   directly by the master key, as formats 1 and 2 did, re-sealed by the migration), and the
+///   wrapped data keys in `meta`.
+pub const FORMAT_VERSION: i64 = 3;
 
 const KEY_CHECK_AAD: &[u8] = b"securestore/key-check/v1";
 const KEY_CHECK_PLAINTEXT: &[u8] = b"securestore master key check";
@@ -89,6 +96,8 @@ pub(crate) struct Row<'a> {
     pub(crate) key: &'a str,
     /// The item's class, as Expo numbers it; bound too, so a changed class fails to open.
     pub(crate) class: u8,
+    /// Which key sealed the stored value (`items.key_id`); 0 when sealing.
+    pub(crate) key_id: i64,
 }
 
 impl<'a> Row<'a> {
@@ -98,7 +107,23 @@ impl<'a> Row<'a> {
             service: name.service.as_str(),
             key: name.key.as_str(),
             class,
+            key_id: 0,
         }
+    }
+
+    /// [`BackendError::Locked`] for this row.
+    fn locked(&self) -> BackendError {
+        BackendError::Locked {
+            service: self.service.to_owned(),
+            key: self.key.to_owned(),
+        }
+    }
+
+    /// The availability group of the row's class (`None` for a class no build wrote).
+    fn group(&self) -> Option<Availability> {
+        KeychainAccessible::try_from(self.class)
+            .ok()
+            .map(KeychainAccessible::availability)
     }
 
     /// The associated data every sealer binds a value to.
@@ -129,7 +154,33 @@ pub(crate) trait RowSealer: Send {
     fn seal(&mut self, row: &Row<'_>, plaintext: &[u8]) -> Result<Vec<u8>, BackendError>;
 
     /// Decrypts `sealed`, checking it belongs to `row`.
+    ///
+    /// # Errors
+    /// [`BackendError::Locked`] when the key for the row's class is not in memory.
     fn open(&mut self, row: &Row<'_>, sealed: &[u8]) -> Result<Opened, BackendError>;
+
+    /// The `items.key_id` to record beside a value [`RowSealer::seal`] sealed for `row`.
+    fn key_id(&self, _row: &Row<'_>) -> i64 {
+        0
+    }
+
+    /// Loads or wipes keys for the device state `state` ([`Backend::device_changed`]).
+    fn device_changed(
+        &mut self,
+        _conn: &Connection,
+        _database: &Path,
+        _state: DeviceStatus,
+        _secret: Option<&SecretString>,
+    ) -> Result<(), BackendError> {
+        Ok(())
+    }
+
+    /// Replaces the master key ([`Backend::rotate_master_key`]).
+    fn rotate(&mut self, _conn: &mut Connection, _database: &Path) -> Result<(), BackendError> {
+        Err(BackendError::Unsupported(
+            "master-key rotation (the platform keystore holds this backend's keys)",
+        ))
+    }
 
     /// Runs inside the transaction that opens the database: records this sealer's check in `meta`
     /// when the schema was just `created`, and verifies it otherwise, so a store is never opened with
@@ -153,11 +204,123 @@ pub(crate) trait RowSealer: Send {
     }
 }
 
-/// The master key as a [`RowSealer`]: XChaCha20-Poly1305 in-process (`crypto.rs`).
+/// The master key and the data keys it wraps, as a [`RowSealer`]: XChaCha20-Poly1305 in-process
+/// (`crypto.rs`), one data key per availability group (`datakeys.rs`).
 pub(crate) struct MasterKey {
-    sealer: Sealer,
-    /// Named in the error when the key does not open the database.
+    /// Wraps the data keys; `None` in the reader's copy, which only opens rows.
+    master: Option<Sealer>,
+    /// The data keys the device state allows, shared with the reader's copy.
+    keys: Arc<DataKeys>,
+    /// Named in the error when the key does not open the database; rotation replaces it.
     key_file: PathBuf,
+}
+
+impl MasterKey {
+    fn new(key: &zeroize::Zeroizing<[u8; crate::crypto::KEY_LEN]>, key_file: &Path) -> Self {
+        let sealer = Sealer::new(key);
+        tracing::debug!(locked = sealer.is_locked(), "master key loaded");
+        Self {
+            master: Some(sealer),
+            keys: Arc::new(DataKeys::default()),
+            key_file: key_file.to_owned(),
+        }
+    }
+
+    fn master(&self) -> Result<&Sealer, BackendError> {
+        self.master
+            .as_ref()
+            .ok_or_else(|| BackendError::Internal("the reader has no master key".to_owned()))
+    }
+
+    /// The wrapped data key of `group`, from `meta`, with the master key's layer removed.
+    fn unwrapped(
+        &self,
+        conn: &Connection,
+        database: &Path,
+        group: Availability,
+    ) -> Result<Option<Unwrapped>, BackendError> {
+        let wrapped: Option<Vec<u8>> = conn
+            .query_row(
+                "SELECT value FROM meta WHERE name = ?1",
+                [datakeys::meta_name(group)],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(sqlite_error("cannot read a data key", database))?;
+        let Some(wrapped) = wrapped else {
+            return Ok(None);
+        };
+        Unwrapped::open(self.master()?, group, &wrapped)
+            .map(Some)
+            .ok_or_else(|| BackendError::Crypto(format!("the wrapped data key of group {} does not open", group.index())))
+    }
+
+    /// Makes the data keys a new database (or one from format 2) lacks, loads those the master key
+    /// alone opens, and re-seals rows sealed directly by the master key under their data keys.
+    fn prepare_data_keys(&self, tx: &Transaction<'_>, database: &Path) -> Result<(), BackendError> {
+        let err = sqlite_error("cannot prepare the data keys", database);
+        for group in Availability::ALL {
+            let opened = match self.unwrapped(tx, database, group)? {
+                Some(opened) => opened,
+                None => {
+                    let key = datakeys::random_key()?;
+                    let wrapped = datakeys::wrap(self.master()?, group, &key, None)?;
+                    tx.execute(
+                        "INSERT INTO meta (name, value) VALUES (?1, ?2)",
+                        params![datakeys::meta_name(group), wrapped],
+                    )
+                    .map_err(&err)?;
+                    self.keys.load(group, &key);
+                    continue;
+                }
+            };
+            // Keys bound to the host's unlock secret wait for the unlock that gives it.
+            if opened.mode() == Mode::Master {
+                self.keys.load(group, &opened.key(group, None)?);
+            }
+        }
+        // Rows of formats 1 and 2 were sealed by the master key itself: seal them under their
+        // group's data key, in this (the migration's) transaction.
+        let legacy: Vec<(String, String, String, u8, Vec<u8>)> = tx
+            .prepare("SELECT project, service, key, accessible, sealed FROM items WHERE key_id = 0")
+            .and_then(|mut stmt| {
+                stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?
+                    .collect()
+            })
+            .map_err(&err)?;
+        if !legacy.is_empty() {
+            tracing::info!(rows = legacy.len(), "sealing existing rows under their data keys");
+        }
+        for (project, service, key, class, sealed) in legacy {
+            let row = Row {
+                project: &project,
+                service: &service,
+                key: &key,
+                class,
+                key_id: 0,
+            };
+            // A row that does not open stays as it is, and reads as damaged.
+            let Some(plaintext) = self.master()?.open(&row.aad(), &sealed) else {
+                continue;
+            };
+            let Some(group) = row.group() else { continue };
+            let resealed = self
+                .keys
+                .with(group, |sealer| sealer.seal(&row.aad(), &plaintext))
+                .ok_or_else(|| row.locked())??;
+            tx.execute(
+                "UPDATE items SET sealed = ?4, key_id = ?5 WHERE project = ?1 AND service = ?2 AND key = ?3",
+                params![project, service, key, resealed, key_id_of(group)],
+            )
+            .map_err(&err)?;
+        }
+        Ok(())
+    }
+}
+
+/// The `items.key_id` of rows sealed by `group`'s data key.
+fn key_id_of(group: Availability) -> i64 {
+    group.index() as i64 + 1
 }
 
 impl RowSealer for MasterKey {
@@ -166,11 +329,27 @@ impl RowSealer for MasterKey {
     }
 
     fn seal(&mut self, row: &Row<'_>, plaintext: &[u8]) -> Result<Vec<u8>, BackendError> {
-        self.sealer.seal(&row.aad(), plaintext)
+        let group = row
+            .group()
+            .ok_or_else(|| BackendError::Internal(format!("unknown class {}", row.class)))?;
+        self.keys
+            .with(group, |sealer| sealer.seal(&row.aad(), plaintext))
+            .ok_or_else(|| row.locked())?
+    }
+
+    fn key_id(&self, row: &Row<'_>) -> i64 {
+        row.group().map_or(0, key_id_of)
     }
 
     fn open(&mut self, row: &Row<'_>, sealed: &[u8]) -> Result<Opened, BackendError> {
-        Ok(match self.sealer.open(&row.aad(), sealed) {
+        let Some(group) = row.group().filter(|group| key_id_of(*group) == row.key_id) else {
+            return Ok(Opened::NotAuthentic);
+        };
+        let opened = self
+            .keys
+            .with(group, |sealer| sealer.open(&row.aad(), sealed))
+            .ok_or_else(|| row.locked())?;
+        Ok(match opened {
             Some(plaintext) => Opened::Value(plaintext),
             None => Opened::NotAuthentic,
         })
@@ -183,8 +362,9 @@ impl RowSealer for MasterKey {
         database: &Path,
     ) -> Result<(), BackendError> {
         let err = sqlite_error("cannot check the master key", database);
+        let master = self.master()?;
         if created {
-            let check = self.sealer.seal(KEY_CHECK_AAD, KEY_CHECK_PLAINTEXT)?;
+            let check = master.seal(KEY_CHECK_AAD, KEY_CHECK_PLAINTEXT)?;
             tx.execute(
                 "INSERT INTO meta (name, value) VALUES ('key_check', ?1)",
                 params![check],
@@ -199,19 +379,112 @@ impl RowSealer for MasterKey {
             )
             .optional()
             .map_err(&err)?;
-        if check.is_some_and(|check| self.sealer.open(KEY_CHECK_AAD, &check).is_some()) {
-            Ok(())
-        } else {
-            Err(BackendError::WrongMasterKey {
+        if !check.is_some_and(|check| master.open(KEY_CHECK_AAD, &check).is_some()) {
+            return Err(BackendError::WrongMasterKey {
                 key_file: self.key_file.clone(),
                 database: database.to_owned(),
-            })
+            });
         }
+        self.prepare_data_keys(tx, database)
+    }
+
+    fn device_changed(
+        &mut self,
+        conn: &Connection,
+        database: &Path,
+        state: DeviceStatus,
+        secret: Option<&SecretString>,
+    ) -> Result<(), BackendError> {
+        let unlock = secret.map(datakeys::unlock_key);
+        // Work out every change first, so a wrong secret changes nothing.
+        let mut load = Vec::new();
+        let mut bind = Vec::new();
+        for group in [Availability::AfterFirstUnlock, Availability::WhenUnlocked] {
+            if !state.allows_group(group) {
+                continue;
+            }
+            let opened = self.unwrapped(conn, database, group)?.ok_or_else(|| {
+                BackendError::Internal(format!("data key of group {} missing", group.index()))
+            })?;
+            let check_secret = opened.mode() == Mode::Unlock && unlock.is_some();
+            if !self.keys.is_loaded(group) || check_secret {
+                load.push((group, opened.key(group, unlock.as_ref())?));
+            }
+            if opened.mode() == Mode::Master
+                && let Some(unlock) = &unlock
+            {
+                let key = opened.key(group, None)?;
+                bind.push((group, datakeys::wrap(self.master()?, group, &key, Some(unlock))?));
+            }
+        }
+        if !bind.is_empty() {
+            // The first unlock that brings a secret binds the keys to it, durably.
+            let err = sqlite_commit_error("cannot bind the data keys to the unlock secret", database);
+            let tx = conn.unchecked_transaction().map_err(&err)?;
+            for (group, wrapped) in &bind {
+                tx.execute(
+                    "UPDATE meta SET value = ?2 WHERE name = ?1",
+                    params![datakeys::meta_name(*group), wrapped],
+                )
+                .map_err(&err)?;
+            }
+            tx.commit().map_err(&err)?;
+            tracing::info!(groups = bind.len(), "data keys bound to the host's unlock secret");
+        }
+        for (group, key) in &load {
+            self.keys.load(*group, key);
+        }
+        for group in [Availability::AfterFirstUnlock, Availability::WhenUnlocked] {
+            if !state.allows_group(group) {
+                self.keys.wipe(group);
+            }
+        }
+        Ok(())
+    }
+
+    fn rotate(&mut self, conn: &mut Connection, database: &Path) -> Result<(), BackendError> {
+        let new_key = datakeys::random_key()?;
+        let new = Sealer::new(&new_key);
+        // 1. The new key is durable in `<key file>.next` before the database depends on it.
+        keyfile::write_next(&self.key_file, &new_key)?;
+        failpoint::hit("rotate:next-key-written");
+        // 2. One transaction re-wraps the data keys and the key check under the new key.
+        let err = sqlite_error("cannot rotate the master key", database);
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(&err)?;
+        for group in Availability::ALL {
+            let opened = self.unwrapped(&tx, database, group)?.ok_or_else(|| {
+                BackendError::Internal(format!("data key of group {} missing", group.index()))
+            })?;
+            tx.execute(
+                "UPDATE meta SET value = ?2 WHERE name = ?1",
+                params![datakeys::meta_name(group), opened.rewrap(&new, group)?],
+            )
+            .map_err(&err)?;
+        }
+        tx.execute(
+            "UPDATE meta SET value = ?1 WHERE name = 'key_check'",
+            params![new.seal(KEY_CHECK_AAD, KEY_CHECK_PLAINTEXT)?],
+        )
+        .map_err(&err)?;
+        failpoint::hit("rotate:before-commit");
+        tx.commit()
+            .map_err(sqlite_commit_error("cannot rotate the master key", database))?;
+        failpoint::hit("rotate:committed");
+        // 3. The database needs only the new key now: it replaces the old one, whose bytes are
+        //    overwritten first. A crash before this ends is finished at the next open.
+        self.master = Some(new);
+        keyfile::promote_next(&self.key_file)?;
+        failpoint::hit("rotate:installed");
+        tracing::info!(key_file = %self.key_file.display(), "master key rotated");
+        Ok(())
     }
 
     fn for_reader(&self) -> Option<Box<dyn RowSealer>> {
         Some(Box::new(Self {
-            sealer: self.sealer.clone(),
+            master: None,
+            keys: self.keys.clone(),
             key_file: self.key_file.clone(),
         }))
     }
@@ -258,15 +531,28 @@ impl SqliteBackend {
                     database: path.clone(),
                 }
             })?;
-        let sealer = Sealer::new(&key);
-        tracing::debug!(locked = sealer.is_locked(), "master key loaded");
-        let sealer = MasterKey {
-            sealer,
-            key_file: config.key_file.clone(),
+        // A rotation that crashed leaves `<key file>.next`. If the database already took the new
+        // key, finish installing it; if not, the new key was never used: discard it.
+        let store = match SealedStore::open(path.clone(), MasterKey::new(&key, &config.key_file)) {
+            Err(BackendError::WrongMasterKey { key_file, database }) => {
+                let Some(next) = keyfile::load_next(&config.key_file)? else {
+                    return Err(BackendError::WrongMasterKey { key_file, database });
+                };
+                let store = SealedStore::open(path, MasterKey::new(&next, &config.key_file))?;
+                keyfile::promote_next(&config.key_file)?;
+                tracing::warn!(key_file = %config.key_file.display(), "finished a master-key rotation that was interrupted");
+                store
+            }
+            Ok(store) => {
+                if keyfile::load_next(&config.key_file)?.is_some() {
+                    keyfile::discard_next(&config.key_file)?;
+                    tracing::warn!(key_file = %config.key_file.display(), "discarded the new key of a master-key rotation that never committed");
+                }
+                store
+            }
+            Err(err) => return Err(err),
         };
-        Ok(Self {
-            store: SealedStore::open(path, sealer)?,
-        })
+        Ok(Self { store })
     }
 
     /// The database file.
@@ -371,6 +657,10 @@ impl<S: RowSealer> SealedStore<S> {
             tx.execute_batch("ALTER TABLE items ADD COLUMN written_at INTEGER NOT NULL DEFAULT 0;")
                 .map_err(&err)?;
         }
+        if version < 3 {
+            tx.execute_batch("ALTER TABLE items ADD COLUMN key_id INTEGER NOT NULL DEFAULT 0;")
+                .map_err(&err)?;
+        }
         // Later formats add their steps here, each `if version < N { ... }`, in this same transaction.
         if version < FORMAT_VERSION && version > 0 {
             tracing::info!(from = version, to = FORMAT_VERSION, database = %path.display(), "migrating the database format");
@@ -408,9 +698,9 @@ fn read_item(
     let err = sqlite_error("cannot read item", path);
     // Read the columns as whatever SQLite holds: a damaged class or value is the row's problem
     // (`CannotDecrypt`, naming the item), not a storage failure.
-    let row: Option<(Option<u8>, Option<Vec<u8>>)> = conn
+    let row: Option<(Option<u8>, Option<Vec<u8>>, i64)> = conn
         .prepare_cached(
-            "SELECT accessible, sealed FROM items WHERE project = ?1 AND service = ?2 AND key = ?3",
+            "SELECT accessible, sealed, key_id FROM items WHERE project = ?1 AND service = ?2 AND key = ?3",
         )
         .map_err(&err)?
         .query_row(
@@ -428,22 +718,38 @@ fn read_item(
                     ValueRef::Blob(sealed) => Some(sealed.to_vec()),
                     _ => None,
                 };
-                Ok((class, sealed))
+                Ok((class, sealed, row.get(2)?))
             },
         )
         .optional()
         .map_err(&err)?;
-    let Some(row) = row else {
+    let Some((class, sealed, key_id)) = row else {
         return Ok(Found::Absent);
     };
+    open_item(sealer, project, name, class, sealed.as_deref(), key_id)
+}
+
+/// Opens one stored row of item `name` into its value and class.
+fn open_item(
+    sealer: &mut dyn RowSealer,
+    project: &ProjectScope,
+    name: &ItemName,
+    class: Option<u8>,
+    sealed: Option<&[u8]>,
+    key_id: i64,
+) -> Result<Found, BackendError> {
     let cannot_decrypt = || BackendError::CannotDecrypt {
         service: name.service.as_str().to_owned(),
         key: name.key.as_str().to_owned(),
     };
-    let (Some(class), Some(sealed)) = row else {
+    let (Some(class), Some(sealed)) = (class, sealed) else {
         return Err(cannot_decrypt());
     };
-    let plaintext = match sealer.open(&Row::new(project, name, class), &sealed)? {
+    let row = Row {
+        key_id,
+        ..Row::new(project, name, class)
+    };
+    let plaintext = match sealer.open(&row, sealed)? {
         Opened::Value(plaintext) => plaintext,
         Opened::NotAuthentic => return Err(cannot_decrypt()),
         Opened::KeyGone => return Ok(Found::KeyGone),
@@ -670,17 +976,16 @@ impl<S: RowSealer> Backend for SealedStore<S> {
     ) -> Result<(), BackendError> {
         let committing = self.conn.is_autocommit();
         let class = u8::from(accessible);
-        let sealed = self.sealer.seal(
-            &Row::new(project, name, class),
-            value.expose_secret().as_bytes(),
-        )?;
+        let row = Row::new(project, name, class);
+        let sealed = self.sealer.seal(&row, value.expose_secret().as_bytes())?;
+        let key_id = self.sealer.key_id(&row);
         self.conn
             .prepare_cached(
-                "INSERT INTO items (project, service, key, accessible, sealed, written_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                "INSERT INTO items (project, service, key, accessible, sealed, written_at, key_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
                  ON CONFLICT (project, service, key) DO UPDATE
                  SET accessible = excluded.accessible, sealed = excluded.sealed,
-                     written_at = excluded.written_at",
+                     written_at = excluded.written_at, key_id = excluded.key_id",
             )
             .and_then(|mut stmt| {
                 stmt.execute(params![
@@ -689,7 +994,8 @@ impl<S: RowSealer> Backend for SealedStore<S> {
                     name.key.as_str(),
                     class,
                     sealed,
-                    unix_millis()
+                    unix_millis(),
+                    key_id
                 ])
             })
             .map_err(self.write_error("cannot write item", committing))?;
@@ -764,6 +1070,102 @@ impl<S: RowSealer> Backend for SealedStore<S> {
         }
         .map_err(self.write_error("cannot clear items", committing))?;
         Ok(deleted as u64)
+    }
+
+    fn export(
+        &mut self,
+        project: &ProjectScope,
+        service: Option<&ServiceName>,
+        after: Option<&ItemName>,
+        limit: usize,
+    ) -> Result<Vec<Exported>, BackendError> {
+        let err = sqlite_error("cannot export items", &self.path);
+        // Classes 1, 3, 4 and 6 are the `*_THIS_DEVICE_ONLY` ones: never exported.
+        let rows: Vec<(String, String, Option<u8>, Option<Vec<u8>>, i64, i64)> = self
+            .conn
+            .prepare_cached(
+                "SELECT service, key, accessible, sealed, key_id, written_at FROM items
+                 WHERE project = ?1 AND (?2 IS NULL OR service = ?2)
+                   AND (service > ?3 OR (service = ?3 AND key > ?4))
+                   AND accessible NOT IN (1, 3, 4, 6)
+                 ORDER BY service, key LIMIT ?5",
+            )
+            .and_then(|mut stmt| {
+                stmt.query_map(
+                    params![
+                        project.project().as_str(),
+                        service.map(ServiceName::as_str),
+                        after.map_or("", |a| a.service.as_str()),
+                        after.map_or("", |a| a.key.as_str()),
+                        i64::try_from(limit).unwrap_or(i64::MAX)
+                    ],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
+                )?
+                .collect()
+            })
+            .map_err(&err)?;
+        let mut items = Vec::with_capacity(rows.len());
+        for (service, key, class, sealed, key_id, written_at) in rows {
+            // A row whose names no longer parse was not written by this store: skip it.
+            let (Ok(service), Ok(key)) = (ServiceName::parse(Some(&service)), Key::parse(&key))
+            else {
+                continue;
+            };
+            let name = ItemName { service, key };
+            match open_item(&mut self.sealer, project, &name, class, sealed.as_deref(), key_id)? {
+                Found::Item(item) => items.push(Exported {
+                    name,
+                    item,
+                    written_at,
+                }),
+                Found::Absent | Found::KeyGone => {}
+            }
+        }
+        Ok(items)
+    }
+
+    fn delete_class(
+        &mut self,
+        class: KeychainAccessible,
+    ) -> Result<Vec<(ProjectScope, ItemName)>, BackendError> {
+        let committing = self.conn.is_autocommit();
+        let rows: Vec<(String, String, String)> = self
+            .conn
+            .prepare_cached("DELETE FROM items WHERE accessible = ?1 RETURNING project, service, key")
+            .and_then(|mut stmt| {
+                stmt.query_map(params![u8::from(class)], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })?
+                .collect()
+            })
+            .map_err(self.write_error("cannot delete items of a class", committing))?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(project, service, key)| {
+                Some((
+                    ProjectScope::bind(crate::ProjectId::parse(&project).ok()?),
+                    ItemName {
+                        service: ServiceName::parse(Some(&service)).ok()?,
+                        key: Key::parse(&key).ok()?,
+                    },
+                ))
+            })
+            .collect())
+    }
+
+    fn device_changed(
+        &mut self,
+        state: DeviceStatus,
+        secret: Option<&SecretString>,
+    ) -> Result<(), BackendError> {
+        self.sealer
+            .device_changed(&self.conn, &self.path, state, secret)
+    }
+
+    fn rotate_master_key(&mut self) -> Result<(), BackendError> {
+        self.close_stray_transaction()?;
+        let path = self.path.clone();
+        self.sealer.rotate(&mut self.conn, &path)
     }
 
     fn write_batch(&mut self, writes: &[Write]) -> Vec<Result<Applied, BackendError>> {
@@ -850,6 +1252,7 @@ impl<S: RowSealer> Backend for SealedStore<S> {
 /// Whether `write` changes several rows that must change together or not at all.
 fn needs_transaction(write: &Write) -> bool {
     matches!(write, Write::Batch { changes, .. } if changes.len() > 1)
+        || matches!(write, Write::Import { items, .. } if items.len() > 1)
 }
 
 /// Implements [`Backend`] for a public backend type by handing every call to its `SealedStore` field.
@@ -924,6 +1327,31 @@ macro_rules! delegate_to_store {
                 writes: &[$crate::Write],
             ) -> Vec<Result<$crate::Applied, $crate::BackendError>> {
                 $crate::Backend::write_batch(&mut self.$field, writes)
+            }
+            fn export(
+                &mut self,
+                project: &$crate::ProjectScope,
+                service: Option<&$crate::ServiceName>,
+                after: Option<&$crate::ItemName>,
+                limit: usize,
+            ) -> Result<Vec<$crate::Exported>, $crate::BackendError> {
+                $crate::Backend::export(&mut self.$field, project, service, after, limit)
+            }
+            fn delete_class(
+                &mut self,
+                class: $crate::KeychainAccessible,
+            ) -> Result<Vec<($crate::ProjectScope, $crate::ItemName)>, $crate::BackendError> {
+                $crate::Backend::delete_class(&mut self.$field, class)
+            }
+            fn device_changed(
+                &mut self,
+                state: $crate::DeviceStatus,
+                secret: Option<&$crate::SecretString>,
+            ) -> Result<(), $crate::BackendError> {
+                $crate::Backend::device_changed(&mut self.$field, state, secret)
+            }
+            fn rotate_master_key(&mut self) -> Result<(), $crate::BackendError> {
+                $crate::Backend::rotate_master_key(&mut self.$field)
             }
             fn reader(&mut self) -> Result<Option<Box<dyn $crate::Reader>>, $crate::BackendError> {
                 $crate::Backend::reader(&mut self.$field)

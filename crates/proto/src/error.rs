@@ -117,4 +117,29 @@ pub enum ServiceError {
         /// Which bound it broke.
         what: String,
     },
+    /// The item's class makes it unavailable in the device's current state (locked, or not yet
+    /// unlocked since start): nothing was read or written. Never answered as "absent". (Protocol
+    /// version 3.)
+    #[error(
+        "the device is locked: the item '{key}' under keychainService '{service}' is not available until the device is unlocked"
+    )]
+    Locked {
+        /// The item's service (empty when the request named none, as an export).
+        service: String,
+        /// The item's key (empty when the request named none).
+        key: String,
+    },
+    /// A `WHEN_PASSCODE_SET_THIS_DEVICE_ONLY` item cannot be stored while no passcode is set.
+    /// (Protocol version 3.)
+    #[error(
+        "no passcode is set on this device: WHEN_PASSCODE_SET_THIS_DEVICE_ONLY items cannot be stored"
+    )]
+    PasscodeNotSet,
+    /// The request is valid but this backend cannot do it (e.g. master-key rotation on a platform
+    /// keystore). (Protocol version 3.)
+    #[error("not supported by this backend: {what}")]
+    Unsupported {
+        /// What was asked.
+        what: String,
+    },
 }

@@ -28,7 +28,7 @@ use crate::{SecretString, SecureStoreRequest, SecureStoreResponse, ServiceError}
 /// - 1: Expo's three calls.
 /// - 2: contains, list_keys, list_services, clear, clear_all, set_if, delete_if, write_batch, and
 ///   the [`ServiceError`] variants `Conflict`, `InBatch` and `TooLarge`.
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// The oldest protocol version the daemon still serves.
 pub const MIN_PROTOCOL_VERSION: u16 = 1;
@@ -114,6 +114,14 @@ pub enum AdminRequest {
         /// Delete the project's items too (`true`), or keep them for the new token (`false`).
         wipe: bool,
     },
+    /// A change of device state from the host (answered with [`AdminAnswer::Device`]). (Protocol
+    /// version 3, like the two below.)
+    Device(crate::DeviceSignal),
+    /// The current device state (answered with [`AdminAnswer::Device`]).
+    DeviceStatus,
+    /// Replace the master key: the data keys are wrapped again under a new one, and the old one is
+    /// destroyed once nothing needs it (answered with [`AdminAnswer::Rotated`]).
+    RotateKey,
 }
 
 /// The daemon's answer to an [`AdminRequest`].
@@ -131,6 +139,10 @@ pub enum AdminAnswer {
     },
     /// The registered project ids, sorted.
     Projects(Vec<String>),
+    /// The device state, after the signal if the request was one.
+    Device(crate::DeviceStatus),
+    /// The master key was replaced.
+    Rotated,
 }
 
 /// The daemon's answer to a [`Hello`].

@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod codec;
+mod device;
 mod error;
 pub mod goodbye;
 pub mod handshake;
@@ -18,12 +19,13 @@ pub mod paths;
 mod secret;
 mod service;
 
+pub use device::{Availability, DeviceSignal, DeviceStatus, LockState};
 pub use error::ServiceError;
 pub use names::{DEFAULT_SERVICE, Key, ProjectId, ServiceName};
 pub use options::{DeleteOptions, GetOptions, Item, KeychainAccessible, SetOptions};
 pub use secret::SecretString;
 pub use service::{
-    BatchOp, ChangeEvent, ChangeKind, Events, Lagged, Page, SecureStore, SecureStoreClient,
+    BatchOp, ChangeEvent, ChangeKind, Events, ExportPage, ExportedItem, ImportReport, ItemRef, Lagged, Page, SecureStore, SecureStoreClient,
     SecureStoreRequest, SecureStoreResponse, WatchFilter, version_of,
 };
 

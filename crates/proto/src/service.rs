@@ -73,6 +73,18 @@ pub trait SecureStore {
     async fn poll_events(watcher: u64, wait_millis: u32) -> Result<Events, ServiceError>;
     /// (v2) Ends a watcher. Ending an unknown one succeeds.
     async fn unwatch(watcher: u64) -> Result<(), ServiceError>;
+    /// One page of the project's exportable items (every class but the `*_THIS_DEVICE_ONLY` ones),
+    /// of `service` or of every service, ordered by (service, key), after `after`. An item that
+    /// cannot be read in the device's state fails the page with `Locked`: an export never leaves an
+    /// item out silently. (Protocol version 3.)
+    async fn export(
+        service: Option<String>,
+        after: Option<ItemRef>,
+    ) -> Result<ExportPage, ServiceError>;
+    /// Stores `items` in one transaction: all or none. An item that exists already is kept and
+    /// counted as skipped, unless `replace`. A `*_THIS_DEVICE_ONLY` item is refused. (Protocol
+    /// version 3.)
+    async fn import(items: Vec<ExportedItem>, replace: bool) -> Result<ImportReport, ServiceError>;
 }
 
 /// One page of a listing.
@@ -169,12 +181,13 @@ impl BatchOp {
 }
 
 /// The protocol version that added `call` (a [`SecureStoreRequest`] variant's name, as the client
-/// names it in errors): 1 for Expo's three, 2 for the rest.
+/// names it in errors): 1 for Expo's three, 3 for export and import, 2 for the rest.
 pub fn version_of(request: &SecureStoreRequest) -> u16 {
     match request {
         SecureStoreRequest::SetItem { .. }
         | SecureStoreRequest::GetItem { .. }
         | SecureStoreRequest::DeleteItem { .. } => 1,
+        SecureStoreRequest::Export { .. } | SecureStoreRequest::Import { .. } => 3,
         _ => 2,
     }
 }
@@ -228,4 +241,63 @@ pub struct Events {
     pub events: Vec<ChangeEvent>,
     /// Set when events were dropped before these: re-read what matters.
     pub lagged: Option<Lagged>,
+}
+
+/// An item's place in an export: its service and key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ItemRef {
+    /// The item's service.
+    pub service: String,
+    /// The item's key.
+    pub key: String,
+}
+
+/// One item as an export carries it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExportedItem {
+    /// Its service.
+    pub service: String,
+    /// Its key.
+    pub key: String,
+    /// The value.
+    pub value: SecretString,
+    /// Its class.
+    pub accessible: crate::KeychainAccessible,
+    /// When it was last written, in Unix milliseconds (0 if the backend does not record it).
+    pub written_at: i64,
+}
+
+impl ExportedItem {
+    /// Bytes of the item's strings, for page and request budgets.
+    pub fn size(&self) -> usize {
+        self.service.len() + self.key.len() + self.value.len() + 16
+    }
+}
+
+/// One page of an export.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ExportPage {
+    /// The items, ordered by (service, key).
+    pub items: Vec<ExportedItem>,
+    /// Where the next page starts, or `None` when this was the last.
+    pub next: Option<ItemRef>,
+}
+
+/// What an import did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportReport {
+    /// Items that did not exist and were stored.
+    pub added: u64,
+    /// Items that existed and were overwritten (only with `replace`).
+    pub replaced: u64,
+    /// Items that existed and were kept (without `replace`).
+    pub skipped: u64,
+}
+
+impl std::ops::AddAssign for ImportReport {
+    fn add_assign(&mut self, other: Self) {
+        self.added += other.added;
+        self.replaced += other.replaced;
+        self.skipped += other.skipped;
+    }
 }

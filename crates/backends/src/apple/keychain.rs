@@ -223,6 +223,15 @@ impl Backend for KeychainBackend {
         self.clear(project, None).map(|_| ())
     }
 
+    /// The Keychain itself deletes every `kSecAttrAccessibleWhenPasscodeSetThisDeviceOnly` item
+    /// when the user removes the passcode: nothing is left to delete, and no names are known.
+    fn delete_class(
+        &mut self,
+        _class: crate::KeychainAccessible,
+    ) -> Result<Vec<(ProjectScope, ItemName)>, BackendError> {
+        Ok(Vec::new())
+    }
+
     fn list_keys(
         &mut self,
         project: &ProjectScope,
