@@ -651,3 +651,174 @@ pub fn run_with_faults(
     );
     backend.close().expect("close");
 }
+
+/// The item of `class` the device-state checks use: one per class, in service `classes`.
+fn class_item(class: KeychainAccessible) -> ItemName {
+    name(Some("classes"), &format!("c{}", u8::from(class)))
+}
+
+/// What a get of `class`'s item must give in state `status`: its value, or `Locked`.
+fn check_class_read(
+    b: &mut dyn Backend,
+    a: &ProjectScope,
+    class: KeychainAccessible,
+    status: crate::DeviceStatus,
+) {
+    let item = class_item(class);
+    match b.get(a, &item) {
+        Ok(Some(found)) if status.allows(class) => {
+            assert_eq!(found.value.expose_secret(), format!("v-{class}"));
+            assert_eq!(found.accessible, class);
+        }
+        Err(BackendError::Locked { service, key }) if !status.allows(class) => {
+            assert_eq!((service.as_str(), key.as_str()), ("classes", item.key.as_str()));
+        }
+        other => panic!(
+            "{class} in state '{status}': expected {}, got {other:?}",
+            if status.allows(class) { "its value" } else { "Locked" }
+        ),
+    }
+}
+
+/// Runs the accessibility-class checks, through [`crate::Gated`], against the backend `open`
+/// returns (fresh storage, reopened on the same storage each time): every class in every device
+/// state (before the first unlock, locked, unlocked), stores and compare-and-sets refused while
+/// locked, export leaving out the `*_THIS_DEVICE_ONLY` classes and refusing while an exportable
+/// item is locked, a removed passcode deleting `WHEN_PASSCODE_SET_THIS_DEVICE_ONLY` items durably,
+/// and a reader thread (when the backend has one) under the same state.
+///
+/// # Panics
+/// On the first check the backend fails.
+pub fn run_device_states(mut open: impl FnMut() -> Result<Box<dyn Backend>, BackendError>) {
+    use crate::{DeviceSignal, DeviceStatus, Gated, LockState};
+    let a = scope("@owner/classes");
+    let unlocked = DeviceStatus::UNLOCKED;
+    let mut gated = Gated::new(open().expect("open backend"), unlocked).expect("gate");
+    for class in KeychainAccessible::ALL {
+        gated
+            .set(&a, &class_item(class), &SecretString::from(format!("v-{class}")), class)
+            .unwrap_or_else(|e| panic!("set {class} while unlocked: {e}"));
+    }
+    for class in KeychainAccessible::ALL {
+        check_class_read(&mut gated, &a, class, unlocked);
+    }
+    let exported = gated.export(&a, None, None, 100).expect("export while unlocked");
+    let mut classes: Vec<_> = exported.iter().map(|e| e.item.accessible).collect();
+    classes.sort_by_key(|c| u8::from(*c));
+    assert_eq!(
+        classes,
+        [
+            KeychainAccessible::AfterFirstUnlock,
+            KeychainAccessible::Always,
+            KeychainAccessible::WhenUnlocked
+        ],
+        "an export carries every class but the *_THIS_DEVICE_ONLY ones"
+    );
+
+    // Locked.
+    let (locked, deleted) = gated.signal(&DeviceSignal::Lock).expect("lock");
+    assert!(deleted.is_empty());
+    assert_eq!(locked.lock, LockState::Locked);
+    let mut reader = gated.reader().expect("reader");
+    for class in KeychainAccessible::ALL {
+        check_class_read(&mut gated, &a, class, locked);
+        assert!(gated.contains(&a, &class_item(class)).expect("contains"), "{class} still exists");
+        if let Some(reader) = reader.as_mut() {
+            let read = reader.get(&a, &class_item(class));
+            assert_eq!(
+                matches!(read, Err(BackendError::Locked { .. })),
+                !locked.allows(class),
+                "the reader thread sees the same state ({class}): {read:?}"
+            );
+        }
+    }
+    let fresh = name(Some("classes"), "fresh");
+    assert!(
+        matches!(
+            gated.set(&a, &fresh, &SecretString::from("x"), KeychainAccessible::WhenUnlocked),
+            Err(BackendError::Locked { .. })
+        ),
+        "a WHEN_UNLOCKED item cannot be stored while locked"
+    );
+    gated
+        .set(&a, &fresh, &SecretString::from("x"), KeychainAccessible::AfterFirstUnlock)
+        .expect("an AFTER_FIRST_UNLOCK item can be stored while locked");
+    let compare = Write::Change {
+        project: a.clone(),
+        change: Change {
+            name: class_item(KeychainAccessible::WhenUnlocked),
+            expected: Expect::Value(SecretString::from("v-WHEN_UNLOCKED")),
+            action: Action::Delete,
+        },
+    };
+    assert!(
+        matches!(
+            gated.write_batch(std::slice::from_ref(&compare)).pop(),
+            Some(Err(BackendError::Locked { .. }))
+        ),
+        "a compare-and-set cannot read a locked item"
+    );
+    assert!(
+        matches!(gated.export(&a, None, None, 100), Err(BackendError::Locked { .. })),
+        "an export never leaves a locked item out silently"
+    );
+    Box::new(gated).close().expect("close");
+
+    // A restart: before the first unlock, then unlocked; every value survived.
+    let mut gated = Gated::new(open().expect("reopen"), DeviceStatus::BEFORE_FIRST_UNLOCK)
+        .expect("gate");
+    let bfu = gated.status();
+    assert_eq!(bfu.lock, LockState::BeforeFirstUnlock);
+    for class in KeychainAccessible::ALL {
+        check_class_read(&mut gated, &a, class, bfu);
+    }
+    assert!(matches!(
+        gated.set(&a, &fresh, &SecretString::from("y"), KeychainAccessible::AfterFirstUnlock),
+        Err(BackendError::Locked { .. })
+    ));
+    let (status, _) = gated
+        .signal(&DeviceSignal::Unlock { secret: None })
+        .expect("unlock");
+    assert_eq!(status.lock, LockState::Unlocked);
+    assert!(
+        matches!(
+            gated.set(
+                &a,
+                &fresh,
+                &SecretString::from("z"),
+                KeychainAccessible::WhenPasscodeSetThisDeviceOnly
+            ),
+            Err(BackendError::PasscodeNotSet)
+        ),
+        "no passcode is known at boot"
+    );
+    gated.signal(&DeviceSignal::PasscodeSet).expect("passcode set");
+    for class in KeychainAccessible::ALL {
+        check_class_read(&mut gated, &a, class, DeviceStatus::UNLOCKED);
+    }
+
+    // The passcode removed: every WHEN_PASSCODE_SET_THIS_DEVICE_ONLY item goes, durably.
+    let passcode_item = class_item(KeychainAccessible::WhenPasscodeSetThisDeviceOnly);
+    let (status, deleted) = gated
+        .signal(&DeviceSignal::PasscodeRemoved)
+        .expect("passcode removed");
+    assert!(!status.passcode_set);
+    assert_eq!(deleted, vec![(a.clone(), passcode_item.clone())]);
+    assert!(gated.get(&a, &passcode_item).expect("get").is_none());
+    assert!(matches!(
+        gated.set(
+            &a,
+            &passcode_item,
+            &SecretString::from("again"),
+            KeychainAccessible::WhenPasscodeSetThisDeviceOnly
+        ),
+        Err(BackendError::PasscodeNotSet)
+    ));
+    Box::new(gated).close().expect("close");
+    let mut backend = open().expect("reopen");
+    assert!(
+        backend.get(&a, &passcode_item).expect("get").is_none(),
+        "the deletion was durable"
+    );
+    backend.close().expect("close");
+}

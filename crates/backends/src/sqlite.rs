@@ -871,6 +871,14 @@ impl Reader for SqliteReader {
         }
     }
 
+    fn contains(&mut self, project: &ProjectScope, name: &ItemName) -> Result<bool, BackendError> {
+        match read_item(&self.conn, self.sealer.as_mut(), &self.path, project, name) {
+            Ok(Found::Item(_)) | Err(BackendError::Locked { .. }) => Ok(true),
+            Ok(Found::Absent | Found::KeyGone) => Ok(false),
+            Err(err) => Err(err),
+        }
+    }
+
     fn list_keys(
         &mut self,
         project: &ProjectScope,
@@ -964,6 +972,15 @@ impl<S: RowSealer> Backend for SealedStore<S> {
                 self.delete(project, name)?;
                 Ok(None)
             }
+        }
+    }
+
+    /// An item that exists but is locked exists: asking does not need its key.
+    fn contains(&mut self, project: &ProjectScope, name: &ItemName) -> Result<bool, BackendError> {
+        match self.get(project, name) {
+            Ok(found) => Ok(found.is_some()),
+            Err(BackendError::Locked { .. }) => Ok(true),
+            Err(err) => Err(err),
         }
     }
 
@@ -1420,6 +1437,164 @@ mod tests {
             || Ok(Box::new(SqliteBackend::open(&f.config)?)),
             &mut faults,
         );
+    }
+
+    #[test]
+    fn device_state_conformance() {
+        let f = fixture();
+        crate::conformance::run_device_states(|| Ok(Box::new(SqliteBackend::open(&f.config)?)));
+    }
+
+    fn locked_state() -> DeviceStatus {
+        DeviceStatus {
+            lock: crate::LockState::Locked,
+            passcode_set: true,
+        }
+    }
+
+    fn set_class(backend: &mut SqliteBackend, key: &str, class: KeychainAccessible) {
+        backend
+            .set(&scope("p"), &item(key), &SecretString::from(format!("value of {key}")), class)
+            .expect("set");
+    }
+
+    /// Below the policy layer: the backend itself, and its reader thread, cannot open a
+    /// WHEN_UNLOCKED row once the device locked, because its data key is gone from memory.
+    #[test]
+    fn a_locked_devices_when_unlocked_rows_cannot_be_opened_below_the_policy() {
+        let f = fixture();
+        let mut backend = SqliteBackend::open(&f.config).expect("open");
+        set_class(&mut backend, "wu", KeychainAccessible::WhenUnlocked);
+        set_class(&mut backend, "afu", KeychainAccessible::AfterFirstUnlock);
+        let mut reader = backend.reader().expect("reader").expect("a reader");
+        backend.device_changed(locked_state(), None).expect("lock");
+        assert!(!backend.store.sealer.keys.is_loaded(Availability::WhenUnlocked));
+        assert!(matches!(
+            backend.get(&scope("p"), &item("wu")),
+            Err(BackendError::Locked { .. })
+        ));
+        assert!(matches!(
+            reader.get(&scope("p"), &item("wu")),
+            Err(BackendError::Locked { .. })
+        ));
+        assert!(backend.get(&scope("p"), &item("afu")).expect("afu").is_some());
+        assert!(matches!(
+            backend.set(
+                &scope("p"),
+                &item("wu2"),
+                &SecretString::from("x"),
+                KeychainAccessible::WhenUnlockedThisDeviceOnly
+            ),
+            Err(BackendError::Locked { .. })
+        ));
+        backend.device_changed(DeviceStatus::UNLOCKED, None).expect("unlock");
+        assert!(reader.get(&scope("p"), &item("wu")).expect("wu").is_some());
+    }
+
+    /// With a host unlock secret, the keys of the groups that need an unlocked device are wrapped
+    /// by it too: the database and the master key file together no longer open those rows.
+    #[test]
+    fn keys_bound_to_an_unlock_secret_need_it_after_a_restart() {
+        let f = fixture();
+        let secret = SecretString::from("derived-from-the-user-credential");
+        let mut backend = SqliteBackend::open(&f.config).expect("open");
+        set_class(&mut backend, "wu", KeychainAccessible::WhenUnlocked);
+        set_class(&mut backend, "always", KeychainAccessible::Always);
+        backend
+            .device_changed(DeviceStatus::UNLOCKED, Some(&secret))
+            .expect("the first secret binds the keys");
+        Box::new(backend).close().expect("close");
+
+        let mut backend = SqliteBackend::open(&f.config).expect("reopen");
+        assert!(
+            !backend.store.sealer.keys.is_loaded(Availability::WhenUnlocked),
+            "a bound key is not loaded at open"
+        );
+        assert!(matches!(
+            backend.get(&scope("p"), &item("wu")),
+            Err(BackendError::Locked { .. })
+        ));
+        assert!(backend.get(&scope("p"), &item("always")).expect("always").is_some());
+        assert!(matches!(
+            backend.device_changed(DeviceStatus::UNLOCKED, None),
+            Err(BackendError::UnlockSecretRequired)
+        ));
+        assert!(matches!(
+            backend.device_changed(DeviceStatus::UNLOCKED, Some(&SecretString::from("guess"))),
+            Err(BackendError::WrongUnlockSecret)
+        ));
+        assert!(!backend.store.sealer.keys.is_loaded(Availability::WhenUnlocked));
+        backend
+            .device_changed(DeviceStatus::UNLOCKED, Some(&secret))
+            .expect("the right secret");
+        assert_eq!(
+            backend
+                .get(&scope("p"), &item("wu"))
+                .expect("get")
+                .expect("item")
+                .value
+                .expose_secret(),
+            "value of wu"
+        );
+    }
+
+    #[test]
+    fn rotation_replaces_the_key_and_keeps_every_item() {
+        let f = fixture();
+        let mut backend = SqliteBackend::open(&f.config).expect("open");
+        for (i, class) in KeychainAccessible::ALL.into_iter().enumerate() {
+            set_class(&mut backend, &format!("k{i}"), class);
+        }
+        let old = std::fs::read(&f.config.key_file).expect("old key");
+        backend.rotate_master_key().expect("rotate");
+        let new = std::fs::read(&f.config.key_file).expect("new key");
+        assert_ne!(old, new, "a new key is in place");
+        assert!(!keyfile::next_path(&f.config.key_file).exists());
+        put(&mut backend, "after", "written after the rotation");
+        Box::new(backend).close().expect("close");
+        let mut backend = SqliteBackend::open(&f.config).expect("reopen with the new key");
+        for i in 0..KeychainAccessible::ALL.len() {
+            assert!(backend.get(&scope("p"), &item(&format!("k{i}"))).expect("get").is_some());
+        }
+        Box::new(backend).close().expect("close");
+        // The old key no longer opens the database.
+        std::fs::write(&f.config.key_file, &old).expect("put the old key back");
+        assert!(matches!(
+            SqliteBackend::open(&f.config),
+            Err(BackendError::WrongMasterKey { .. })
+        ));
+    }
+
+    #[test]
+    fn an_interrupted_rotation_is_finished_or_discarded_at_open() {
+        let f = fixture();
+        let mut backend = SqliteBackend::open(&f.config).expect("open");
+        put(&mut backend, "k", "v");
+        let old = std::fs::read(&f.config.key_file).expect("old key");
+        backend.rotate_master_key().expect("rotate");
+        Box::new(backend).close().expect("close");
+        let new = std::fs::read(&f.config.key_file).expect("new key");
+        let next = keyfile::next_path(&f.config.key_file);
+        let private = |path: &Path, bytes: &[u8]| {
+            std::fs::write(path, bytes).expect("write");
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        };
+
+        // Crashed after the commit, before the new key replaced the old file: finished at open.
+        private(&f.config.key_file, &old);
+        private(&next, &new);
+        let mut backend = SqliteBackend::open(&f.config).expect("open finishes the rotation");
+        assert!(backend.get(&scope("p"), &item("k")).expect("get").is_some());
+        assert_eq!(std::fs::read(&f.config.key_file).expect("key"), new);
+        assert!(!next.exists());
+        Box::new(backend).close().expect("close");
+
+        // Crashed before the commit: the new key was never used and is discarded.
+        private(&next, &[7u8; 32]);
+        let mut backend = SqliteBackend::open(&f.config).expect("open discards the stale key");
+        assert!(backend.get(&scope("p"), &item("k")).expect("get").is_some());
+        assert_eq!(std::fs::read(&f.config.key_file).expect("key"), new);
+        assert!(!next.exists());
     }
 
     #[test]

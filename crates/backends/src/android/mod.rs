@@ -284,6 +284,15 @@ mod desktop_tests {
     }
 
     #[test]
+    fn device_state_conformance() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = config(dir.path());
+        crate::conformance::run_device_states(|| {
+            Ok(Box::new(AndroidKeystoreBackend::open(jvm(), &config)?))
+        });
+    }
+
+    #[test]
     fn deleting_a_project_deletes_its_keys_and_no_others() {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = config(dir.path());
