@@ -133,6 +133,19 @@ fn changes_of(write: &Write, applied: Applied) -> Option<(&ProjectScope, Vec<Raw
         (Write::Batch { project, changes }, _) => {
             Some((project, changes.iter().map(change).collect()))
         }
+        // Every item of an import is announced as set, the ones it kept (it never overwrites
+        // without `replace`) too: an event says an item may have changed, so read it.
+        (Write::Import { project, items, .. }, Applied::Imported(report))
+            if report.added + report.replaced + report.skipped > 0 =>
+        {
+            Some((
+                project,
+                items
+                    .iter()
+                    .map(|(name, _, _)| (Some(&name.service), Some(&name.key), ChangeKind::Set))
+                    .collect(),
+            ))
+        }
         // A project's removal ends its connections; a clear that found nothing changed nothing.
         _ => None,
     }

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use securestore_proto::DeviceStatus;
 use securestore_proto::limits::DEFAULT_MAX_VALUE_BYTES;
 
 use crate::registry::{Policy, Registry};
@@ -36,6 +37,10 @@ pub struct Config {
     pub policy: Policy,
     /// Registered projects and their token hashes. Keep a clone to register projects from the host.
     pub registry: Arc<Registry>,
+    /// The device state at start. A Linux daemon that no host signals keeps the default, unlocked
+    /// with a passcode, so every class is available; an embedding app starts before the first
+    /// unlock and signals its lock callbacks (see `docs/security.md`).
+    pub device: DeviceStatus,
 }
 
 impl Default for Config {
@@ -51,6 +56,7 @@ impl Default for Config {
             drain_timeout: Duration::from_secs(5),
             policy: Policy::Open,
             registry: Arc::new(Registry::in_memory()),
+            device: DeviceStatus::UNLOCKED,
         }
     }
 }

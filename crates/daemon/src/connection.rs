@@ -319,6 +319,24 @@ async fn answer_admin<S: AsyncRead + AsyncWrite + Socket + Unpin>(
                 .await
                 .map(|token| AdminAnswer::Added { token })
         }
+        AdminRequest::Device(signal) => shared
+            .store
+            .device(Some(signal))
+            .await
+            .map(AdminAnswer::Device)
+            .map_err(crate::error::to_wire),
+        AdminRequest::DeviceStatus => shared
+            .store
+            .device(None)
+            .await
+            .map(AdminAnswer::Device)
+            .map_err(crate::error::to_wire),
+        AdminRequest::RotateKey => shared
+            .store
+            .rotate_key()
+            .await
+            .map(|()| AdminAnswer::Rotated)
+            .map_err(crate::error::to_wire),
     };
     let reply = match answer {
         Ok(answer) => HelloReply::Admin(answer),

@@ -40,6 +40,20 @@ pub(crate) fn to_wire(err: impl Into<Failure>) -> ServiceError {
             tracing::error!("storage full: a write was refused");
             ServiceError::StorageFull
         }
+        BackendError::Locked { service, key } => {
+            tracing::debug!(%service, %key, "an item is unavailable while the device is locked");
+            ServiceError::Locked { service, key }
+        }
+        BackendError::PasscodeNotSet => ServiceError::PasscodeNotSet,
+        BackendError::Unsupported(what) => ServiceError::Unsupported {
+            what: what.to_owned(),
+        },
+        err @ (BackendError::WrongUnlockSecret | BackendError::UnlockSecretRequired) => {
+            tracing::warn!(error = %err, "an unlock was refused");
+            ServiceError::Refused {
+                reason: err.to_string(),
+            }
+        }
         err @ BackendError::OutcomeUnknown { .. } => {
             tracing::error!(error = %err, "a write's outcome is unknown after an I/O error");
             ServiceError::OutcomeUnknown

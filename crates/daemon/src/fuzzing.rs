@@ -36,6 +36,7 @@ impl Harness {
             .enable_all()
             .build()
             .expect("runtime");
+        let backend = securestore_backends::Gated::new(backend, config.device).expect("gate");
         let (store, threads) = store::spawn(backend).expect("storage threads");
         Self {
             runtime,

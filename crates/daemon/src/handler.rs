@@ -5,13 +5,14 @@ use std::sync::Arc;
 
 use securestore_backends::{Action, Applied, Change, Expect, ItemName, ProjectScope, Write};
 use securestore_proto::limits::{
-    MAX_BATCH_OPS, MAX_KEY_BYTES, MAX_LIST_NAMES, MAX_WATCH_WAIT_MILLIS,
+    MAX_BATCH_OPS, MAX_EXPORT_ITEMS, MAX_KEY_BYTES, MAX_LIST_NAMES, MAX_WATCH_WAIT_MILLIS,
     MAX_WATCHERS_PER_CONNECTION,
 };
 use securestore_proto::tarpc::context::Context;
 use securestore_proto::{
-    BatchOp, DeleteOptions, Events, GetOptions, Item, Key, Page, SecretString, SecureStore,
-    ServiceError, ServiceName, SetOptions, WatchFilter,
+    BatchOp, DeleteOptions, Events, ExportPage, ExportedItem, GetOptions, ImportReport, Item,
+    ItemRef, Key, Page, SecretString, SecureStore, ServiceError, ServiceName, SetOptions,
+    WatchFilter,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -343,6 +344,80 @@ impl SecureStore for Handler {
         }
     }
 
+    async fn export(
+        self,
+        _: Context,
+        service: Option<String>,
+        after: Option<ItemRef>,
+    ) -> Result<ExportPage, ServiceError> {
+        let Self { bound, turn } = self;
+        turn.wait().await;
+        bound.admit()?;
+        let service = service
+            .as_deref()
+            .map(|service| ServiceName::parse(Some(service)))
+            .transpose()?;
+        let after = after.as_ref().map(item_ref).transpose()?;
+        tracing::debug!("export");
+        let query = Query::Export {
+            service,
+            after,
+            limit: MAX_EXPORT_ITEMS + 1,
+        };
+        match bound.query(turn, query).await? {
+            Found::Exported(found) => Ok(export_page(found, bound.max_value_bytes as usize)),
+            other => Err(to_wire(mismatch(&other))),
+        }
+    }
+
+    async fn import(
+        self,
+        _: Context,
+        items: Vec<ExportedItem>,
+        replace: bool,
+    ) -> Result<ImportReport, ServiceError> {
+        let Self { bound, turn } = self;
+        if items.len() > MAX_EXPORT_ITEMS {
+            return Err(ServiceError::TooLarge {
+                what: format!(
+                    "{} items in one import; the limit is {MAX_EXPORT_ITEMS}",
+                    items.len()
+                ),
+            });
+        }
+        let mut parsed = Vec::with_capacity(items.len());
+        for item in items {
+            if item.accessible.this_device_only() {
+                return Err(ServiceError::Refused {
+                    reason: format!(
+                        "'{}' under keychainService '{}' is {}: such items never leave their device, so no export carries them",
+                        item.key, item.service, item.accessible
+                    ),
+                });
+            }
+            let name = item_ref(&ItemRef {
+                service: item.service,
+                key: item.key,
+            })?;
+            bound.check_size(&item.value)?;
+            parsed.push((name, item.value, item.accessible));
+        }
+        turn.wait().await;
+        bound.admit()?;
+        tracing::debug!(items = parsed.len(), replace, "import");
+        let write = Write::Import {
+            project: bound.scope(),
+            items: parsed,
+            replace,
+        };
+        match bound.write(turn, write).await? {
+            Applied::Imported(report) => Ok(report),
+            other => Err(ServiceError::Storage {
+                message: format!("an import was answered with {other:?}"),
+            }),
+        }
+    }
+
     async fn clear(self, _: Context, service: Option<String>) -> Result<u64, ServiceError> {
         let Self { bound, turn } = self;
         turn.wait().await;
@@ -556,8 +631,47 @@ impl Bound {
 fn applied(applied: Applied) -> Result<(), ServiceError> {
     match applied {
         Applied::Conflict { .. } => Err(ServiceError::Conflict),
-        Applied::Done | Applied::Cleared(_) => Ok(()),
+        Applied::Done | Applied::Cleared(_) | Applied::Imported(_) => Ok(()),
     }
+}
+
+/// An item reference from the wire, parsed.
+fn item_ref(at: &ItemRef) -> Result<ItemName, ServiceError> {
+    Ok(ItemName {
+        service: ServiceName::parse(Some(&at.service))?,
+        key: Key::parse(&at.key)?,
+    })
+}
+
+/// Fills one export page from `found` (at most `MAX_EXPORT_ITEMS + 1` items): up to
+/// `MAX_EXPORT_ITEMS` items and `budget` bytes, at least one; `next` is set when items remain.
+fn export_page(found: Vec<securestore_backends::Exported>, budget: usize) -> ExportPage {
+    let total = found.len();
+    let mut page = ExportPage::default();
+    let mut used = 0;
+    for exported in found {
+        let item = ExportedItem {
+            service: exported.name.service.as_str().to_owned(),
+            key: exported.name.key.as_str().to_owned(),
+            value: exported.item.value,
+            accessible: exported.item.accessible,
+            written_at: exported.written_at,
+        };
+        if !page.items.is_empty()
+            && (used + item.size() > budget || page.items.len() == MAX_EXPORT_ITEMS)
+        {
+            break;
+        }
+        used += item.size();
+        page.items.push(item);
+    }
+    if page.items.len() < total {
+        page.next = page.items.last().map(|last| ItemRef {
+            service: last.service.clone(),
+            key: last.key.clone(),
+        });
+    }
+    page
 }
 
 /// A clear's answer: how many items it deleted.

@@ -90,6 +90,16 @@ struct Args {
     #[arg(long, value_name = "MS", default_value_t = Config::default().frame_timeout.as_millis() as u64,
           value_parser = clap::value_parser!(u64).range(10..=600_000), hide_short_help = true)]
     frame_timeout_ms: u64,
+
+    /// Device state at start: `unlocked` (every class available; right for a desktop daemon no host
+    /// signals), `locked` or `before-first-unlock` (for a host that sends `securestore device
+    /// unlock`)
+    #[arg(long, value_name = "STATE", default_value = "unlocked")]
+    device_state: securestore_proto::LockState,
+
+    /// Whether the device has a passcode at start (WHEN_PASSCODE_SET_THIS_DEVICE_ONLY items need one)
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
+    passcode: bool,
 }
 
 /// `$VAR/securestore`, or `~/<fallback>/securestore` when the variable is unset or empty.
@@ -179,6 +189,10 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         frame_timeout: Duration::from_millis(args.frame_timeout_ms),
         policy: args.policy,
         registry: Arc::new(registry),
+        device: securestore_proto::DeviceStatus {
+            lock: args.device_state,
+            passcode_set: args.passcode,
+        },
         ..Config::default()
     };
     tracing::info!(

@@ -58,6 +58,8 @@ pub(crate) async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     crate::panics::install();
+    let backend = securestore_backends::Gated::new(backend, config.device)
+        .context("cannot apply the device state to the store")?;
     let (store, storage_threads) =
         store::spawn(backend).context("cannot start the storage threads")?;
     let token = CancellationToken::new();

@@ -21,7 +21,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 
 use securestore_backends::{
-    Applied, Backend, BackendError, Item, ItemName, Key, ProjectScope, Reader, ServiceName, Write,
+    Applied, Backend, BackendError, DeviceSignal, DeviceStatus, Exported, Gated, Item, ItemName,
+    Key, ProjectScope, Reader, ServiceName, Write,
 };
 use tokio::sync::{Notify, mpsc, oneshot};
 
@@ -56,6 +57,12 @@ pub(crate) enum Query {
         after: Option<ServiceName>,
         limit: usize,
     },
+    /// [`Backend::export`]; served by the owner only.
+    Export {
+        service: Option<ServiceName>,
+        after: Option<ItemName>,
+        limit: usize,
+    },
 }
 
 /// What a [`Query`] found.
@@ -65,6 +72,7 @@ pub(crate) enum Found {
     Contains(bool),
     Keys(Vec<Key>),
     Services(Vec<ServiceName>),
+    Exported(Vec<Exported>),
 }
 
 impl Query {
@@ -84,6 +92,16 @@ impl Query {
             Self::Services { after, limit } => {
                 Found::Services(backend.list_services(project, after.as_ref(), limit)?)
             }
+            Self::Export {
+                service,
+                after,
+                limit,
+            } => Found::Exported(backend.export(
+                project,
+                service.as_ref(),
+                after.as_ref(),
+                limit,
+            )?),
         })
     }
 
@@ -102,6 +120,12 @@ impl Query {
             } => Found::Keys(reader.list_keys(project, &service, after.as_ref(), limit)?),
             Self::Services { after, limit } => {
                 Found::Services(reader.list_services(project, after.as_ref(), limit)?)
+            }
+            // Never sent here: `submit_query` sends exports to the owner.
+            Self::Export { .. } => {
+                return Err(BackendError::Internal(
+                    "an export reached the reader".to_owned(),
+                ));
             }
         })
     }
@@ -124,6 +148,13 @@ enum Command {
         /// The connection's right to the project, checked again as the owner takes the write.
         admission: Option<Admission>,
     },
+    /// A device signal (or, with `None`, a question for the state), in order with the writes.
+    Device {
+        signal: Option<DeviceSignal>,
+        reply: Reply<DeviceStatus>,
+    },
+    /// [`Backend::rotate_master_key`].
+    RotateKey { reply: Reply<()> },
 }
 
 /// A connection's admission to its project, as the owner re-checks it when it takes each write.
@@ -148,7 +179,8 @@ impl Admission {
             | Write::DeleteProject { project }
             | Write::Clear { project, .. }
             | Write::Change { project, .. }
-            | Write::Batch { project, .. } => project,
+            | Write::Batch { project, .. }
+            | Write::Import { project, .. } => project,
         };
         self.registry
             .still_admits(project.project(), self.token_hash.as_ref())
@@ -284,7 +316,7 @@ pub(crate) struct StoreHandle {
 /// Starts the owner thread on `backend`, and a reader thread if the backend offers a reader. Join the
 /// returned threads after dropping every handle; the owner closes the backend before it ends.
 pub(crate) fn spawn(
-    mut backend: Box<dyn Backend>,
+    mut backend: Gated,
 ) -> std::io::Result<(StoreHandle, Vec<JoinHandle<()>>)> {
     let stats = Arc::new(Stats::default());
     let (writes, write_queue) = mpsc::channel(QUEUE_DEPTH);
@@ -334,7 +366,7 @@ fn contained(work: impl FnOnce()) {
 }
 
 fn own(
-    mut backend: Box<dyn Backend>,
+    mut backend: Gated,
     mut queue: mpsc::Receiver<Command>,
     stats: &Stats,
     changes: &Hub,
@@ -370,10 +402,30 @@ fn own(
                     reply,
                     _unsettled,
                 } => {
-                    commit(backend.as_mut(), &mut pending, stats, changes);
+                    commit(&mut backend, &mut pending, stats, changes);
                     contained(|| {
-                        let found = query.on_backend(backend.as_mut(), &project);
+                        let found = query.on_backend(&mut backend, &project);
                         let _ = reply.send(found.map_err(Failure::from));
+                    });
+                }
+                // A state change takes effect after the writes before it and before those after.
+                Command::Device { signal, reply } => {
+                    commit(&mut backend, &mut pending, stats, changes);
+                    contained(|| {
+                        let answer = match signal {
+                            None => Ok(backend.status()),
+                            Some(signal) => backend.signal(&signal).map(|(status, deleted)| {
+                                announce_deletions(changes, deleted);
+                                status
+                            }),
+                        };
+                        let _ = reply.send(answer.map_err(Failure::from));
+                    });
+                }
+                Command::RotateKey { reply } => {
+                    commit(&mut backend, &mut pending, stats, changes);
+                    contained(|| {
+                        let _ = reply.send(backend.rotate_master_key().map_err(Failure::from));
                     });
                 }
             }
@@ -384,15 +436,26 @@ fn own(
                 None
             };
         }
-        commit(backend.as_mut(), &mut pending, stats, changes);
+        commit(&mut backend, &mut pending, stats, changes);
     }
     let name = backend.name();
-    match backend.close() {
+    match Box::new(backend).close() {
         Ok(()) => tracing::info!(backend = name, "store closed cleanly"),
         Err(err) => {
             tracing::error!(backend = name, error = %anyhow::Error::from(err), "closing the store failed")
         }
     }
+}
+
+/// Tells watchers of the items a device signal deleted (a removed passcode), as deletes.
+fn announce_deletions(changes: &Hub, deleted: Vec<(ProjectScope, ItemName)>) {
+    let writes: Vec<Write> = deleted
+        .into_iter()
+        .map(|(project, name)| Write::Delete { project, name })
+        .collect();
+    let results: Vec<Result<Applied, BackendError>> =
+        writes.iter().map(|_| Ok(Applied::Done)).collect();
+    changes.publish(&writes, &results);
 }
 
 /// A write taken from the queue, with its answer and the guard that keeps it unsettled.
@@ -445,13 +508,24 @@ fn read(mut reader: Box<dyn Reader>, mut queue: mpsc::Receiver<Command>) {
                 let found = query.on_reader(reader.as_mut(), &project);
                 let _ = reply.send(found.map_err(Failure::from));
             }),
-            Command::Write { reply, .. } => {
-                // Never sent here: writes always go to the owner.
-                let _ = reply.send(Err(Failure::Backend(BackendError::Internal(
-                    "a write reached the reader".to_owned(),
-                ))));
-            }
+            // Never sent here: writes and device commands always go to the owner.
+            other => refuse_on_reader(other),
         }
+    }
+}
+
+/// Answers a command that only the owner serves and that reached the reader (a bug).
+fn refuse_on_reader(command: Command) {
+    let bug = || {
+        Failure::Backend(BackendError::Internal(
+            "a command for the storage owner reached the reader".to_owned(),
+        ))
+    };
+    match command {
+        Command::Get { reply, .. } => drop(reply.send(Err(bug()))),
+        Command::Write { reply, .. } => drop(reply.send(Err(bug()))),
+        Command::Device { reply, .. } => drop(reply.send(Err(bug()))),
+        Command::RotateKey { reply } => drop(reply.send(Err(bug()))),
     }
 }
 
@@ -518,7 +592,8 @@ impl StoreHandle {
         query: Query,
         unsettled: &Unsettled,
     ) -> Result<Answer<Found>, Failure> {
-        let (queue, guard) = if unsettled.any_writes() {
+        let owner_only = matches!(query, Query::Export { .. });
+        let (queue, guard) = if owner_only || unsettled.any_writes() {
             (&self.writes, None)
         } else {
             (&self.reads, Some(unsettled.read_guard()))
@@ -530,6 +605,23 @@ impl StoreHandle {
             _unsettled: guard,
         })
         .await
+    }
+
+    /// Sends a device signal (or asks for the state, with `None`) to the owner, in order with the
+    /// writes, and waits for the state it leads to.
+    pub(crate) async fn device(&self, signal: Option<DeviceSignal>) -> Result<DeviceStatus, Failure> {
+        Self::submit(&self.writes, |reply| Command::Device { signal, reply })
+            .await?
+            .wait()
+            .await
+    }
+
+    /// Rotates the master key on the owner, after the writes queued before it.
+    pub(crate) async fn rotate_key(&self) -> Result<(), Failure> {
+        Self::submit(&self.writes, |reply| Command::RotateKey { reply })
+            .await?
+            .wait()
+            .await
     }
 
     /// Empties a project (for the registry's removal), and waits until that is durable.
@@ -646,8 +738,12 @@ mod tests {
             sync,
             held_reads: None,
         };
-        let (store, threads) = spawn(Box::new(backend)).expect("spawn");
+        let (store, threads) = spawn(gated(backend)).expect("spawn");
         (store, threads, batches)
+    }
+
+    fn gated(backend: impl Backend + 'static) -> Gated {
+        Gated::new(Box::new(backend), DeviceStatus::UNLOCKED).expect("gate")
     }
 
     fn item(key: &str) -> (ProjectScope, ItemName) {
@@ -836,7 +932,7 @@ mod tests {
         let backend = Stuck {
             release: Arc::new(Mutex::new(released)),
         };
-        let (store, threads) = spawn(Box::new(backend)).expect("spawn");
+        let (store, threads) = spawn(gated(backend)).expect("spawn");
         let writer = {
             let store = store.clone();
             tokio::spawn(async move { set(&store, "slow").await })
@@ -863,7 +959,7 @@ mod tests {
         let backend = Stuck {
             release: Arc::new(Mutex::new(released)),
         };
-        let (store, threads) = spawn(Box::new(backend)).expect("spawn");
+        let (store, threads) = spawn(gated(backend)).expect("spawn");
         let mine = Unsettled::default();
         let write = store
             .submit_write(set_write("k"), &mine, open())
@@ -1001,7 +1097,7 @@ mod tests {
             sync: Duration::ZERO,
             held_reads: Some(Arc::new(Mutex::new(released))),
         };
-        let (store, threads) = spawn(Box::new(backend)).expect("spawn");
+        let (store, threads) = spawn(gated(backend)).expect("spawn");
         let mine = Unsettled::default();
         let (project, name) = item("k");
         let held_get = store

@@ -49,6 +49,11 @@ pub const MAX_WATCH_WAIT_MILLIS: u32 = 30_000;
 /// Most operations in one `write_batch`. Their keys, services and values together must also fit the
 /// daemon's value limit (`--max-value-bytes`), so the batch fits one frame.
 pub const MAX_BATCH_OPS: usize = 128;
+
+/// Most items in one export page or one import request. With their bytes bounded by the value
+/// limit (the daemon and the client fill a page or a request up to `max_value_bytes` of names and
+/// values, at least one item), a page fits one frame.
+pub const MAX_EXPORT_ITEMS: usize = 64;
 /// Room in a request frame for everything but the value: the tarpc envelope (request id, deadline,
 /// trace context), the key, the service and the enum tags, with ample slack.
 const REQUEST_OVERHEAD: usize = MAX_KEY_BYTES + MAX_SERVICE_BYTES + 2 * 1024 + BATCH_OVERHEAD;
