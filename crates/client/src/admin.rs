@@ -8,7 +8,7 @@
 use std::path::Path;
 
 use securestore_proto::handshake::{AdminAnswer, AdminRequest, Hello, HelloReply};
-use securestore_proto::{ProjectId, SecretString};
+use securestore_proto::{DeviceSignal, DeviceStatus, ProjectId, SecretString};
 
 use crate::client::greet;
 use crate::{ConnectOptions, Error};
@@ -37,6 +37,8 @@ fn unexpected(answer: &AdminAnswer) -> Error {
         AdminAnswer::Added { .. } => "added",
         AdminAnswer::Removed { .. } => "removed",
         AdminAnswer::Projects(_) => "projects",
+        AdminAnswer::Device(_) => "device",
+        AdminAnswer::Rotated => "rotated",
     };
     Error::Protocol(format!("unexpected registry answer '{kind}'"))
 }
@@ -118,6 +120,51 @@ pub async fn list_projects(
 ) -> Result<Vec<String>, Error> {
     match ask(socket.as_ref(), AdminRequest::ListProjects, options).await? {
         AdminAnswer::Projects(projects) => Ok(projects),
+        other => Err(unexpected(&other)),
+    }
+}
+
+/// Signals a change of device state (the host's lock callbacks, or `securestore device …`); returns
+/// the state it led to. Taken in order with the writes before and after it. Only the daemon's own
+/// uid or root may send one.
+///
+/// # Errors
+/// [`securestore_proto::ServiceError::Refused`] for a wrong or missing unlock secret (the state
+/// does not change); storage and transport failures.
+pub async fn device_signal(
+    socket: impl AsRef<Path>,
+    signal: DeviceSignal,
+    options: &ConnectOptions,
+) -> Result<DeviceStatus, Error> {
+    match ask(socket.as_ref(), AdminRequest::Device(signal), options).await? {
+        AdminAnswer::Device(status) => Ok(status),
+        other => Err(unexpected(&other)),
+    }
+}
+
+/// The daemon's current device state.
+///
+/// # Errors
+/// Transport failures, or a refusal.
+pub async fn device_status(
+    socket: impl AsRef<Path>,
+    options: &ConnectOptions,
+) -> Result<DeviceStatus, Error> {
+    match ask(socket.as_ref(), AdminRequest::DeviceStatus, options).await? {
+        AdminAnswer::Device(status) => Ok(status),
+        other => Err(unexpected(&other)),
+    }
+}
+
+/// Replaces the daemon's master key (the default backend): the data keys are wrapped again under a
+/// new key, and the old key is destroyed once nothing needs it. Crash-safe at every step.
+///
+/// # Errors
+/// [`securestore_proto::ServiceError::Unsupported`] on a platform keystore backend; storage and
+/// transport failures.
+pub async fn rotate_key(socket: impl AsRef<Path>, options: &ConnectOptions) -> Result<(), Error> {
+    match ask(socket.as_ref(), AdminRequest::RotateKey, options).await? {
+        AdminAnswer::Rotated => Ok(()),
         other => Err(unexpected(&other)),
     }
 }

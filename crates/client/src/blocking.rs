@@ -193,4 +193,24 @@ impl Client {
     pub fn unwatch(&self, watcher: u64) -> Result<(), Error> {
         self.runtime.block_on(self.inner.unwatch(watcher))
     }
+
+    /// See [`crate::Client::export`].
+    ///
+    /// # Errors
+    /// As [`crate::Client::export`].
+    pub fn export(&self, service: Option<&str>) -> Result<Vec<securestore_proto::ExportedItem>, Error> {
+        self.runtime.block_on(self.inner.export(service))
+    }
+
+    /// See [`crate::Client::import`].
+    ///
+    /// # Errors
+    /// As [`crate::Client::import`].
+    pub fn import(
+        &self,
+        items: &[securestore_proto::ExportedItem],
+        replace: bool,
+    ) -> Result<securestore_proto::ImportReport, Error> {
+        self.runtime.block_on(self.inner.import(items, replace))
+    }
 }

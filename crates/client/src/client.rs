@@ -16,13 +16,14 @@ use securestore_proto::goodbye::GoodbyeWatch;
 use securestore_proto::handshake::{
     self, Frames, Hello, HelloReply, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, Purpose,
 };
-use securestore_proto::limits::{MAX_BATCH_OPS, MAX_REQUEST_DEADLINE};
+use securestore_proto::limits::{MAX_BATCH_OPS, MAX_EXPORT_ITEMS, MAX_REQUEST_DEADLINE};
 use securestore_proto::order::Ticketer;
 use securestore_proto::tarpc::client::RpcError;
 use securestore_proto::tarpc::{self, context};
 use securestore_proto::{
-    BatchOp, DeleteOptions, Events, GetOptions, Item, Key, Page, ProjectId, SecretString,
-    SecureStoreClient, ServiceError, ServiceName, SetOptions, WatchFilter,
+    BatchOp, DeleteOptions, Events, ExportPage, ExportedItem, GetOptions, ImportReport, Item,
+    ItemRef, Key, Page, ProjectId, SecretString, SecureStoreClient, ServiceError, ServiceName,
+    SetOptions, WatchFilter,
 };
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::UnixStream;
@@ -606,6 +607,92 @@ impl Client {
             async move { rpc.delete_if(ctx, key, expected, options).await }
         })
         .await
+    }
+
+    /// One page of this project's exportable items (never a `*_THIS_DEVICE_ONLY` one), of `service`
+    /// or of all, after `after`. (Protocol 3.)
+    ///
+    /// # Errors
+    /// [`ServiceError::Locked`] when an exportable item is unavailable in the device's state; as
+    /// [`Client::contains`].
+    pub async fn export_page(
+        &self,
+        service: Option<&str>,
+        after: Option<ItemRef>,
+    ) -> Result<ExportPage, Error> {
+        if let Some(service) = service {
+            ServiceName::parse(Some(service))?;
+        }
+        self.call_since(("export", 3), |rpc| {
+            let (ctx, service, after) = (self.context(), service.map(str::to_owned), after.clone());
+            async move { rpc.export(ctx, service, after).await }
+        })
+        .await
+    }
+
+    /// Every exportable item of this project (of `service`, if given), page by page. Each page is
+    /// consistent; items written meanwhile may or may not be included.
+    ///
+    /// # Errors
+    /// As [`Client::export_page`].
+    pub async fn export(&self, service: Option<&str>) -> Result<Vec<ExportedItem>, Error> {
+        let mut items = Vec::new();
+        let mut after = None;
+        loop {
+            let page = self.export_page(service, after).await?;
+            items.extend(page.items);
+            match page.next {
+                Some(next) => after = Some(next),
+                None => return Ok(items),
+            }
+        }
+    }
+
+    /// Stores `items` (from a backup) in this project, in requests of at most
+    /// [`MAX_EXPORT_ITEMS`] items and the value limit in bytes, each all or nothing. An item that
+    /// exists is kept (counted as skipped) unless `replace`. Running it again after an interruption
+    /// finishes the job: what the first run stored is skipped (or replaced by the same value).
+    /// (Protocol 3.)
+    ///
+    /// # Errors
+    /// [`ServiceError::Refused`] for a `*_THIS_DEVICE_ONLY` item (checked before anything is sent);
+    /// [`ServiceError::Locked`]; as [`Client::contains`].
+    pub async fn import(&self, items: &[ExportedItem], replace: bool) -> Result<ImportReport, Error> {
+        if let Some(item) = items.iter().find(|i| i.accessible.this_device_only()) {
+            return Err(ServiceError::Refused {
+                reason: format!(
+                    "'{}' under keychainService '{}' is {}, which never leaves its device",
+                    item.key, item.service, item.accessible
+                ),
+            }
+            .into());
+        }
+        for item in items {
+            check(&item.key, Some(&item.service))?;
+        }
+        let mut report = ImportReport::default();
+        let budget = self.max_value_bytes as usize;
+        let mut start = 0;
+        while start < items.len() {
+            let mut end = start;
+            let mut used = 0;
+            while end < items.len()
+                && end - start < MAX_EXPORT_ITEMS
+                && (end == start || used + items[end].size() <= budget)
+            {
+                used += items[end].size();
+                end += 1;
+            }
+            let chunk = items[start..end].to_vec();
+            report += self
+                .call_since(("import", 3), |rpc| {
+                    let (ctx, chunk) = (self.context(), chunk.clone());
+                    async move { rpc.import(ctx, chunk, replace).await }
+                })
+                .await?;
+            start = end;
+        }
+        Ok(report)
     }
 
     /// Applies `ops` all or nothing, in one durable transaction. (Protocol 2.)

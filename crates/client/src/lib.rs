@@ -16,6 +16,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod backup;
 pub mod blocking;
 mod client;
 mod error;
@@ -24,6 +25,7 @@ pub use client::{Client, ConnectOptions};
 pub use error::Error;
 pub use securestore_proto::paths::{SOCKET_ENV, default_socket_path};
 pub use securestore_proto::{
-    BatchOp, ChangeEvent, ChangeKind, DEFAULT_SERVICE, DeleteOptions, Events, GetOptions, Item,
-    KeychainAccessible, Lagged, Page, SecretString, ServiceError, SetOptions, WatchFilter,
+    BatchOp, ChangeEvent, ChangeKind, DEFAULT_SERVICE, DeleteOptions, DeviceSignal, DeviceStatus,
+    Events, ExportedItem, GetOptions, ImportReport, Item, KeychainAccessible, Lagged, LockState,
+    Page, SecretString, ServiceError, SetOptions, WatchFilter,
 };

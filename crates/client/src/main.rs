@@ -18,7 +18,8 @@ use securestore_proto::limits::{MAX_TOKEN_BYTES, MAX_VALUE_BYTES_CEILING};
 /// Exit status: 0 success; 1 `get` found nothing, or `contains` found no item; 2 invalid input (key,
 /// project, service, value size, usage); 3 refused: by the daemon, or the daemon refused by this tool
 /// because it runs as another user (nothing is sent to it); 4 daemon unreachable; 5 any other
-/// failure; 6 a conditional `set` or `delete` found another value (nothing was changed).
+/// failure; 6 a conditional `set` or `delete` found another value (nothing was changed); 7 the
+/// device is locked and the item's class makes it unavailable until it is unlocked.
 #[derive(Debug, Parser)]
 #[command(name = "securestore", version)]
 struct Args {
@@ -72,6 +73,46 @@ enum Command {
         #[command(subcommand)]
         action: ProjectCommand,
     },
+    /// Signal or show the device state the accessibility classes depend on (as the daemon's own
+    /// user or root). An embedding app signals from its lock callbacks; on a desktop, these do.
+    Device {
+        #[command(subcommand)]
+        action: DeviceCommand,
+    },
+    /// Manage the daemon's master key (as the daemon's own user or root).
+    Key {
+        #[command(subcommand)]
+        action: KeyCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DeviceCommand {
+    /// Print the device state, e.g. `unlocked, passcode set`.
+    Status,
+    /// The device locked: WHEN_UNLOCKED* items become unavailable and their key is wiped from memory.
+    Lock,
+    /// The device unlocked. With --secret-file, the host's unlock secret: the first one given binds
+    /// the keys of the classes that need an unlocked device, and every later unlock must give it.
+    Unlock {
+        /// File holding the unlock secret (one trailing newline dropped)
+        #[arg(long, value_name = "FILE")]
+        secret_file: Option<PathBuf>,
+    },
+    /// The passcode was set or removed. Removing it deletes every WHEN_PASSCODE_SET_THIS_DEVICE_ONLY
+    /// item, durably.
+    Passcode {
+        /// `set` or `removed`
+        #[arg(value_parser = ["set", "removed"])]
+        change: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeyCommand {
+    /// Replace the master key: the data keys are wrapped again under a new key and the old key file
+    /// is overwritten; crash-safe at every step.
+    Rotate,
 }
 
 /// Expo's three calls, and the calls beyond them, on one project's items.
@@ -142,6 +183,30 @@ enum ItemCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Write a backup of the project's items (of --service, if given) to --output or stdout,
+    /// sealed under a passphrase (Argon2id). Items of the *_THIS_DEVICE_ONLY classes are never
+    /// exported. The passphrase is asked on the terminal (twice), or read from --passphrase-file.
+    Export {
+        /// Write the backup here (created 0600) instead of stdout
+        #[arg(long, short = 'o', value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// File holding the passphrase (one trailing newline dropped)
+        #[arg(long, value_name = "FILE")]
+        passphrase_file: Option<PathBuf>,
+    },
+    /// Restore a backup (FILE, or stdin) into the project. The file is checked whole first: a wrong
+    /// passphrase, a damaged file or a newer format imports nothing. Items that exist are kept
+    /// unless --replace. Prints `added N replaced N skipped N`.
+    Import {
+        /// The backup file [default: stdin]
+        file: Option<PathBuf>,
+        /// Overwrite items that exist (by default they are kept and counted as skipped)
+        #[arg(long)]
+        replace: bool,
+        /// File holding the passphrase (one trailing newline dropped)
+        #[arg(long, value_name = "FILE")]
+        passphrase_file: Option<PathBuf>,
+    },
     /// Delete every item of --service (of every service with --all-services), and print how many
     /// there were. Needs --yes.
     Clear {
@@ -187,6 +252,7 @@ enum Status {
     Unreachable = 4,
     Failure = 5,
     Conflict = 6,
+    Locked = 7,
 }
 
 struct Failure {
@@ -221,6 +287,8 @@ impl From<Error> for Failure {
                 | ServiceError::TooLarge { .. },
             ) => Status::InvalidInput,
             Error::Service(ServiceError::Conflict) => Status::Conflict,
+            Error::Service(ServiceError::Locked { .. }) => Status::Locked,
+            Error::Service(ServiceError::PasscodeNotSet) => Status::Refused,
             _ => Status::Failure,
         };
         Self::new(status, err.to_string())
@@ -429,6 +497,141 @@ async fn run_project_command(
     Ok(())
 }
 
+async fn run_device_command(
+    socket: &std::path::Path,
+    action: DeviceCommand,
+    options: &ConnectOptions,
+) -> Result<(), Failure> {
+    use securestore_client::DeviceSignal;
+    let signal = match action {
+        DeviceCommand::Status => None,
+        DeviceCommand::Lock => Some(DeviceSignal::Lock),
+        DeviceCommand::Unlock { secret_file } => Some(DeviceSignal::Unlock {
+            secret: secret_file.as_deref().map(read_expected).transpose()?,
+        }),
+        DeviceCommand::Passcode { change } if change == "set" => Some(DeviceSignal::PasscodeSet),
+        DeviceCommand::Passcode { .. } => Some(DeviceSignal::PasscodeRemoved),
+    };
+    let status = match signal {
+        None => admin::device_status(socket, options).await?,
+        Some(signal) => admin::device_signal(socket, signal, options).await?,
+    };
+    print(format!("{status}\n"))
+}
+
+/// The most a backup file may hold (the format's own bound).
+const MAX_BACKUP_FILE: u64 = securestore_proto::backup::MAX_BACKUP_BYTES as u64;
+
+/// Reads a backup from `path`, or stdin.
+fn read_backup(path: Option<&std::path::Path>) -> Result<Vec<u8>, Failure> {
+    let mut bytes = Vec::new();
+    let read = match path {
+        Some(path) => std::fs::File::open(path)
+            .and_then(|file| file.take(MAX_BACKUP_FILE + 1).read_to_end(&mut bytes)),
+        None => std::io::stdin()
+            .lock()
+            .take(MAX_BACKUP_FILE + 1)
+            .read_to_end(&mut bytes),
+    };
+    let from = path.map_or("stdin".to_owned(), |p| p.display().to_string());
+    read.map_err(|e| Failure::new(Status::InvalidInput, format!("cannot read {from}: {e}")))?;
+    Ok(bytes)
+}
+
+/// Writes a sealed backup to `path` (created 0600, never through a symbolic link, never over an
+/// existing file) or stdout.
+fn write_backup(path: Option<&std::path::Path>, sealed: &[u8]) -> Result<(), Failure> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let Some(path) = path else {
+        let mut stdout = std::io::stdout().lock();
+        return stdout
+            .write_all(sealed)
+            .and_then(|()| stdout.flush())
+            .map_err(|e| Failure::new(Status::Failure, format!("cannot write to stdout: {e}")));
+    };
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|mut file| {
+            file.write_all(sealed)?;
+            file.sync_all()
+        })
+        .map_err(|e| {
+            Failure::new(
+                Status::Failure,
+                format!("cannot write the backup to {}: {e}", path.display()),
+            )
+        })
+}
+
+/// The backup passphrase: from `file`, or asked on the terminal without echo (twice, to confirm,
+/// when making a backup).
+fn read_passphrase(
+    file: Option<&std::path::Path>,
+    confirm: bool,
+) -> Result<SecretString, Failure> {
+    let passphrase = match file {
+        Some(path) => read_expected(path)?,
+        None => {
+            let first = ask_without_echo("Backup passphrase: ")?;
+            if confirm {
+                let again = ask_without_echo("Repeat the passphrase: ")?;
+                if again.expose_secret() != first.expose_secret() {
+                    return Err(Failure::new(
+                        Status::InvalidInput,
+                        "the passphrases differ",
+                    ));
+                }
+            }
+            first
+        }
+    };
+    if passphrase.is_empty() {
+        return Err(Failure::new(Status::InvalidInput, "the passphrase is empty"));
+    }
+    Ok(passphrase)
+}
+
+/// Asks on the controlling terminal with echo off, as `ssh-keygen` does; restores the terminal.
+fn ask_without_echo(prompt: &str) -> Result<SecretString, Failure> {
+    use rustix::termios::{LocalModes, OptionalActions, tcgetattr, tcsetattr};
+    let no_tty = |e: std::io::Error| {
+        Failure::new(
+            Status::InvalidInput,
+            format!("cannot ask for the passphrase on a terminal ({e}); pass --passphrase-file"),
+        )
+    };
+    let mut tty = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/tty")
+        .map_err(no_tty)?;
+    let saved = tcgetattr(&tty).map_err(|e| no_tty(e.into()))?;
+    let mut quiet = saved.clone();
+    quiet.local_modes.remove(LocalModes::ECHO);
+    tty.write_all(prompt.as_bytes()).map_err(no_tty)?;
+    tcsetattr(&tty, OptionalActions::Flush, &quiet).map_err(|e| no_tty(e.into()))?;
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    let read = loop {
+        match tty.read(&mut byte) {
+            Ok(0) => break Ok(()),
+            Ok(_) if byte[0] == b'\n' => break Ok(()),
+            Ok(_) if line.len() < 4096 => line.push(byte[0]),
+            Ok(_) => {}
+            Err(e) => break Err(e),
+        }
+    };
+    let _ = tcsetattr(&tty, OptionalActions::Flush, &saved);
+    let _ = tty.write_all(b"\n");
+    read.map_err(no_tty)?;
+    String::from_utf8(line)
+        .map(SecretString::new)
+        .map_err(|_| Failure::new(Status::InvalidInput, "the passphrase is not UTF-8 text"))
+}
+
 async fn run(args: Args) -> Result<(), Failure> {
     let socket = args.socket.unwrap_or_else(default_socket_path);
     if !(args.timeout.is_finite() && args.timeout > 0.0) {
@@ -446,6 +649,14 @@ async fn run(args: Args) -> Result<(), Failure> {
     let command = match args.command {
         Command::Project { action } => {
             return run_project_command(&socket, action, &options).await;
+        }
+        Command::Device { action } => return run_device_command(&socket, action, &options).await,
+        Command::Key {
+            action: KeyCommand::Rotate,
+        } => {
+            admin::rotate_key(&socket, &options).await?;
+            eprintln!("securestore: the master key was replaced");
+            return Ok(());
         }
         Command::Item(command) => command,
     };
@@ -522,6 +733,47 @@ async fn run(args: Args) -> Result<(), Failure> {
                 names.iter().map(|n| format!("{n}\n")).collect()
             };
             print(out)?;
+        }
+        ItemCommand::Export {
+            output,
+            passphrase_file,
+        } => {
+            if output.is_none() && std::io::stdout().is_terminal() {
+                return Err(Failure::new(
+                    Status::InvalidInput,
+                    "a backup is binary: redirect stdout to a file, or pass --output FILE",
+                ));
+            }
+            let items = client.export(service.as_deref()).await?;
+            let passphrase = read_passphrase(passphrase_file.as_deref(), true)?;
+            let backup = securestore_proto::backup::Backup {
+                project: project.clone(),
+                service: service.clone(),
+                exported_at: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+                items,
+            };
+            let count = backup.items.len();
+            let sealed = securestore_client::backup::seal(&backup, &passphrase)
+                .map_err(|e| Failure::new(Status::Failure, e.to_string()))?;
+            write_backup(output.as_deref(), &sealed)?;
+            eprintln!("securestore: exported {count} items");
+        }
+        ItemCommand::Import {
+            file,
+            replace,
+            passphrase_file,
+        } => {
+            let sealed = read_backup(file.as_deref())?;
+            let passphrase = read_passphrase(passphrase_file.as_deref(), false)?;
+            let backup = securestore_client::backup::open(&sealed, &passphrase)
+                .map_err(|e| Failure::new(Status::InvalidInput, e.to_string()))?;
+            let report = client.import(&backup.items, replace).await?;
+            print(format!(
+                "added {} replaced {} skipped {}\n",
+                report.added, report.replaced, report.skipped
+            ))?;
         }
         ItemCommand::Clear { all_services, yes } => {
             if !yes {

@@ -6,6 +6,7 @@
 //! bound every frame. Only this crate derives serde for wire types.
 #![forbid(unsafe_code)]
 
+pub mod backup;
 pub mod codec;
 mod device;
 mod error;
