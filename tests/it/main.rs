@@ -17,6 +17,7 @@ mod cli;
 mod concurrency;
 mod consistency;
 mod crash;
+mod device;
 mod disk_full;
 mod fuzz;
 mod identity;

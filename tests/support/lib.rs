@@ -129,6 +129,19 @@ impl Daemon {
         self.extra_args = args.iter().map(|a| (*a).to_owned()).collect();
     }
 
+    /// Replaces the extra environment for the next [`Self::spawn`] (e.g. a failpoint).
+    pub fn set_env(&mut self, env: &[(&str, &str)]) {
+        self.extra_env = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+    }
+
+    /// Waits for the daemon to exit by itself (e.g. at a failpoint) and returns its status.
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        self.child.take().expect("running").wait().expect("wait")
+    }
+
     /// The socket path.
     pub fn socket(&self) -> PathBuf {
         self.dir.path().join("run/securestored.sock")

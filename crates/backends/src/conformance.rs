@@ -671,11 +671,18 @@ fn check_class_read(
             assert_eq!(found.accessible, class);
         }
         Err(BackendError::Locked { service, key }) if !status.allows(class) => {
-            assert_eq!((service.as_str(), key.as_str()), ("classes", item.key.as_str()));
+            assert_eq!(
+                (service.as_str(), key.as_str()),
+                ("classes", item.key.as_str())
+            );
         }
         other => panic!(
             "{class} in state '{status}': expected {}, got {other:?}",
-            if status.allows(class) { "its value" } else { "Locked" }
+            if status.allows(class) {
+                "its value"
+            } else {
+                "Locked"
+            }
         ),
     }
 }
@@ -696,13 +703,20 @@ pub fn run_device_states(mut open: impl FnMut() -> Result<Box<dyn Backend>, Back
     let mut gated = Gated::new(open().expect("open backend"), unlocked).expect("gate");
     for class in KeychainAccessible::ALL {
         gated
-            .set(&a, &class_item(class), &SecretString::from(format!("v-{class}")), class)
+            .set(
+                &a,
+                &class_item(class),
+                &SecretString::from(format!("v-{class}")),
+                class,
+            )
             .unwrap_or_else(|e| panic!("set {class} while unlocked: {e}"));
     }
     for class in KeychainAccessible::ALL {
         check_class_read(&mut gated, &a, class, unlocked);
     }
-    let exported = gated.export(&a, None, None, 100).expect("export while unlocked");
+    let exported = gated
+        .export(&a, None, None, 100)
+        .expect("export while unlocked");
     let mut classes: Vec<_> = exported.iter().map(|e| e.item.accessible).collect();
     classes.sort_by_key(|c| u8::from(*c));
     assert_eq!(
@@ -722,7 +736,10 @@ pub fn run_device_states(mut open: impl FnMut() -> Result<Box<dyn Backend>, Back
     let mut reader = gated.reader().expect("reader");
     for class in KeychainAccessible::ALL {
         check_class_read(&mut gated, &a, class, locked);
-        assert!(gated.contains(&a, &class_item(class)).expect("contains"), "{class} still exists");
+        assert!(
+            gated.contains(&a, &class_item(class)).expect("contains"),
+            "{class} still exists"
+        );
         if let Some(reader) = reader.as_mut() {
             let read = reader.get(&a, &class_item(class));
             assert_eq!(
@@ -735,13 +752,23 @@ pub fn run_device_states(mut open: impl FnMut() -> Result<Box<dyn Backend>, Back
     let fresh = name(Some("classes"), "fresh");
     assert!(
         matches!(
-            gated.set(&a, &fresh, &SecretString::from("x"), KeychainAccessible::WhenUnlocked),
+            gated.set(
+                &a,
+                &fresh,
+                &SecretString::from("x"),
+                KeychainAccessible::WhenUnlocked
+            ),
             Err(BackendError::Locked { .. })
         ),
         "a WHEN_UNLOCKED item cannot be stored while locked"
     );
     gated
-        .set(&a, &fresh, &SecretString::from("x"), KeychainAccessible::AfterFirstUnlock)
+        .set(
+            &a,
+            &fresh,
+            &SecretString::from("x"),
+            KeychainAccessible::AfterFirstUnlock,
+        )
         .expect("an AFTER_FIRST_UNLOCK item can be stored while locked");
     let compare = Write::Change {
         project: a.clone(),
@@ -759,21 +786,29 @@ pub fn run_device_states(mut open: impl FnMut() -> Result<Box<dyn Backend>, Back
         "a compare-and-set cannot read a locked item"
     );
     assert!(
-        matches!(gated.export(&a, None, None, 100), Err(BackendError::Locked { .. })),
+        matches!(
+            gated.export(&a, None, None, 100),
+            Err(BackendError::Locked { .. })
+        ),
         "an export never leaves a locked item out silently"
     );
     Box::new(gated).close().expect("close");
 
     // A restart: before the first unlock, then unlocked; every value survived.
-    let mut gated = Gated::new(open().expect("reopen"), DeviceStatus::BEFORE_FIRST_UNLOCK)
-        .expect("gate");
+    let mut gated =
+        Gated::new(open().expect("reopen"), DeviceStatus::BEFORE_FIRST_UNLOCK).expect("gate");
     let bfu = gated.status();
     assert_eq!(bfu.lock, LockState::BeforeFirstUnlock);
     for class in KeychainAccessible::ALL {
         check_class_read(&mut gated, &a, class, bfu);
     }
     assert!(matches!(
-        gated.set(&a, &fresh, &SecretString::from("y"), KeychainAccessible::AfterFirstUnlock),
+        gated.set(
+            &a,
+            &fresh,
+            &SecretString::from("y"),
+            KeychainAccessible::AfterFirstUnlock
+        ),
         Err(BackendError::Locked { .. })
     ));
     let (status, _) = gated
@@ -792,7 +827,9 @@ pub fn run_device_states(mut open: impl FnMut() -> Result<Box<dyn Backend>, Back
         ),
         "no passcode is known at boot"
     );
-    gated.signal(&DeviceSignal::PasscodeSet).expect("passcode set");
+    gated
+        .signal(&DeviceSignal::PasscodeSet)
+        .expect("passcode set");
     for class in KeychainAccessible::ALL {
         check_class_read(&mut gated, &a, class, DeviceStatus::UNLOCKED);
     }

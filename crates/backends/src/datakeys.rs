@@ -21,8 +21,8 @@ use sha2::Digest;
 use zeroize::Zeroizing;
 
 use crate::BackendError;
-use crate::crypto::{KEY_LEN, Sealer};
 use crate::SecretString;
+use crate::crypto::{KEY_LEN, Sealer};
 
 /// How a data key is stored under the master key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,14 +131,20 @@ impl Unwrapped {
         };
         let mut key = Zeroizing::new([0u8; KEY_LEN]);
         if bytes.len() != KEY_LEN {
-            return Err(BackendError::Crypto("a data key has the wrong length".to_owned()));
+            return Err(BackendError::Crypto(
+                "a data key has the wrong length".to_owned(),
+            ));
         }
         key.copy_from_slice(&bytes);
         Ok(key)
     }
 
     /// The same data key wrapped again under `master` (for rotation), keeping the unlock layer.
-    pub(crate) fn rewrap(&self, master: &Sealer, group: Availability) -> Result<Vec<u8>, BackendError> {
+    pub(crate) fn rewrap(
+        &self,
+        master: &Sealer,
+        group: Availability,
+    ) -> Result<Vec<u8>, BackendError> {
         let mut inner = Zeroizing::new(Vec::with_capacity(1 + self.payload.len()));
         inner.push(self.mode as u8);
         inner.extend_from_slice(&self.payload);
@@ -154,7 +160,11 @@ pub(crate) struct DataKeys {
 
 impl DataKeys {
     /// Runs `work` with `group`'s key; `None` when it is not in memory (the device is locked).
-    pub(crate) fn with<T>(&self, group: Availability, work: impl FnOnce(&Sealer) -> T) -> Option<T> {
+    pub(crate) fn with<T>(
+        &self,
+        group: Availability,
+        work: impl FnOnce(&Sealer) -> T,
+    ) -> Option<T> {
         let slot = self.slots[group.index()]
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -203,14 +213,26 @@ mod tests {
         let secret = SecretString::from("user credential");
         let bound = wrap(&master(1), group, &key, Some(&unlock_key(&secret))).expect("wrap");
         let opened = Unwrapped::open(&master(1), group, &bound).expect("open");
-        assert!(matches!(opened.key(group, None), Err(BackendError::UnlockSecretRequired)));
+        assert!(matches!(
+            opened.key(group, None),
+            Err(BackendError::UnlockSecretRequired)
+        ));
         let wrong = unlock_key(&SecretString::from("guess"));
-        assert!(matches!(opened.key(group, Some(&wrong)), Err(BackendError::WrongUnlockSecret)));
-        assert_eq!(*opened.key(group, Some(&unlock_key(&secret))).expect("key"), *key);
+        assert!(matches!(
+            opened.key(group, Some(&wrong)),
+            Err(BackendError::WrongUnlockSecret)
+        ));
+        assert_eq!(
+            *opened.key(group, Some(&unlock_key(&secret))).expect("key"),
+            *key
+        );
 
         let rewrapped = opened.rewrap(&master(3), group).expect("rewrap");
         let again = Unwrapped::open(&master(3), group, &rewrapped).expect("open");
-        assert_eq!(*again.key(group, Some(&unlock_key(&secret))).expect("key"), *key);
+        assert_eq!(
+            *again.key(group, Some(&unlock_key(&secret))).expect("key"),
+            *key
+        );
     }
 
     #[test]

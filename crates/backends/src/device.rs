@@ -11,7 +11,8 @@ use std::sync::{Arc, RwLock};
 
 use crate::{
     Action, Applied, Backend, BackendError, Change, DeviceSignal, DeviceStatus, Expect, Exported,
-    Item, ItemName, Key, KeychainAccessible, ProjectScope, Reader, SecretString, ServiceName, Write,
+    Item, ItemName, Key, KeychainAccessible, ProjectScope, Reader, SecretString, ServiceName,
+    Write,
 };
 
 /// The device state, shared by the storage owner (which changes it) and the reader thread.
@@ -22,11 +23,17 @@ impl DeviceGate {
     /// The current state.
     pub fn status(&self) -> DeviceStatus {
         // A poisoned lock still holds a whole `Copy` value: read it.
-        *self.0.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+        *self
+            .0
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn set(&self, status: DeviceStatus) {
-        *self.0.write().unwrap_or_else(std::sync::PoisonError::into_inner) = status;
+        *self
+            .0
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = status;
     }
 
     /// Refuses an item of `class` the state does not allow.
@@ -161,7 +168,11 @@ impl Gated {
     }
 
     /// A change that compares values needs to read the current one, which its class must allow.
-    fn screen_change(&mut self, project: &ProjectScope, change: &Change) -> Result<(), BackendError> {
+    fn screen_change(
+        &mut self,
+        project: &ProjectScope,
+        change: &Change,
+    ) -> Result<(), BackendError> {
         if let Action::Set { accessible, .. } = &change.action {
             self.gate.check_store(&change.name, *accessible)?;
         }
@@ -263,7 +274,9 @@ impl Backend for Gated {
                 self.inner
                     .write_batch(std::slice::from_ref(write))
                     .pop()
-                    .unwrap_or(Err(BackendError::Internal("no result for a write".to_owned())))
+                    .unwrap_or(Err(BackendError::Internal(
+                        "no result for a write".to_owned(),
+                    )))
             })
             .collect()
     }

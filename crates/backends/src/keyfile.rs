@@ -204,14 +204,13 @@ pub(crate) fn promote_next(path: &Path) -> Result<(), BackendError> {
         .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
         .open(path);
     if let Ok(mut old) = old {
-        let wiped = old
-            .write_all(&[0u8; KEY_LEN])
-            .and_then(|()| old.sync_all());
+        let wiped = old.write_all(&[0u8; KEY_LEN]).and_then(|()| old.sync_all());
         if let Err(err) = wiped {
             tracing::warn!(%err, "could not overwrite the old master key before replacing it");
         }
     }
-    fs::rename(&next, path).map_err(|e| BackendError::io("cannot install the new master key", path, e))?;
+    fs::rename(&next, path)
+        .map_err(|e| BackendError::io("cannot install the new master key", path, e))?;
     sync_dir(folder_of(path))
 }
 

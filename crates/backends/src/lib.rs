@@ -24,9 +24,9 @@ pub mod sqlite;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 
+pub use device::{DeviceGate, Gated};
 pub use error::BackendError;
 pub use keyfile::{create_private_dir, sync_dir};
-pub use device::{DeviceGate, Gated};
 pub use securestore_proto::{
     DeviceSignal, DeviceStatus, ImportReport, Item, Key, KeychainAccessible, LockState, ProjectId,
     SecretString, ServiceName,

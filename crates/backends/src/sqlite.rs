@@ -17,12 +17,12 @@ use securestore_proto::Availability;
 
 use crate::crypto::{Sealer, item_aad};
 use crate::datakeys::{self, DataKeys, Mode, Unwrapped};
-use crate::{failpoint, keyfile};
 use crate::paths;
 use crate::{
     Applied, Backend, BackendError, DeviceStatus, Exported, Item, ItemName, Key,
     KeychainAccessible, ProjectScope, Reader, SecretString, ServiceName, Write,
 };
+use crate::{failpoint, keyfile};
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, Transaction, params};
 use zeroize::Zeroizing;
@@ -252,7 +252,12 @@ impl MasterKey {
         };
         Unwrapped::open(self.master()?, group, &wrapped)
             .map(Some)
-            .ok_or_else(|| BackendError::Crypto(format!("the wrapped data key of group {} does not open", group.index())))
+            .ok_or_else(|| {
+                BackendError::Crypto(format!(
+                    "the wrapped data key of group {} does not open",
+                    group.index()
+                ))
+            })
     }
 
     /// Makes the data keys a new database (or one from format 2) lacks, loads those the master key
@@ -284,12 +289,17 @@ impl MasterKey {
         let legacy: Vec<(String, String, String, u8, Vec<u8>)> = tx
             .prepare("SELECT project, service, key, accessible, sealed FROM items WHERE key_id = 0")
             .and_then(|mut stmt| {
-                stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?
-                    .collect()
+                stmt.query_map([], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                })?
+                .collect()
             })
             .map_err(&err)?;
         if !legacy.is_empty() {
-            tracing::info!(rows = legacy.len(), "sealing existing rows under their data keys");
+            tracing::info!(
+                rows = legacy.len(),
+                "sealing existing rows under their data keys"
+            );
         }
         for (project, service, key, class, sealed) in legacy {
             let row = Row {
@@ -379,7 +389,7 @@ impl RowSealer for MasterKey {
             )
             .optional()
             .map_err(&err)?;
-        if !check.is_some_and(|check| master.open(KEY_CHECK_AAD, &check).is_some()) {
+        if check.is_none_or(|check| master.open(KEY_CHECK_AAD, &check).is_none()) {
             return Err(BackendError::WrongMasterKey {
                 key_file: self.key_file.clone(),
                 database: database.to_owned(),
@@ -414,12 +424,16 @@ impl RowSealer for MasterKey {
                 && let Some(unlock) = &unlock
             {
                 let key = opened.key(group, None)?;
-                bind.push((group, datakeys::wrap(self.master()?, group, &key, Some(unlock))?));
+                bind.push((
+                    group,
+                    datakeys::wrap(self.master()?, group, &key, Some(unlock))?,
+                ));
             }
         }
         if !bind.is_empty() {
             // The first unlock that brings a secret binds the keys to it, durably.
-            let err = sqlite_commit_error("cannot bind the data keys to the unlock secret", database);
+            let err =
+                sqlite_commit_error("cannot bind the data keys to the unlock secret", database);
             let tx = conn.unchecked_transaction().map_err(&err)?;
             for (group, wrapped) in &bind {
                 tx.execute(
@@ -429,7 +443,10 @@ impl RowSealer for MasterKey {
                 .map_err(&err)?;
             }
             tx.commit().map_err(&err)?;
-            tracing::info!(groups = bind.len(), "data keys bound to the host's unlock secret");
+            tracing::info!(
+                groups = bind.len(),
+                "data keys bound to the host's unlock secret"
+            );
         }
         for (group, key) in &load {
             self.keys.load(*group, key);
@@ -469,8 +486,10 @@ impl RowSealer for MasterKey {
         )
         .map_err(&err)?;
         failpoint::hit("rotate:before-commit");
-        tx.commit()
-            .map_err(sqlite_commit_error("cannot rotate the master key", database))?;
+        tx.commit().map_err(sqlite_commit_error(
+            "cannot rotate the master key",
+            database,
+        ))?;
         failpoint::hit("rotate:committed");
         // 3. The database needs only the new key now: it replaces the old one, whose bytes are
         //    overwritten first. A crash before this ends is finished at the next open.
@@ -671,6 +690,9 @@ impl<S: RowSealer> SealedStore<S> {
         tx.commit().map_err(&err)
     }
 }
+
+/// One row as an export reads it: service, key, class, sealed value, key id, written at.
+type ExportRow = (String, String, Option<u8>, Option<Vec<u8>>, i64, i64);
 
 /// Now, in milliseconds since the Unix epoch (0 if the clock is before it).
 fn unix_millis() -> i64 {
@@ -1098,7 +1120,7 @@ impl<S: RowSealer> Backend for SealedStore<S> {
     ) -> Result<Vec<Exported>, BackendError> {
         let err = sqlite_error("cannot export items", &self.path);
         // Classes 1, 3, 4 and 6 are the `*_THIS_DEVICE_ONLY` ones: never exported.
-        let rows: Vec<(String, String, Option<u8>, Option<Vec<u8>>, i64, i64)> = self
+        let rows: Vec<ExportRow> = self
             .conn
             .prepare_cached(
                 "SELECT service, key, accessible, sealed, key_id, written_at FROM items
@@ -1116,7 +1138,16 @@ impl<S: RowSealer> Backend for SealedStore<S> {
                         after.map_or("", |a| a.key.as_str()),
                         i64::try_from(limit).unwrap_or(i64::MAX)
                     ],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
+                    |r| {
+                        Ok((
+                            r.get(0)?,
+                            r.get(1)?,
+                            r.get(2)?,
+                            r.get(3)?,
+                            r.get(4)?,
+                            r.get(5)?,
+                        ))
+                    },
                 )?
                 .collect()
             })
@@ -1129,7 +1160,14 @@ impl<S: RowSealer> Backend for SealedStore<S> {
                 continue;
             };
             let name = ItemName { service, key };
-            match open_item(&mut self.sealer, project, &name, class, sealed.as_deref(), key_id)? {
+            match open_item(
+                &mut self.sealer,
+                project,
+                &name,
+                class,
+                sealed.as_deref(),
+                key_id,
+            )? {
                 Found::Item(item) => items.push(Exported {
                     name,
                     item,
@@ -1148,7 +1186,9 @@ impl<S: RowSealer> Backend for SealedStore<S> {
         let committing = self.conn.is_autocommit();
         let rows: Vec<(String, String, String)> = self
             .conn
-            .prepare_cached("DELETE FROM items WHERE accessible = ?1 RETURNING project, service, key")
+            .prepare_cached(
+                "DELETE FROM items WHERE accessible = ?1 RETURNING project, service, key",
+            )
             .and_then(|mut stmt| {
                 stmt.query_map(params![u8::from(class)], |r| {
                     Ok((r.get(0)?, r.get(1)?, r.get(2)?))
@@ -1454,7 +1494,12 @@ mod tests {
 
     fn set_class(backend: &mut SqliteBackend, key: &str, class: KeychainAccessible) {
         backend
-            .set(&scope("p"), &item(key), &SecretString::from(format!("value of {key}")), class)
+            .set(
+                &scope("p"),
+                &item(key),
+                &SecretString::from(format!("value of {key}")),
+                class,
+            )
             .expect("set");
     }
 
@@ -1468,7 +1513,13 @@ mod tests {
         set_class(&mut backend, "afu", KeychainAccessible::AfterFirstUnlock);
         let mut reader = backend.reader().expect("reader").expect("a reader");
         backend.device_changed(locked_state(), None).expect("lock");
-        assert!(!backend.store.sealer.keys.is_loaded(Availability::WhenUnlocked));
+        assert!(
+            !backend
+                .store
+                .sealer
+                .keys
+                .is_loaded(Availability::WhenUnlocked)
+        );
         assert!(matches!(
             backend.get(&scope("p"), &item("wu")),
             Err(BackendError::Locked { .. })
@@ -1477,7 +1528,12 @@ mod tests {
             reader.get(&scope("p"), &item("wu")),
             Err(BackendError::Locked { .. })
         ));
-        assert!(backend.get(&scope("p"), &item("afu")).expect("afu").is_some());
+        assert!(
+            backend
+                .get(&scope("p"), &item("afu"))
+                .expect("afu")
+                .is_some()
+        );
         assert!(matches!(
             backend.set(
                 &scope("p"),
@@ -1487,7 +1543,9 @@ mod tests {
             ),
             Err(BackendError::Locked { .. })
         ));
-        backend.device_changed(DeviceStatus::UNLOCKED, None).expect("unlock");
+        backend
+            .device_changed(DeviceStatus::UNLOCKED, None)
+            .expect("unlock");
         assert!(reader.get(&scope("p"), &item("wu")).expect("wu").is_some());
     }
 
@@ -1507,14 +1565,23 @@ mod tests {
 
         let mut backend = SqliteBackend::open(&f.config).expect("reopen");
         assert!(
-            !backend.store.sealer.keys.is_loaded(Availability::WhenUnlocked),
+            !backend
+                .store
+                .sealer
+                .keys
+                .is_loaded(Availability::WhenUnlocked),
             "a bound key is not loaded at open"
         );
         assert!(matches!(
             backend.get(&scope("p"), &item("wu")),
             Err(BackendError::Locked { .. })
         ));
-        assert!(backend.get(&scope("p"), &item("always")).expect("always").is_some());
+        assert!(
+            backend
+                .get(&scope("p"), &item("always"))
+                .expect("always")
+                .is_some()
+        );
         assert!(matches!(
             backend.device_changed(DeviceStatus::UNLOCKED, None),
             Err(BackendError::UnlockSecretRequired)
@@ -1523,7 +1590,13 @@ mod tests {
             backend.device_changed(DeviceStatus::UNLOCKED, Some(&SecretString::from("guess"))),
             Err(BackendError::WrongUnlockSecret)
         ));
-        assert!(!backend.store.sealer.keys.is_loaded(Availability::WhenUnlocked));
+        assert!(
+            !backend
+                .store
+                .sealer
+                .keys
+                .is_loaded(Availability::WhenUnlocked)
+        );
         backend
             .device_changed(DeviceStatus::UNLOCKED, Some(&secret))
             .expect("the right secret");
@@ -1554,7 +1627,12 @@ mod tests {
         Box::new(backend).close().expect("close");
         let mut backend = SqliteBackend::open(&f.config).expect("reopen with the new key");
         for i in 0..KeychainAccessible::ALL.len() {
-            assert!(backend.get(&scope("p"), &item(&format!("k{i}"))).expect("get").is_some());
+            assert!(
+                backend
+                    .get(&scope("p"), &item(&format!("k{i}")))
+                    .expect("get")
+                    .is_some()
+            );
         }
         Box::new(backend).close().expect("close");
         // The old key no longer opens the database.

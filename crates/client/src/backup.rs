@@ -25,7 +25,9 @@ pub enum BackupError {
     #[error("wrong passphrase, or the backup file is damaged or altered; nothing was imported")]
     WrongPassphraseOrDamaged,
     /// The payload authenticated but holds an item that must never leave its device.
-    #[error("the backup holds '{key}' under keychainService '{service}' of class {class}, which never leaves its device; refusing the whole file")]
+    #[error(
+        "the backup holds '{key}' under keychainService '{service}' of class {class}, which never leaves its device; refusing the whole file"
+    )]
     ThisDeviceOnly {
         /// The item's service.
         service: String,
@@ -119,11 +121,19 @@ pub fn open(file: &[u8], passphrase: &SecretString) -> Result<Backup, BackupErro
         .map_err(|e| BackupError::Crypto(e.to_string()))?;
     let mut plain = Zeroizing::new(sealed.to_vec());
     cipher
-        .decrypt_in_place(&XNonce::from(header.nonce), &file[..backup::HEADER_LEN], &mut *plain)
+        .decrypt_in_place(
+            &XNonce::from(header.nonce),
+            &file[..backup::HEADER_LEN],
+            &mut *plain,
+        )
         .map_err(|_| BackupError::WrongPassphraseOrDamaged)?;
     let backup =
         backup::decode_payload(&plain).map_err(|_| BackupError::WrongPassphraseOrDamaged)?;
-    if let Some(item) = backup.items.iter().find(|i| i.accessible.this_device_only()) {
+    if let Some(item) = backup
+        .items
+        .iter()
+        .find(|i| i.accessible.this_device_only())
+    {
         return Err(BackupError::ThisDeviceOnly {
             service: item.service.clone(),
             key: item.key.clone(),
@@ -163,10 +173,14 @@ mod tests {
     #[test]
     fn a_sealed_backup_opens_only_with_its_passphrase_and_unaltered() {
         let pass = SecretString::from("correct horse");
-        let file = seal_with(&backup(KeychainAccessible::WhenUnlocked), &pass, CHEAP).expect("seal");
+        let file =
+            seal_with(&backup(KeychainAccessible::WhenUnlocked), &pass, CHEAP).expect("seal");
         assert!(!file.windows(23).any(|w| w == b"PLAINTEXT-MARKER-backup"));
         let opened = open(&file, &pass).expect("open");
-        assert_eq!(opened.items[0].value.expose_secret(), "PLAINTEXT-MARKER-backup");
+        assert_eq!(
+            opened.items[0].value.expose_secret(),
+            "PLAINTEXT-MARKER-backup"
+        );
         assert!(matches!(
             open(&file, &SecretString::from("wrong")),
             Err(BackupError::WrongPassphraseOrDamaged)
@@ -174,11 +188,18 @@ mod tests {
         for at in [0, 8, 9, 20, backup::HEADER_LEN, file.len() - 1] {
             let mut bad = file.clone();
             bad[at] ^= 1;
-            assert!(open(&bad, &pass).is_err(), "a flip at byte {at} went unnoticed");
+            assert!(
+                open(&bad, &pass).is_err(),
+                "a flip at byte {at} went unnoticed"
+            );
         }
         assert!(open(&file[..file.len() - 1], &pass).is_err(), "truncated");
         assert!(matches!(
-            seal_with(&backup(KeychainAccessible::Always), &SecretString::from(""), CHEAP),
+            seal_with(
+                &backup(KeychainAccessible::Always),
+                &SecretString::from(""),
+                CHEAP
+            ),
             Err(BackupError::EmptyPassphrase)
         ));
     }
@@ -192,6 +213,9 @@ mod tests {
             CHEAP,
         )
         .expect("seal");
-        assert!(matches!(open(&file, &pass), Err(BackupError::ThisDeviceOnly { .. })));
+        assert!(matches!(
+            open(&file, &pass),
+            Err(BackupError::ThisDeviceOnly { .. })
+        ));
     }
 }

@@ -198,7 +198,10 @@ impl Client {
     ///
     /// # Errors
     /// As [`crate::Client::export`].
-    pub fn export(&self, service: Option<&str>) -> Result<Vec<securestore_proto::ExportedItem>, Error> {
+    pub fn export(
+        &self,
+        service: Option<&str>,
+    ) -> Result<Vec<securestore_proto::ExportedItem>, Error> {
         self.runtime.block_on(self.inner.export(service))
     }
 

@@ -657,7 +657,11 @@ impl Client {
     /// # Errors
     /// [`ServiceError::Refused`] for a `*_THIS_DEVICE_ONLY` item (checked before anything is sent);
     /// [`ServiceError::Locked`]; as [`Client::contains`].
-    pub async fn import(&self, items: &[ExportedItem], replace: bool) -> Result<ImportReport, Error> {
+    pub async fn import(
+        &self,
+        items: &[ExportedItem],
+        replace: bool,
+    ) -> Result<ImportReport, Error> {
         if let Some(item) = items.iter().find(|i| i.accessible.this_device_only()) {
             return Err(ServiceError::Refused {
                 reason: format!(

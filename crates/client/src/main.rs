@@ -568,10 +568,7 @@ fn write_backup(path: Option<&std::path::Path>, sealed: &[u8]) -> Result<(), Fai
 
 /// The backup passphrase: from `file`, or asked on the terminal without echo (twice, to confirm,
 /// when making a backup).
-fn read_passphrase(
-    file: Option<&std::path::Path>,
-    confirm: bool,
-) -> Result<SecretString, Failure> {
+fn read_passphrase(file: Option<&std::path::Path>, confirm: bool) -> Result<SecretString, Failure> {
     let passphrase = match file {
         Some(path) => read_expected(path)?,
         None => {
@@ -579,17 +576,17 @@ fn read_passphrase(
             if confirm {
                 let again = ask_without_echo("Repeat the passphrase: ")?;
                 if again.expose_secret() != first.expose_secret() {
-                    return Err(Failure::new(
-                        Status::InvalidInput,
-                        "the passphrases differ",
-                    ));
+                    return Err(Failure::new(Status::InvalidInput, "the passphrases differ"));
                 }
             }
             first
         }
     };
     if passphrase.is_empty() {
-        return Err(Failure::new(Status::InvalidInput, "the passphrase is empty"));
+        return Err(Failure::new(
+            Status::InvalidInput,
+            "the passphrase is empty",
+        ));
     }
     Ok(passphrase)
 }

@@ -96,12 +96,9 @@ impl Query {
                 service,
                 after,
                 limit,
-            } => Found::Exported(backend.export(
-                project,
-                service.as_ref(),
-                after.as_ref(),
-                limit,
-            )?),
+            } => {
+                Found::Exported(backend.export(project, service.as_ref(), after.as_ref(), limit)?)
+            }
         })
     }
 
@@ -315,9 +312,7 @@ pub(crate) struct StoreHandle {
 
 /// Starts the owner thread on `backend`, and a reader thread if the backend offers a reader. Join the
 /// returned threads after dropping every handle; the owner closes the backend before it ends.
-pub(crate) fn spawn(
-    mut backend: Gated,
-) -> std::io::Result<(StoreHandle, Vec<JoinHandle<()>>)> {
+pub(crate) fn spawn(mut backend: Gated) -> std::io::Result<(StoreHandle, Vec<JoinHandle<()>>)> {
     let stats = Arc::new(Stats::default());
     let (writes, write_queue) = mpsc::channel(QUEUE_DEPTH);
     let mut threads = Vec::new();
@@ -365,12 +360,7 @@ fn contained(work: impl FnOnce()) {
     }
 }
 
-fn own(
-    mut backend: Gated,
-    mut queue: mpsc::Receiver<Command>,
-    stats: &Stats,
-    changes: &Hub,
-) {
+fn own(mut backend: Gated, mut queue: mpsc::Receiver<Command>, stats: &Stats, changes: &Hub) {
     tracing::debug!(backend = backend.name(), "storage owner started");
     let mut pending: Vec<PendingWrite> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = queue.blocking_recv() {
@@ -609,7 +599,10 @@ impl StoreHandle {
 
     /// Sends a device signal (or asks for the state, with `None`) to the owner, in order with the
     /// writes, and waits for the state it leads to.
-    pub(crate) async fn device(&self, signal: Option<DeviceSignal>) -> Result<DeviceStatus, Failure> {
+    pub(crate) async fn device(
+        &self,
+        signal: Option<DeviceSignal>,
+    ) -> Result<DeviceStatus, Failure> {
         Self::submit(&self.writes, |reply| Command::Device { signal, reply })
             .await?
             .wait()

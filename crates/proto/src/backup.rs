@@ -86,7 +86,9 @@ pub enum BackupFormatError {
     #[error("not a securestore backup file")]
     NotABackup,
     /// Made by a newer securestore.
-    #[error("the backup has format {found}; this securestore reads up to format {supported}; upgrade it")]
+    #[error(
+        "the backup has format {found}; this securestore reads up to format {supported}; upgrade it"
+    )]
     NewerFormat {
         /// The file's format.
         found: u8,
@@ -205,13 +207,22 @@ mod tests {
         assert_eq!(parsed, header());
         assert_eq!(rest, b"payload");
 
-        assert_eq!(Header::parse(&file[..HEADER_LEN - 1]), Err(BackupFormatError::NotABackup));
+        assert_eq!(
+            Header::parse(&file[..HEADER_LEN - 1]),
+            Err(BackupFormatError::NotABackup)
+        );
         let mut newer = file.clone();
         newer[MAGIC.len()] = FORMAT + 1;
-        assert!(matches!(Header::parse(&newer), Err(BackupFormatError::NewerFormat { .. })));
+        assert!(matches!(
+            Header::parse(&newer),
+            Err(BackupFormatError::NewerFormat { .. })
+        ));
         let mut greedy = file.clone();
         greedy[MAGIC.len() + 1..MAGIC.len() + 5].copy_from_slice(&u32::MAX.to_be_bytes());
-        assert!(matches!(Header::parse(&greedy), Err(BackupFormatError::BadParameters(_))));
+        assert!(matches!(
+            Header::parse(&greedy),
+            Err(BackupFormatError::BadParameters(_))
+        ));
         let mut wrong = file;
         wrong[0] = b'X';
         assert_eq!(Header::parse(&wrong), Err(BackupFormatError::NotABackup));

@@ -46,7 +46,9 @@ impl std::str::FromStr for LockState {
             .into_iter()
             .find(|state| state.name() == s)
             .ok_or_else(|| {
-                format!("unknown device state '{s}'; expected before-first-unlock, locked or unlocked")
+                format!(
+                    "unknown device state '{s}'; expected before-first-unlock, locked or unlocked"
+                )
             })
     }
 }
@@ -216,17 +218,25 @@ mod tests {
     fn each_class_is_available_exactly_where_expo_says() {
         use KeychainAccessible as C;
         let bfu = DeviceStatus::BEFORE_FIRST_UNLOCK;
-        let locked = bfu.after(&DeviceSignal::Unlock { secret: None }).after(&DeviceSignal::Lock);
+        let locked = bfu
+            .after(&DeviceSignal::Unlock { secret: None })
+            .after(&DeviceSignal::Lock);
         let unlocked = locked.after(&DeviceSignal::Unlock { secret: None });
         assert_eq!(locked.lock, LockState::Locked);
         for class in C::ALL {
             assert!(unlocked.allows(class), "{class} unlocked");
             let always = matches!(class, C::Always | C::AlwaysThisDeviceOnly);
-            let afu = matches!(class, C::AfterFirstUnlock | C::AfterFirstUnlockThisDeviceOnly);
+            let afu = matches!(
+                class,
+                C::AfterFirstUnlock | C::AfterFirstUnlockThisDeviceOnly
+            );
             assert_eq!(bfu.allows(class), always, "{class} before first unlock");
             assert_eq!(locked.allows(class), always || afu, "{class} locked");
         }
-        assert_eq!(bfu.after(&DeviceSignal::Lock).lock, LockState::BeforeFirstUnlock);
+        assert_eq!(
+            bfu.after(&DeviceSignal::Lock).lock,
+            LockState::BeforeFirstUnlock
+        );
     }
 
     #[test]
@@ -236,6 +246,10 @@ mod tests {
             .filter(|c| c.this_device_only())
             .collect();
         assert_eq!(staying.len(), 4);
-        assert!(staying.iter().all(|c| c.expo_name().ends_with("THIS_DEVICE_ONLY")));
+        assert!(
+            staying
+                .iter()
+                .all(|c| c.expo_name().ends_with("THIS_DEVICE_ONLY"))
+        );
     }
 }

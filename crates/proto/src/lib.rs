@@ -26,8 +26,9 @@ pub use names::{DEFAULT_SERVICE, Key, ProjectId, ServiceName};
 pub use options::{DeleteOptions, GetOptions, Item, KeychainAccessible, SetOptions};
 pub use secret::SecretString;
 pub use service::{
-    BatchOp, ChangeEvent, ChangeKind, Events, ExportPage, ExportedItem, ImportReport, ItemRef, Lagged, Page, SecureStore, SecureStoreClient,
-    SecureStoreRequest, SecureStoreResponse, WatchFilter, version_of,
+    BatchOp, ChangeEvent, ChangeKind, Events, ExportPage, ExportedItem, ImportReport, ItemRef,
+    Lagged, Page, SecureStore, SecureStoreClient, SecureStoreRequest, SecureStoreResponse,
+    WatchFilter, version_of,
 };
 
 // Re-exported so that the daemon and the clients build transports from one tarpc version.
