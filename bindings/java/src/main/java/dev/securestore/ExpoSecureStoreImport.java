@@ -27,13 +27,16 @@ import javax.crypto.SecretKey;
 import javax.crypto.spec.GCMParameterSpec;
 import javax.crypto.spec.SecretKeySpec;
 import javax.xml.XMLConstants;
+import javax.xml.parsers.DocumentBuilder;
 import javax.xml.parsers.DocumentBuilderFactory;
 import javax.xml.parsers.ParserConfigurationException;
 import org.w3c.dom.Document;
 import org.w3c.dom.Element;
 import org.w3c.dom.Node;
 import org.w3c.dom.NodeList;
+import org.xml.sax.ErrorHandler;
 import org.xml.sax.SAXException;
+import org.xml.sax.SAXParseException;
 
 /**
  * Imports what an app stored with expo-secure-store on Android into a securestore project, inside
@@ -317,7 +320,9 @@ public final class ExpoSecureStoreImport {
     /**
      * Reads Expo's preferences file itself, {@code <dataDir>/shared_prefs/SecureStore.xml}. Use it
      * when Expo's module no longer runs in any process of the app (a process that has the
-     * preferences loaded would write its own copy back). A missing file is an empty source.
+     * preferences loaded would write its own copy back). A missing file is an empty source; when
+     * {@code SecureStore.xml.bak} exists (a write was cut short), it is read instead, as Android
+     * would.
      */
     public static ExpoSecureStoreImport fromPreferencesFile(File file) {
         return new ExpoSecureStoreImport(Objects.requireNonNull(file, "file"), null, null);
@@ -417,11 +422,15 @@ public final class ExpoSecureStoreImport {
         Map<String, ?> entries;
         String sourceNote;
         if (file != null) {
-            if (!file.exists()) {
+            // Android's SharedPreferencesImpl: a backup file means a write was cut short, and the
+            // backup is the good copy (Android renames it back over the file when it next loads).
+            File backup = backupOf(file);
+            File read = backup.exists() ? backup : file;
+            if (!read.exists()) {
                 return new Report(Collections.<Item>emptyList(), false, "no preferences file at " + file);
             }
-            entries = new TreeMap<String, Object>(readPreferences(file));
-            sourceNote = "kept " + file;
+            entries = new TreeMap<String, Object>(readPreferences(read));
+            sourceNote = "kept " + read;
         } else {
             entries = values;
             sourceNote = "kept the values source";
@@ -483,13 +492,17 @@ public final class ExpoSecureStoreImport {
             remover.remove();
             return;
         }
-        File backup = new File(file.getPath() + ".bak");
+        File backup = backupOf(file);
         if (backup.exists() && !backup.delete()) {
             throw new IOException("cannot delete " + backup);
         }
-        if (!file.delete()) {
+        if (file.exists() && !file.delete()) {
             throw new IOException("cannot delete " + file);
         }
+    }
+
+    private static File backupOf(File file) {
+        return new File(file.getPath() + ".bak");
     }
 
     /** An entry read from its JSON, or already decided ({@link #done}). */
@@ -828,9 +841,29 @@ public final class ExpoSecureStoreImport {
         factory.setNamespaceAware(false);
         Document document;
         try {
-            document = factory.newDocumentBuilder().parse(file);
+            DocumentBuilder builder = factory.newDocumentBuilder();
+            builder.setErrorHandler(new ErrorHandler() {
+                // Errors become the exception below; nothing is printed to stderr.
+                @Override
+                public void warning(SAXParseException e) {}
+
+                @Override
+                public void error(SAXParseException e) throws SAXException {
+                    throw e;
+                }
+
+                @Override
+                public void fatalError(SAXParseException e) throws SAXException {
+                    throw e;
+                }
+            });
+            document = builder.parse(file);
         } catch (ParserConfigurationException | SAXException e) {
             throw new IOException("cannot read " + file + " as a preferences file: " + e.getMessage(), e);
+        }
+        if (document.getDoctype() != null) {
+            // SharedPreferences never writes one; refused here too where the parser has no switch.
+            throw new IOException(file + " has a DOCTYPE, which a preferences file never has");
         }
         Element root = document.getDocumentElement();
         if (!"map".equals(root.getTagName())) {
@@ -858,7 +891,8 @@ public final class ExpoSecureStoreImport {
         try {
             factory.setFeature(feature, true);
         } catch (ParserConfigurationException | RuntimeException unsupported) {
-            // Android's parser has neither feature, and reads no DTD anyway.
+            // Not every parser has the feature (Android's lacks both); a DOCTYPE is refused after
+            // parsing anyway.
         }
     }
 

@@ -199,15 +199,22 @@ class ExpoImportTest {
         fixture.setItem("key_v1", "token", "t-1", false);
         fixture.setItem("payments", "card_pin", "4321", false);
         fixture.write();
-        Files.write(Path.of(fixture.prefsFile + ".bak"), new byte[] {1});
+        // A write cut short: the backup is the good copy and the file is half written; Android
+        // would restore the backup, and so does the import.
+        Path backup = Path.of(fixture.prefsFile + ".bak");
+        Files.move(fixture.prefsFile, backup);
+        Files.write(fixture.prefsFile, "<?xml version='1.0' encoding='utf-8' standalone='yes' ?>\n<map>\n    <str"
+                .getBytes(StandardCharsets.UTF_8));
         try (SecureStoreHost host = SecureStoreHost.start(TestSupport.config(dir));
                 SecureStore store = host.connect(PROJECT)) {
             Report kept = ExpoSecureStoreImport.fromPreferencesFile(fixture.prefsFile.toFile())
                     .keyStore(fixture.loadKeyStore(), ExpoFixture.PASSWORD)
                     .run(store);
             assertTrue(kept.fullyImported(), kept.toString());
+            assertEquals(2, kept.count(Outcome.IMPORTED), "the backup copy was read");
             assertFalse(kept.sourceDeleted());
             assertTrue(Files.exists(fixture.prefsFile), "not asked to delete");
+            assertTrue(Files.exists(backup));
 
             Report deleted = ExpoSecureStoreImport.fromPreferencesFile(fixture.prefsFile.toFile())
                     .keyStore(fixture.loadKeyStore(), ExpoFixture.PASSWORD)
@@ -218,7 +225,7 @@ class ExpoImportTest {
             assertEquals(Reason.ALREADY_PRESENT, deleted.item("key_v1-token").reason());
             assertTrue(deleted.sourceDeleted(), deleted.toString());
             assertFalse(Files.exists(fixture.prefsFile));
-            assertFalse(Files.exists(Path.of(fixture.prefsFile + ".bak")));
+            assertFalse(Files.exists(backup));
             assertEquals("t-1", store.getItem("token"));
             assertEquals("4321", store.getItem("card_pin", SecureStoreOptions.service("payments")));
 
@@ -298,6 +305,26 @@ class ExpoImportTest {
             assertEquals("current", store.getItem("token"));
             assertEquals("old", store.getItem("other"));
         }
+    }
+
+    @Test
+    void thePreferencesReaderTakesStringsMarksOtherTypesAndRefusesDtdsAndOtherFiles() throws Exception {
+        Path prefs = dir.resolve("SecureStore.xml");
+        Files.write(prefs, ("<?xml version='1.0' encoding='utf-8' standalone='yes' ?>\n<map>\n"
+                + "    <string name=\"key_v1-a\">{&quot;x&quot;:&quot;&lt;&amp;&gt;&quot;}</string>\n"
+                + "    <int name=\"count\" value=\"3\" />\n</map>\n").getBytes(StandardCharsets.UTF_8));
+        Map<String, Object> read = ExpoSecureStoreImport.readPreferences(prefs.toFile());
+        assertEquals("{\"x\":\"<&>\"}", read.get("key_v1-a"));
+        assertFalse(read.get("count") instanceof String);
+
+        Path secret = dir.resolve("secret.txt");
+        Files.write(secret, "outside".getBytes(StandardCharsets.UTF_8));
+        Files.write(prefs, ("<?xml version='1.0'?>\n<!DOCTYPE map [<!ENTITY x SYSTEM \"" + secret.toUri()
+                + "\">]>\n<map><string name=\"a\">&x;</string></map>\n").getBytes(StandardCharsets.UTF_8));
+        assertThrows(java.io.IOException.class, () -> ExpoSecureStoreImport.readPreferences(prefs.toFile()),
+                "a DTD (an external entity) must be refused");
+        Files.write(prefs, "<plist><dict/></plist>".getBytes(StandardCharsets.UTF_8));
+        assertThrows(java.io.IOException.class, () -> ExpoSecureStoreImport.readPreferences(prefs.toFile()));
     }
 
     @Test
