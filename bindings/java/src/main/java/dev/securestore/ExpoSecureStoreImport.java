@@ -235,7 +235,10 @@ public final class ExpoSecureStoreImport {
             this.sourceNote = sourceNote;
         }
 
-        /** Every entry, current entries first, then old bare-key ones, each group by name. */
+        /**
+         * Every entry: those decrypted or tried, current ones then old bare-key ones, then those
+         * turned away before (not JSON, an unknown scheme, not a string); each group by name.
+         */
         public List<Item> items() {
             return items;
         }
