@@ -179,6 +179,10 @@ impl CredentialStoreApi for Store {
     fn persistence(&self) -> CredentialPersistence {
         CredentialPersistence::UntilDelete
     }
+
+    fn debug_fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self, f)
+    }
 }
 
 impl Shared {
