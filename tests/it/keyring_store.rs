@@ -71,7 +71,9 @@ fn keyrings_usage_pattern_round_trips_through_the_daemon() {
         Some("test ascii password")
     );
     // Update, non-ASCII, and a password's bytes read as a secret.
-    entry.set_password("このきれいな花は桜です").expect("update");
+    entry
+        .set_password("このきれいな花は桜です")
+        .expect("update");
     assert_eq!(entry.get_password().expect("get"), "このきれいな花は桜です");
     assert_eq!(
         entry.get_secret().expect("secret"),
@@ -308,7 +310,13 @@ fn values_other_clients_wrote_and_values_that_look_encoded() {
     raw_set(&daemon, PROJECT, "values", "alice", "set by the CLI");
     assert_eq!(e.get_password().expect("get"), "set by the CLI");
     // A foreign value with the tag but no valid base64 is BadDataFormat, with the raw value.
-    raw_set(&daemon, PROJECT, "values", "alice", "keyring-binary:base64:!!");
+    raw_set(
+        &daemon,
+        PROJECT,
+        "values",
+        "alice",
+        "keyring-binary:base64:!!",
+    );
     assert!(matches!(
         e.get_secret(),
         Err(Error::BadDataFormat(raw, _)) if raw == b"keyring-binary:base64:!!"
@@ -402,9 +410,7 @@ fn search_lists_entries_by_service_and_user() {
         ("mail", "bob"),
         ("chat", "alice@example.com"),
     ] {
-        entry(&store, service, user)
-            .set_password("p")
-            .expect("set");
+        entry(&store, service, user).set_password("p").expect("set");
     }
     // A foreign key no keyring user maps to is left out.
     raw_set(&daemon, PROJECT, "mail", "_kr_zz", "foreign");
@@ -434,8 +440,8 @@ fn search_lists_entries_by_service_and_user() {
     );
     assert_eq!(pairs(&[]).len(), 3);
     // Found entries work like built ones.
-    let found = Entry::search_in_store(&store, &HashMap::from([("service", "chat")]))
-        .expect("search");
+    let found =
+        Entry::search_in_store(&store, &HashMap::from([("service", "chat")])).expect("search");
     assert_eq!(found.len(), 1);
     assert_eq!(found[0].get_password().expect("get"), "p");
     assert!(matches!(

@@ -27,7 +27,13 @@ pub const TOKEN_FILE_ENV: &str = "SECURESTORE_TOKEN_FILE";
 pub const DAEMON_UID_ENV: &str = "SECURESTORE_DAEMON_UID";
 
 /// The keys [`Config::apply`] accepts.
-pub const CONFIG_KEYS: [&str; 5] = ["socket", "project", "token-file", "daemon-uid", "timeout-secs"];
+pub const CONFIG_KEYS: [&str; 5] = [
+    "socket",
+    "project",
+    "token-file",
+    "daemon-uid",
+    "timeout-secs",
+];
 
 /// How the store reaches its daemon. Its `Debug` never shows the token.
 #[derive(Debug, Clone)]

@@ -97,7 +97,10 @@ impl CredentialApi for Cred {
     fn get_secret(&self) -> Result<Vec<u8>> {
         let item = self.item()?;
         value::decode(item.value.expose_secret()).map_err(|bad| {
-            Error::BadDataFormat(item.value.expose_secret().as_bytes().to_vec(), Box::new(bad))
+            Error::BadDataFormat(
+                item.value.expose_secret().as_bytes().to_vec(),
+                Box::new(bad),
+            )
         })
     }
 
@@ -177,7 +180,11 @@ impl CredentialApi for Cred {
             .shared
             .call(|client| client.contains(&self.mapped_key, service))
             .map_err(from_client)?;
-        if exists { Ok(None) } else { Err(Error::NoEntry) }
+        if exists {
+            Ok(None)
+        } else {
+            Err(Error::NoEntry)
+        }
     }
 
     fn get_specifiers(&self) -> Option<(String, String)> {

@@ -183,7 +183,9 @@ mod tests {
     /// parsers, and every one decodes back.
     #[test]
     fn exhaustive_short_names_are_injective_valid_and_round_trip() {
-        let alphabet = ['a', 'k', 'r', '_', '5', 'f', '.', '-', '@', ' ', '\n', 'é', '✓'];
+        let alphabet = [
+            'a', 'k', 'r', '_', '5', 'f', '.', '-', '@', ' ', '\n', 'é', '✓',
+        ];
         let mut names = vec![String::new()];
         let mut frontier = vec![String::new()];
         for _ in 0..3 {
@@ -232,7 +234,17 @@ mod tests {
 
     #[test]
     fn names_the_daemon_accepts_map_to_themselves_unless_they_start_with_the_prefix() {
-        for name in ["a", "A9", "my-key_1", "...", "-", "_", "__token__", "_k", "kr_"] {
+        for name in [
+            "a",
+            "A9",
+            "my-key_1",
+            "...",
+            "-",
+            "_",
+            "__token__",
+            "_k",
+            "kr_",
+        ] {
             assert_eq!(encode(Kind::User, name).as_deref(), Ok(name));
             assert_eq!(encode(Kind::Service, name).as_deref(), Ok(name));
         }

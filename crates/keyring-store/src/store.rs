@@ -204,7 +204,10 @@ impl Shared {
     /// Forgets `lost`, so the next call opens a new connection (unless another thread already did).
     fn forget(&self, lost: Arc<Client>) {
         let mut slot = self.client.lock().unwrap_or_else(PoisonError::into_inner);
-        let old = if slot.as_ref().is_some_and(|current| Arc::ptr_eq(current, &lost)) {
+        let old = if slot
+            .as_ref()
+            .is_some_and(|current| Arc::ptr_eq(current, &lost))
+        {
             slot.take()
         } else {
             None

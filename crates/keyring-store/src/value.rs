@@ -154,7 +154,9 @@ mod tests {
 
     #[test]
     fn malformed_base64_is_refused() {
-        for body in ["Zg", "Zg=", "Z===", "Zg==Zg==", "Zh==", "Zm9=", "!!!!", "Zm 9"] {
+        for body in [
+            "Zg", "Zg=", "Z===", "Zg==Zg==", "Zh==", "Zm9=", "!!!!", "Zm 9",
+        ] {
             assert!(
                 decode(&format!("{BINARY_PREFIX}{body}")).is_err(),
                 "{body:?}"
