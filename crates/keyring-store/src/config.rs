@@ -12,7 +12,7 @@ use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use keyring_core::{Error, Result};
+use keyring_core::Result;
 use securestore_client::{ConnectOptions, SOCKET_ENV, SecretString, default_socket_path};
 use securestore_proto::limits::MAX_TOKEN_BYTES;
 use zeroize::Zeroize;
@@ -26,7 +26,7 @@ pub const TOKEN_FILE_ENV: &str = "SECURESTORE_TOKEN_FILE";
 /// Environment variable naming the uid a system-wide daemon runs as, as for the CLI.
 pub const DAEMON_UID_ENV: &str = "SECURESTORE_DAEMON_UID";
 
-/// The keys [`Config::apply`] accepts.
+/// The keys [`Config::from_map`] accepts.
 pub const CONFIG_KEYS: [&str; 5] = [
     "socket",
     "project",
@@ -81,7 +81,7 @@ impl Config {
     /// text without surrounding whitespace.
     ///
     /// # Errors
-    /// [`Error::Invalid`] on `token-file` when the file cannot be read or holds no valid token.
+    /// [`keyring_core::Error::Invalid`] on `token-file` when the file cannot be read or holds no valid token.
     pub fn token_file(self, path: impl AsRef<Path>) -> Result<Self> {
         let token = read_token(path.as_ref())?;
         Ok(self.token(token))
@@ -90,7 +90,8 @@ impl Config {
     /// The configuration from the CLI's environment variables. `SECURESTORE_PROJECT` is required.
     ///
     /// # Errors
-    /// [`Error::Invalid`] on `project` when it is unset; as [`Config::apply`] for bad values.
+    /// [`keyring_core::Error::Invalid`] on `project` when it is unset, on `token-file` for an unreadable token
+    /// file, on `daemon-uid` for a non-numeric uid.
     pub fn from_env() -> Result<Self> {
         Self::from_vars(|name| std::env::var_os(name))
     }
@@ -130,7 +131,7 @@ impl Config {
     /// the environment said, and `project` is required from one or the other.
     ///
     /// # Errors
-    /// [`Error::Invalid`] for an unknown key, a bad value, or no project.
+    /// [`keyring_core::Error::Invalid`] for an unknown key, a bad value, or no project.
     pub fn from_map(map: &HashMap<&str, &str>) -> Result<Self> {
         Self::from_map_and_vars(map, |name| std::env::var_os(name))
     }
@@ -139,46 +140,27 @@ impl Config {
         map: &HashMap<&str, &str>,
         var: impl Fn(&str) -> Option<OsString>,
     ) -> Result<Self> {
-        // Parse the map first so an unknown key is reported even when the environment is unset.
         let parsed = keyring_core::attributes::parse_attributes(&CONFIG_KEYS, Some(map))?;
-        let mut config = match (Self::from_vars(&var), parsed.get("project")) {
-            (Ok(config), _) => config,
-            (Err(Error::Invalid(attr, _)), Some(project)) if attr == "project" => {
-                // The map names the project; read the rest of the environment without it.
-                Self::from_vars(|name| {
-                    if name == PROJECT_ENV {
-                        Some(OsString::from(project))
-                    } else {
-                        var(name)
-                    }
-                })?
-            }
-            (Err(err), _) => return Err(err),
+        // Each key given stands in for its environment variable, so the environment's value is
+        // not even read (a stale SECURESTORE_TOKEN_FILE cannot spoil an explicit `token-file`).
+        let setting = |name: &str| match name {
+            PROJECT_ENV => parsed.get("project"),
+            SOCKET_ENV => parsed.get("socket"),
+            TOKEN_FILE_ENV => parsed.get("token-file"),
+            DAEMON_UID_ENV => parsed.get("daemon-uid"),
+            _ => None,
         };
-        config.apply(&parsed)?;
-        Ok(config)
-    }
-
-    /// Applies parsed `key → value` settings (keys from [`CONFIG_KEYS`]).
-    fn apply(&mut self, settings: &HashMap<String, String>) -> Result<()> {
-        for (key, value) in settings {
-            match key.as_str() {
-                "socket" => self.socket = PathBuf::from(value),
-                "project" => self.project.clone_from(value),
-                "token-file" => self.token = Some(read_token(Path::new(value))?),
-                "daemon-uid" => self.expected_daemon_uid = Some(parse_uid(value)?),
-                "timeout-secs" => {
-                    self.timeout = value
-                        .parse::<f64>()
-                        .ok()
-                        .filter(|s| s.is_finite() && *s > 0.0)
-                        .map(|s| Duration::from_secs_f64(s.min(3600.0)))
-                        .ok_or_else(|| invalid(key, "must be a positive number of seconds"))?;
-                }
-                _ => return Err(invalid(key, "unknown key")),
-            }
+        let mut config =
+            Self::from_vars(|name| setting(name).map(OsString::from).or_else(|| var(name)))?;
+        if let Some(timeout) = parsed.get("timeout-secs") {
+            config.timeout = timeout
+                .parse::<f64>()
+                .ok()
+                .filter(|s| s.is_finite() && *s > 0.0)
+                .map(|s| Duration::from_secs_f64(s.min(3600.0)))
+                .ok_or_else(|| invalid("timeout-secs", "must be a positive number of seconds"))?;
         }
-        Ok(())
+        Ok(config)
     }
 
     /// The client's connect options.
@@ -235,6 +217,8 @@ fn read_token(path: &Path) -> Result<SecretString> {
 
 #[cfg(test)]
 mod tests {
+    use keyring_core::Error;
+
     use super::*;
 
     fn vars(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<OsString> {
@@ -291,6 +275,24 @@ mod tests {
         ));
         let bad = HashMap::from([("project", "p"), ("timeout-secs", "-1")]);
         assert!(Config::from_map_and_vars(&bad, vars(&[])).is_err());
+
+        // A key given in the map replaces its variable unread: the stale token file is ignored.
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let token = tmp.path().join("token");
+        std::fs::write(&token, "sst1_map").expect("write");
+        let map = HashMap::from([("token-file", token.to_str().expect("utf-8"))]);
+        let config = Config::from_map_and_vars(
+            &map,
+            vars(&[
+                ("SECURESTORE_PROJECT", "p1"),
+                ("SECURESTORE_TOKEN_FILE", "/nonexistent/token"),
+            ]),
+        )
+        .expect("the map's token file wins");
+        assert_eq!(
+            config.token.as_ref().map(SecretString::expose_secret),
+            Some("sst1_map")
+        );
     }
 
     #[test]

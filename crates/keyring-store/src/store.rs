@@ -66,8 +66,8 @@ impl Store {
     /// start-up rather than at the first secret.
     ///
     /// # Errors
-    /// [`Error::NoStorageAccess`] when the daemon cannot be reached or refuses the project or token;
-    /// [`Error::Invalid`] on `project` for a malformed project id.
+    /// [`keyring_core::Error::NoStorageAccess`] when the daemon cannot be reached or refuses the project or token;
+    /// [`keyring_core::Error::Invalid`] on `project` for a malformed project id.
     pub fn open(config: Config) -> Result<Arc<Self>> {
         let n = INSTANCES.fetch_add(1, Ordering::Relaxed);
         let id = format!(
