@@ -539,3 +539,57 @@ fn works_inside_tokio_runtimes() {
         });
     }
 }
+
+/// A program still on keyring 3: its `keyring::Entry` code unchanged, the store chosen at start-up
+/// with `set_default_credential_builder` (feature `keyring-v3`). Its entries are the same items as
+/// the keyring-core store's.
+#[test]
+fn keyring_3_programs_use_it_through_the_default_builder() {
+    let daemon = Daemon::start();
+    let store = Store::open(Config::new("@tests/keyring3").socket(daemon.socket())).expect("opens");
+    keyring_v3::set_default_credential_builder(securestore_keyring::v3::builder(store.clone()));
+
+    // keyring 3's own usage: new, set, get, secret, delete, NoEntry.
+    let old = keyring_v3::Entry::new("my-service", "alice@example.com").expect("entry");
+    assert!(matches!(
+        old.get_password(),
+        Err(keyring_v3::Error::NoEntry)
+    ));
+    old.set_password("from keyring 3").expect("set");
+    assert_eq!(old.get_password().expect("get"), "from keyring 3");
+    assert_eq!(
+        raw_get(
+            &daemon,
+            "@tests/keyring3",
+            "my-service",
+            "_kr_alice_40example.com"
+        )
+        .as_deref(),
+        Some("from keyring 3")
+    );
+    // The same item through keyring-core's Entry on the same store.
+    let store: Arc<CredentialStore> = store;
+    assert_eq!(
+        entry(&store, "my-service", "alice@example.com")
+            .get_password()
+            .expect("core sees it"),
+        "from keyring 3"
+    );
+    let secret = binary_secret();
+    old.set_secret(&secret).expect("set secret");
+    assert_eq!(old.get_secret().expect("get secret"), secret);
+    assert!(matches!(
+        old.get_password(),
+        Err(keyring_v3::Error::BadEncoding(bytes)) if bytes == secret
+    ));
+    old.delete_credential().expect("delete");
+    assert!(matches!(old.get_secret(), Err(keyring_v3::Error::NoEntry)));
+    assert!(matches!(
+        old.delete_credential(),
+        Err(keyring_v3::Error::NoEntry)
+    ));
+    assert!(matches!(
+        keyring_v3::Entry::new_with_target("login", "my-service", "alice"),
+        Err(keyring_v3::Error::Invalid(attr, _)) if attr == "target"
+    ));
+}

@@ -20,8 +20,9 @@
 //! This implements [`keyring_core`] 1.x (`CredentialStoreApi` for [`Store`], `CredentialApi` for
 //! [`Cred`]): the current release line, on which `keyring` 4 itself is built, and the API that every
 //! maintained keyring store now implements. keyring 3.x's `CredentialBuilderApi` is the previous
-//! generation; its `keyring::Entry` type is not the same as keyring-core's, so a program still on
-//! keyring 3 has to move to keyring-core (a change of imports: the `Entry` methods are the same).
+//! generation, still in many programs: with the `keyring-v3` feature, the `v3` module gives them a
+//! builder over the same store, so their `keyring::Entry` code stays as it is and only start-up
+//! changes (`keyring::set_default_credential_builder(securestore_keyring::v3::from_env()?)`).
 //!
 //! `keyring` 4's own `keyring::Entry` (its `v1` feature) chooses the platform store itself on first
 //! use and cannot be pointed elsewhere; its `inner` field is a public keyring-core `Entry`, so a
@@ -66,6 +67,8 @@ mod credential;
 pub mod error;
 pub mod names;
 mod store;
+#[cfg(feature = "keyring-v3")]
+pub mod v3;
 pub mod value;
 
 pub use config::Config;

@@ -89,7 +89,7 @@ impl Store {
         &self.shared.config
     }
 
-    fn credential(
+    pub(crate) fn credential(
         &self,
         service: &str,
         user: &str,
