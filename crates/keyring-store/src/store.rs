@@ -220,7 +220,8 @@ impl Shared {
     /// Runs `op` on the connection. When the connection turns out lost (the daemon restarted or
     /// went away), `op` runs once more on a new one: every operation this store makes is
     /// idempotent (set to a value, read, check, list, delete), so a second run cannot do harm
-    /// even if the first was applied.
+    /// even if the first was applied. (A delete applied the first time answers `NoEntry` the
+    /// second: the state is the one asked for, the answer says it was already so.)
     pub(crate) fn call<T: Send>(
         &self,
         op: impl Fn(&Client) -> std::result::Result<T, ClientError> + Sync,
