@@ -22,6 +22,7 @@ mod disk_full;
 mod fuzz;
 mod identity;
 mod isolation;
+mod keyring_store;
 mod lifecycle;
 mod protocol;
 mod removal;
