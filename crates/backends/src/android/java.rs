@@ -294,6 +294,22 @@ impl KeyGenParameterSpecBuilder<'_> {
         Ok(())
     }
 
+    /// `setUnlockedDeviceRequired(required)` (API 28+): the key is usable only while the device
+    /// is unlocked, enforced by the keystore itself.
+    pub(super) fn set_unlocked_device_required(
+        &self,
+        env: &mut Env<'_>,
+        required: bool,
+    ) -> Result<()> {
+        env.call_method(
+            self.0,
+            jni_str!("setUnlockedDeviceRequired"),
+            jni_sig!("(Z)Landroid/security/keystore/KeyGenParameterSpec$Builder;"),
+            &[JValue::Bool(required)],
+        )?;
+        Ok(())
+    }
+
     /// `setBlockModes(modes...)`.
     pub(super) fn set_block_modes(&self, env: &mut Env<'_>, modes: &[&str]) -> Result<()> {
         let modes = string_array(env, modes)?;

@@ -19,10 +19,11 @@ use super::java::{
     KeyGenParameterSpecBuilder, KeyGenerator, KeyStore, byte_array, caught, char_array, checked,
     wipe,
 };
-use super::{KeystoreKind, key_alias, project_alias_prefix};
-use crate::BackendError;
+use super::{KeystoreKind, key_alias, project_alias_prefix, unlocked_key_alias};
 use crate::paths;
 use crate::sqlite::{Opened, Row, RowSealer, sqlite_error};
+use crate::{BackendError, KeychainAccessible};
+use securestore_proto::Availability;
 
 /// First byte of a value sealed by this backend (the master-key sealer writes 1).
 const FORMAT: u8 = 2;
@@ -212,7 +213,12 @@ impl KeystoreSealer {
     /// Makes sure the key for `alias` is in `self.keys`: from the keystore, or (when `create`) newly
     /// generated inside it and saved. `false` only when the saved keystore has no such key and it may
     /// not be created; every failure to tell is an error.
-    fn load_key(&mut self, alias: &str, create: bool) -> Result<bool, BackendError> {
+    fn load_key(
+        &mut self,
+        alias: &str,
+        create: bool,
+        unlocked_only: bool,
+    ) -> Result<bool, BackendError> {
         self.ensure_fresh()?;
         let id = alias_id(alias);
         if self.keys.contains_key(&id) {
@@ -236,7 +242,7 @@ impl KeystoreSealer {
             Some(key) => key,
             None if !create => return Ok(false),
             None => {
-                let key = self.change(|sealer| sealer.generate(alias))?;
+                let key = self.change(|sealer| sealer.generate(alias, unlocked_only))?;
                 tracing::info!(
                     alias,
                     keystore = self.kind.java_type(),
@@ -250,7 +256,13 @@ impl KeystoreSealer {
     }
 
     /// Generates an AES-256 key inside the keystore object under `alias`; [`Self::change`] saves it.
-    fn generate(&self, alias: &str) -> Result<Global<JObject<'static>>, BackendError> {
+    /// With `unlocked_only`, AndroidKeyStore makes it usable only while the device is unlocked
+    /// (a PKCS12 file has no such flag: there the policy layer enforces it).
+    fn generate(
+        &self,
+        alias: &str,
+        unlocked_only: bool,
+    ) -> Result<Global<JObject<'static>>, BackendError> {
         self.vm
             .attach_current_thread(|env| -> Result<_, JniError> {
                 checked(env, |env| match &self.kind {
@@ -264,6 +276,9 @@ impl KeystoreSealer {
                         spec_builder.set_key_size(env, KEY_BITS)?;
                         spec_builder.set_block_modes(env, &["GCM"])?;
                         spec_builder.set_encryption_paddings(env, &["NoPadding"])?;
+                        if unlocked_only {
+                            spec_builder.set_unlocked_device_required(env, true)?;
+                        }
                         let spec = spec_builder.build(env)?;
                         let generator =
                             KeyGenerator::get_instance(env, "AES", Some("AndroidKeyStore"))?;
@@ -322,7 +337,10 @@ impl KeystoreSealer {
     /// for a key the platform lost.
     #[cfg(test)]
     pub(crate) fn delete_key(&mut self, project: &str, service: &str) -> Result<(), BackendError> {
-        self.delete_aliases(&[key_alias(project, service)])
+        self.delete_aliases(&[
+            key_alias(project, service),
+            unlocked_key_alias(project, service),
+        ])
     }
 }
 
@@ -331,9 +349,16 @@ impl RowSealer for KeystoreSealer {
         "android"
     }
 
+    fn key_id(&self, row: &Row<'_>) -> i64 {
+        let unlocked_only = KeychainAccessible::try_from(row.class)
+            .is_ok_and(|class| class.availability() == Availability::WhenUnlocked);
+        if unlocked_only { UNLOCKED_KEY_ID } else { 0 }
+    }
+
     fn seal(&mut self, row: &Row<'_>, plaintext: &[u8]) -> Result<Vec<u8>, BackendError> {
-        let alias = key_alias(row.project, row.service);
-        self.load_key(&alias, true)?;
+        let unlocked_only = self.key_id(row) == UNLOCKED_KEY_ID;
+        let alias = alias_of(row, unlocked_only);
+        self.load_key(&alias, true, unlocked_only)?;
         let key = self
             .keys
             .get(&alias_id(&alias))
@@ -369,8 +394,12 @@ impl RowSealer for KeystoreSealer {
         let Some((iv, ciphertext)) = split_sealed(sealed) else {
             return Ok(Opened::NotAuthentic);
         };
-        let alias = key_alias(row.project, row.service);
-        if !self.load_key(&alias, false)? {
+        let alias = match row.key_id {
+            0 => alias_of(row, false),
+            UNLOCKED_KEY_ID => alias_of(row, true),
+            _ => return Ok(Opened::NotAuthentic),
+        };
+        if !self.load_key(&alias, false, false)? {
             return Ok(Opened::KeyGone);
         }
         let key = self
@@ -443,6 +472,19 @@ impl RowSealer for KeystoreSealer {
             .filter(|alias| alias_id(alias).starts_with(&prefix))
             .collect();
         self.delete_aliases(&aliases)
+    }
+}
+
+/// `items.key_id` of rows sealed by a (project, service)'s `WHEN_UNLOCKED` key; 0 is the key of
+/// the other classes (and of every row written before keys were split by group).
+const UNLOCKED_KEY_ID: i64 = 3;
+
+/// The alias of the key that seals `row`.
+fn alias_of(row: &Row<'_>, unlocked_only: bool) -> String {
+    if unlocked_only {
+        unlocked_key_alias(row.project, row.service)
+    } else {
+        key_alias(row.project, row.service)
     }
 }
 

@@ -145,6 +145,17 @@ pub fn key_alias(project: &str, service: &str) -> String {
     )
 }
 
+/// The alias of the key that seals `service`'s `WHEN_UNLOCKED*` items in `project` (key id 3): on
+/// a device it is made with `setUnlockedDeviceRequired(true)`, so the keystore itself refuses it
+/// while the device is locked.
+pub fn unlocked_key_alias(project: &str, service: &str) -> String {
+    format!(
+        "{}{}:keystoreUnlockedDeviceRequired",
+        project_alias_prefix(project),
+        escape(service)
+    )
+}
+
 /// The start every alias of `project`'s keys shares, and no other project's does. Compare it
 /// ignoring ASCII case: a PKCS12 keystore lists its aliases in lower case.
 pub(crate) fn project_alias_prefix(project: &str) -> String {
@@ -321,7 +332,8 @@ mod desktop_tests {
         let aliases = sealer.aliases().expect("aliases");
         assert_eq!(
             aliases,
-            vec![key_alias("@o/doomed2", "A").to_ascii_lowercase()],
+            // The default class, WHEN_UNLOCKED, is sealed by the unlocked-only key.
+            vec![unlocked_key_alias("@o/doomed2", "A").to_ascii_lowercase()],
             "only the other project's key is left (PKCS12 lists aliases in lower case)"
         );
     }
