@@ -177,7 +177,7 @@ async fn android_failure_policies_through_the_daemon() {
         .expect("password");
     let status = std::process::Command::new(std::path::Path::new(&java_home).join("bin/keytool"))
         .args(["-delete", "-storetype", "PKCS12", "-alias"])
-        .arg("securestore/aes/gcm/nopadding:@fault/a:other:keystoreunauthenticated")
+        .arg("securestore/aes/gcm/nopadding:@fault/a:other:keystoreunlockeddevicerequired")
         .arg("-keystore")
         .arg(daemon.data_dir().join("keystore.p12"))
         .args(["-storepass", password.trim()])

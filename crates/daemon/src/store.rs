@@ -76,6 +76,11 @@ pub(crate) enum Found {
 }
 
 impl Query {
+    /// A read of one item: cheap enough to serve on the calling thread.
+    fn is_point_read(&self) -> bool {
+        matches!(self, Self::Get(_) | Self::Contains(_))
+    }
+
     fn on_backend(
         self,
         backend: &mut dyn Backend,
@@ -257,13 +262,22 @@ impl Drop for UnsettledGuard {
     }
 }
 
-/// The answer to a command already in a storage queue.
-pub(crate) struct Answer<T>(oneshot::Receiver<Result<T, Failure>>);
+/// The answer to a command: already known (a get served on the calling thread), or coming from a
+/// storage thread's queue.
+pub(crate) struct Answer<T>(Coming<T>);
+
+enum Coming<T> {
+    Ready(Result<T, Failure>),
+    Queued(oneshot::Receiver<Result<T, Failure>>),
+}
 
 impl<T> Answer<T> {
     /// Waits for the storage thread's answer.
     pub(crate) async fn wait(self) -> Result<T, Failure> {
-        self.0.await.map_err(|_| owner_gone())?
+        match self.0 {
+            Coming::Ready(answer) => answer,
+            Coming::Queued(answer) => answer.await.map_err(|_| owner_gone())?,
+        }
     }
 
     /// This answer, turned into another by `f` once it comes.
@@ -302,6 +316,8 @@ pub(crate) struct Stats {
 /// A cheap, cloneable way to reach the storage threads. They stop when the last handle is dropped.
 #[derive(Clone)]
 pub(crate) struct StoreHandle {
+    /// Readers a serving thread borrows to answer a get itself: no hop to another thread.
+    inline: Arc<ReaderPool>,
     writes: mpsc::Sender<Command>,
     /// The reader thread's queue, or the owner's when the backend has no reader.
     reads: mpsc::Sender<Command>,
@@ -314,6 +330,7 @@ pub(crate) struct StoreHandle {
 /// returned threads after dropping every handle; the owner closes the backend before it ends.
 pub(crate) fn spawn(mut backend: Gated) -> std::io::Result<(StoreHandle, Vec<JoinHandle<()>>)> {
     let stats = Arc::new(Stats::default());
+    let inline = Arc::new(ReaderPool::open(&mut backend));
     let (writes, write_queue) = mpsc::channel(QUEUE_DEPTH);
     let mut threads = Vec::new();
     let reads = match backend.reader() {
@@ -342,6 +359,7 @@ pub(crate) fn spawn(mut backend: Gated) -> std::io::Result<(StoreHandle, Vec<Joi
     );
     Ok((
         StoreHandle {
+            inline,
             writes,
             reads,
             stats,
@@ -349,6 +367,65 @@ pub(crate) fn spawn(mut backend: Gated) -> std::io::Result<(StoreHandle, Vec<Joi
         },
         threads,
     ))
+}
+
+/// Readers lent to the serving threads: a get or contains from a connection with no write in
+/// line is answered on the thread that decoded it, with no hop to the reader thread and back. A WAL
+/// reader never waits for the writer, so this holds an executor thread only for one indexed read.
+struct ReaderPool(std::sync::Mutex<Vec<Box<dyn Reader>>>);
+
+/// How many readers the pool opens: one per executor thread, with room to spare.
+const INLINE_READERS: usize = 4;
+
+impl ReaderPool {
+    fn open(backend: &mut Gated) -> Self {
+        let mut readers = Vec::with_capacity(INLINE_READERS);
+        for _ in 0..INLINE_READERS {
+            match backend.reader() {
+                Ok(Some(reader)) => readers.push(reader),
+                Ok(None) => break,
+                Err(err) => {
+                    tracing::warn!(error = %anyhow::Error::from(err), "cannot open an inline reader; gets take the reader thread");
+                    break;
+                }
+            }
+        }
+        Self(std::sync::Mutex::new(readers))
+    }
+
+    fn take(&self) -> Option<Box<dyn Reader>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .pop()
+    }
+
+    fn give(&self, reader: Box<dyn Reader>) {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(reader);
+    }
+
+    /// Runs `query` on a borrowed reader, or hands it back when none is free.
+    fn serve(&self, project: &ProjectScope, query: Query) -> Result<Result<Found, Failure>, Query> {
+        let Some(mut reader) = self.take() else {
+            return Err(query);
+        };
+        match catch_unwind(AssertUnwindSafe(|| {
+            query.on_reader(reader.as_mut(), project)
+        })) {
+            Ok(found) => {
+                self.give(reader);
+                Ok(found.map_err(Failure::from))
+            }
+            // The reader may be half-way through a statement: it is dropped, not lent again.
+            Err(_) => {
+                tracing::error!("an inline read panicked; its caller gets an error");
+                Ok(Err(owner_gone()))
+            }
+        }
+    }
 }
 
 /// Runs `work`, containing a panic so one bad call cannot end storage for everyone: its callers get
@@ -534,7 +611,7 @@ impl StoreHandle {
     ) -> Result<Answer<T>, Failure> {
         let (reply, answer) = oneshot::channel();
         queue.send(make(reply)).await.map_err(|_| owner_gone())?;
-        Ok(Answer(answer))
+        Ok(Answer(Coming::Queued(answer)))
     }
 
     /// Queues `write` for the owner once the connection's gets on the reader are answered, counted
@@ -583,6 +660,14 @@ impl StoreHandle {
         unsettled: &Unsettled,
     ) -> Result<Answer<Found>, Failure> {
         let owner_only = matches!(query, Query::Export { .. });
+        let query = if !owner_only && !unsettled.any_writes() && query.is_point_read() {
+            match self.inline.serve(&project, query) {
+                Ok(found) => return Ok(Answer(Coming::Ready(found))),
+                Err(query) => query,
+            }
+        } else {
+            query
+        };
         let (queue, guard) = if owner_only || unsettled.any_writes() {
             (&self.writes, None)
         } else {
