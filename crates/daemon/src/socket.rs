@@ -1,7 +1,9 @@
-//! Binding the socket safely: a private folder, a 0600 socket, no second daemon, no stale file.
+//! Binding the socket safely: a private folder, a 0600 socket, no second daemon, no stale file; and
+//! adopting one systemd bound (socket activation) only after the same checks.
 
 use std::fs;
 use std::io::ErrorKind;
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -16,7 +18,8 @@ use crate::lock::LockFile;
 pub struct SocketGuard {
     path: PathBuf,
     /// Device and inode of the bound socket, so a successor's socket at the same path is left alone.
-    identity: (u64, u64),
+    /// `None` for a socket systemd bound ([`adopt`]): it stays for the next activation.
+    identity: Option<(u64, u64)>,
     /// `<socket>.lock`, held while the socket is ours, so two daemons starting at once cannot both
     /// take the path. Dropped after the socket is removed (fields drop after `drop` runs).
     _lock: LockFile,
@@ -24,8 +27,10 @@ pub struct SocketGuard {
 
 impl Drop for SocketGuard {
     fn drop(&mut self) {
-        let ours =
-            fs::symlink_metadata(&self.path).is_ok_and(|m| (m.dev(), m.ino()) == self.identity);
+        let Some(identity) = self.identity else {
+            return;
+        };
+        let ours = fs::symlink_metadata(&self.path).is_ok_and(|m| (m.dev(), m.ino()) == identity);
         if ours && let Err(err) = fs::remove_file(&self.path) {
             tracing::warn!(path = %self.path.display(), %err, "cannot remove the socket");
         }
@@ -95,8 +100,119 @@ pub fn bind(path: &Path) -> anyhow::Result<(UnixListener, SocketGuard)> {
         fs::symlink_metadata(path).with_context(|| format!("cannot stat {}", path.display()))?;
     let guard = SocketGuard {
         path: path.to_owned(),
-        identity: (meta.dev(), meta.ino()),
+        identity: Some((meta.dev(), meta.ino())),
         _lock: lock,
     };
     Ok((listener, guard))
+}
+
+/// Takes over a listening socket the service manager passed (systemd socket activation,
+/// `sd_listen_fds(3)`), after the checks [`bind`] makes on a socket it creates.
+///
+/// `fd` must be a Unix stream socket that is already listening, bound to an absolute path (not
+/// abstract, not unnamed). That path's folder must pass [`paths::check_private_dir`] (it is not
+/// created here: systemd creates it, with `DirectoryMode=0700`), and the socket file must be a socket
+/// owned by this user with no access for group or others (`SocketMode=0600`). When `expected` is
+/// given (`--socket`, `SECURESTORE_SOCKET`), the socket must be bound there. `<socket>.lock` is held
+/// as for [`bind`], so no daemon started by hand can take the same path meanwhile. The returned guard
+/// leaves the socket file in place: it belongs to systemd, which keeps listening on it after this
+/// daemon stops and starts the daemon again on the next connection.
+///
+/// # Errors
+/// When `fd` is not a listening Unix stream socket, has no path, is bound elsewhere than
+/// `expected`, or its folder or file fails a check; each error names what to change.
+pub fn adopt(fd: OwnedFd, expected: Option<&Path>) -> anyhow::Result<(UnixListener, SocketGuard)> {
+    use rustix::net::{AddressFamily, SocketType, sockopt};
+    let stat = rustix::fs::fstat(&fd).context("cannot inspect the socket systemd passed")?;
+    if rustix::fs::FileType::from_raw_mode(stat.st_mode) != rustix::fs::FileType::Socket {
+        bail!("the file descriptor systemd passed is not a socket");
+    }
+    if sockopt::socket_domain(&fd).context("cannot read the passed socket's family")?
+        != AddressFamily::UNIX
+    {
+        bail!("the socket systemd passed is not a Unix socket; use ListenStream=<path>");
+    }
+    if sockopt::socket_type(&fd).context("cannot read the passed socket's type")?
+        != SocketType::STREAM
+    {
+        bail!("the socket systemd passed is not a stream socket; use ListenStream=<path>");
+    }
+    if !sockopt::socket_acceptconn(&fd).context("cannot ask whether the passed socket listens")? {
+        bail!("the socket systemd passed is not listening (is Accept=yes set? it must not be)");
+    }
+    let listener = std::os::unix::net::UnixListener::from(fd);
+    let address = listener
+        .local_addr()
+        .context("cannot read the passed socket's address")?;
+    let path = match address.as_pathname() {
+        Some(path) if path.is_absolute() => path.to_owned(),
+        Some(path) => bail!(
+            "the socket systemd passed is bound to the relative path {}; bind it to an absolute path",
+            path.display()
+        ),
+        // An abstract or unnamed socket has no file whose permissions keep other users out.
+        None => bail!("the socket systemd passed has no path (abstract or unnamed); use a path"),
+    };
+    if let Some(expected) = expected
+        && expected != path
+    {
+        bail!(
+            "systemd passed a socket bound to {}, but the socket to serve is {} (--socket or {}); make them agree",
+            path.display(),
+            expected.display(),
+            securestore_proto::paths::SOCKET_ENV
+        );
+    }
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    paths::check_private_dir(dir).context("the socket folder is not safe (DirectoryMode=0700)")?;
+
+    let mut lock_path = path.as_os_str().to_owned();
+    lock_path.push(".lock");
+    let lock = LockFile::acquire(
+        Path::new(&lock_path),
+        &format!("the socket {}", path.display()),
+    )?;
+
+    let meta =
+        fs::symlink_metadata(&path).with_context(|| format!("cannot stat {}", path.display()))?;
+    if !meta.file_type().is_socket() {
+        bail!(
+            "{} is not a socket, yet systemd passed a socket bound there",
+            path.display()
+        );
+    }
+    let uid = paths::current_uid();
+    if meta.uid() != uid {
+        bail!(
+            "the socket {} is owned by uid {}; it must belong to uid {uid}",
+            path.display(),
+            meta.uid()
+        );
+    }
+    if meta.mode() & 0o077 != 0 {
+        bail!(
+            "the socket {} is open to group or others (mode {:04o}); set SocketMode=0600",
+            path.display(),
+            meta.mode() & 0o7777
+        );
+    }
+
+    listener
+        .set_nonblocking(true)
+        .context("cannot make the passed socket non-blocking")?;
+    let listener =
+        UnixListener::from_std(listener).context("cannot register the passed socket")?;
+    let guard = SocketGuard {
+        path,
+        identity: None,
+        _lock: lock,
+    };
+    Ok((listener, guard))
+}
+
+impl SocketGuard {
+    /// The socket's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
 }
