@@ -13,6 +13,16 @@ use securestore_client::{
 };
 use securestore_proto::limits::{MAX_TOKEN_BYTES, MAX_VALUE_BYTES_CEILING};
 
+/// `--version`: the package version and the newest protocol version spoken, e.g.
+/// `securestore 0.1.0 (protocol 2)`.
+static VERSION: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "{} (protocol {})",
+        env!("CARGO_PKG_VERSION"),
+        securestore_proto::handshake::PROTOCOL_VERSION
+    )
+});
+
 /// Store, fetch and delete secrets through the securestore daemon.
 ///
 /// Exit status: 0 success; 1 `get` found nothing, or `contains` found no item; 2 invalid input (key,
@@ -20,7 +30,7 @@ use securestore_proto::limits::{MAX_TOKEN_BYTES, MAX_VALUE_BYTES_CEILING};
 /// because it runs as another user (nothing is sent to it); 4 daemon unreachable; 5 any other
 /// failure; 6 a conditional `set` or `delete` found another value (nothing was changed).
 #[derive(Debug, Parser)]
-#[command(name = "securestore", version)]
+#[command(name = "securestore", version = VERSION.as_str())]
 struct Args {
     /// The daemon's socket [default: $XDG_RUNTIME_DIR/securestore/securestored.sock]
     #[arg(long, env = SOCKET_ENV, value_name = "PATH", global = true)]
@@ -619,3 +629,7 @@ fn main() -> ExitCode {
         }
     }
 }
+
+// The completions and man pages in dist/, generated from `Args` and checked against it.
+#[cfg(test)]
+mod dist_files;
