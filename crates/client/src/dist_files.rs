@@ -137,6 +137,9 @@ fn every_command_has_a_man_page_and_the_version_names_the_protocol() {
     }
     let top = String::from_utf8(generated[&Path::new("man").join("securestore.1")].clone())
         .expect("a man page is text");
-    let protocol = format!("(protocol {})", securestore_proto::handshake::PROTOCOL_VERSION);
+    let protocol = format!(
+        "(protocol {})",
+        securestore_proto::handshake::PROTOCOL_VERSION
+    );
     assert!(top.contains(&protocol), "{top}");
 }

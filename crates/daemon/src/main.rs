@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
+use sd_notify::NotifyState;
 use securestore_backends::paths;
 use securestore_daemon::backend::{self, BackendKind, BackendPaths};
 use securestore_daemon::lock::LockFile;
 use securestore_daemon::{Config, Policy, REGISTRY_FILE, Registry, socket};
-use sd_notify::NotifyState;
 use securestore_proto::handshake::PROTOCOL_VERSION;
 use securestore_proto::limits::MAX_VALUE_BYTES_CEILING;
 use securestore_proto::paths::{SOCKET_ENV, default_socket_path};
@@ -173,7 +173,7 @@ fn take_listen_fds() -> anyhow::Result<Vec<(OwnedFd, String)>> {
 
 /// Tells the service manager about a change of state, when it asked to be told (`NOTIFY_SOCKET`).
 fn notify(state: NotifyState<'_>) {
-    if let Err(err) = sd_notify::notify(&[state.clone()]) {
+    if let Err(err) = sd_notify::notify(std::slice::from_ref(&state)) {
         tracing::warn!(%err, %state, "cannot notify the service manager");
     }
 }

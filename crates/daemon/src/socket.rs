@@ -200,8 +200,7 @@ pub fn adopt(fd: OwnedFd, expected: Option<&Path>) -> anyhow::Result<(UnixListen
     listener
         .set_nonblocking(true)
         .context("cannot make the passed socket non-blocking")?;
-    let listener =
-        UnixListener::from_std(listener).context("cannot register the passed socket")?;
+    let listener = UnixListener::from_std(listener).context("cannot register the passed socket")?;
     let guard = SocketGuard {
         path,
         identity: None,
