@@ -215,3 +215,63 @@ impl SocketGuard {
         &self.path
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs::File;
+
+    /// A listening socket at `<dir>/s.sock` with `mode`, as systemd would pass it, in a 0700 folder.
+    fn passed(dir: &Path, mode: u32) -> (PathBuf, OwnedFd) {
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).expect("chmod folder");
+        let path = dir.join("s.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&path).expect("bind");
+        fs::set_permissions(&path, fs::Permissions::from_mode(mode)).expect("chmod");
+        (path, OwnedFd::from(listener))
+    }
+
+    #[tokio::test]
+    async fn a_private_listening_socket_is_adopted_and_left_in_place() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (path, fd) = passed(dir.path(), 0o600);
+        let (listener, guard) = adopt(fd, Some(&path)).expect("adopted");
+        assert_eq!(guard.path(), path);
+        let client = tokio::net::UnixStream::connect(&path);
+        let (accepted, client) = tokio::join!(listener.accept(), client);
+        accepted.expect("accept");
+        client.expect("connect");
+        drop(guard);
+        assert!(path.exists(), "the socket belongs to systemd and stays");
+    }
+
+    #[tokio::test]
+    async fn each_check_refuses_with_its_own_reason() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (path, fd) = passed(dir.path(), 0o666);
+        let err = adopt(fd, None).expect_err("open to others");
+        assert!(
+            format!("{err:#}").contains("set SocketMode=0600"),
+            "{err:#}"
+        );
+        fs::remove_file(&path).expect("remove");
+
+        let (_, fd) = passed(dir.path(), 0o600);
+        let err = adopt(fd, Some(&dir.path().join("other.sock"))).expect_err("elsewhere");
+        assert!(format!("{err:#}").contains("make them agree"), "{err:#}");
+
+        let (stream, _peer) = std::os::unix::net::UnixStream::pair().expect("pair");
+        let err = adopt(OwnedFd::from(stream), None).expect_err("not listening");
+        assert!(format!("{err:#}").contains("is not listening"), "{err:#}");
+
+        let datagram = std::os::unix::net::UnixDatagram::unbound().expect("datagram");
+        let err = adopt(OwnedFd::from(datagram), None).expect_err("datagram");
+        assert!(
+            format!("{err:#}").contains("not a stream socket"),
+            "{err:#}"
+        );
+
+        let file = File::open(dir.path()).expect("open the folder");
+        let err = adopt(OwnedFd::from(file), None).expect_err("a folder");
+        assert!(format!("{err:#}").contains("is not a socket"), "{err:#}");
+    }
+}
