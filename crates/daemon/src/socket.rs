@@ -122,24 +122,7 @@ pub fn bind(path: &Path) -> anyhow::Result<(UnixListener, SocketGuard)> {
 /// When `fd` is not a listening Unix stream socket, has no path, is bound elsewhere than
 /// `expected`, or its folder or file fails a check; each error names what to change.
 pub fn adopt(fd: OwnedFd, expected: Option<&Path>) -> anyhow::Result<(UnixListener, SocketGuard)> {
-    use rustix::net::{AddressFamily, SocketType, sockopt};
-    let stat = rustix::fs::fstat(&fd).context("cannot inspect the socket systemd passed")?;
-    if rustix::fs::FileType::from_raw_mode(stat.st_mode) != rustix::fs::FileType::Socket {
-        bail!("the file descriptor systemd passed is not a socket");
-    }
-    if sockopt::socket_domain(&fd).context("cannot read the passed socket's family")?
-        != AddressFamily::UNIX
-    {
-        bail!("the socket systemd passed is not a Unix socket; use ListenStream=<path>");
-    }
-    if sockopt::socket_type(&fd).context("cannot read the passed socket's type")?
-        != SocketType::STREAM
-    {
-        bail!("the socket systemd passed is not a stream socket; use ListenStream=<path>");
-    }
-    if !sockopt::socket_acceptconn(&fd).context("cannot ask whether the passed socket listens")? {
-        bail!("the socket systemd passed is not listening (is Accept=yes set? it must not be)");
-    }
+    check_listening_unix_stream(&fd)?;
     let listener = std::os::unix::net::UnixListener::from(fd);
     let address = listener
         .local_addr()
@@ -209,6 +192,37 @@ pub fn adopt(fd: OwnedFd, expected: Option<&Path>) -> anyhow::Result<(UnixListen
     Ok((listener, guard))
 }
 
+/// Whether `fd` is a Unix stream socket that listens (what `ListenStream=<path>` passes).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn check_listening_unix_stream(fd: &OwnedFd) -> anyhow::Result<()> {
+    use rustix::net::{AddressFamily, SocketType, sockopt};
+    let stat = rustix::fs::fstat(fd).context("cannot inspect the socket systemd passed")?;
+    if rustix::fs::FileType::from_raw_mode(stat.st_mode) != rustix::fs::FileType::Socket {
+        bail!("the file descriptor systemd passed is not a socket");
+    }
+    if sockopt::socket_domain(fd).context("cannot read the passed socket's family")?
+        != AddressFamily::UNIX
+    {
+        bail!("the socket systemd passed is not a Unix socket; use ListenStream=<path>");
+    }
+    if sockopt::socket_type(fd).context("cannot read the passed socket's type")?
+        != SocketType::STREAM
+    {
+        bail!("the socket systemd passed is not a stream socket; use ListenStream=<path>");
+    }
+    if !sockopt::socket_acceptconn(fd).context("cannot ask whether the passed socket listens")? {
+        bail!("the socket systemd passed is not listening (is Accept=yes set? it must not be)");
+    }
+    Ok(())
+}
+
+/// Socket activation is systemd's, so Linux's; elsewhere `SO_DOMAIN` and `SO_ACCEPTCONN` may not
+/// exist (Apple), and a passed descriptor cannot be checked.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn check_listening_unix_stream(_fd: &OwnedFd) -> anyhow::Result<()> {
+    bail!("socket activation (LISTEN_FDS) is supported on Linux only")
+}
+
 impl SocketGuard {
     /// The socket's path.
     pub fn path(&self) -> &Path {
@@ -216,7 +230,7 @@ impl SocketGuard {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
     use std::fs::File;
