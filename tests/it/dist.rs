@@ -104,3 +104,55 @@ fn the_man_pages_render_without_warnings() {
         );
     }
 }
+
+/// Whether `tool` runs here; zsh and fish are not on every machine (Debian: apt-get install zsh fish).
+fn installed(tool: &str) -> bool {
+    let found = Command::new(tool).arg("--version").output().is_ok();
+    if !found {
+        eprintln!("{tool} is not installed; its completion was not checked");
+    }
+    found
+}
+
+#[test]
+fn zsh_parses_the_completion() {
+    if !installed("zsh") {
+        return;
+    }
+    let out = Command::new("zsh")
+        .arg("-n")
+        .arg(dist().join("completions/_securestore"))
+        .output()
+        .expect("run zsh");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn fish_loads_the_completion_and_completes_subcommands() {
+    if !installed("fish") {
+        return;
+    }
+    let out = Command::new("fish")
+        .arg("-c")
+        .arg(r#"source $argv[1]; and complete -C "securestore project ""#)
+        .arg(dist().join("completions/securestore.fish"))
+        .output()
+        .expect("run fish");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let offered: Vec<_> = stdout
+        .lines()
+        .filter_map(|line| line.split('\t').next())
+        .collect();
+    for action in ["add", "remove", "list"] {
+        assert!(offered.contains(&action), "{stdout}");
+    }
+}
