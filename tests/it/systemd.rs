@@ -94,7 +94,8 @@ impl Place {
             .expect("spawn systemd-socket-activate");
         let proc = Proc { child };
         let deadline = Instant::now() + PATIENCE;
-        while !fs::symlink_metadata(socket).is_ok_and(|m| m.file_type().is_socket()) {
+        // It logs this once the socket listens (the file exists a moment earlier, after bind).
+        while !self.log().contains("Listening on") {
             assert!(
                 Instant::now() < deadline,
                 "systemd-socket-activate did not bind {}:\n{}",
@@ -454,8 +455,13 @@ fn readiness_and_stopping_are_reported_without_socket_activation() {
         place.log()
     );
     println!("READY=1 after {:?}", started.elapsed());
+    // Ready means the store is open...
+    assert!(
+        place.data_dir().join("securestore.db").exists(),
+        "READY=1 before the store was opened"
+    );
 
-    // Ready means serving: the first try succeeds, with no retry loop.
+    // ...and the socket served: the first try succeeds, with no retry loop.
     let set = run_with_stdin(place.cli(&place.socket()).args(["set", "k"]), b"v\n");
     assert!(
         set.status.success(),
