@@ -3,6 +3,7 @@
 //! the checks on a passed socket, and the `READY=1` / `STOPPING=1` notifications on a
 //! `NOTIFY_SOCKET` the test binds.
 
+use std::ffi::OsString;
 use std::fs::{self, File};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixDatagram, UnixStream};
@@ -73,18 +74,32 @@ impl Place {
     /// `systemd-socket-activate` listening on `socket`, ready to exec `securestored` with `args`
     /// (after the data and key paths) and `env` on the first connection.
     fn activate(&self, socket: &Path, extra: &[&str], args: &[&str], env: &[(&str, &str)]) -> Proc {
+        let mut command: Vec<OsString> = vec![
+            bin("securestored").into(),
+            "--data-dir".into(),
+            self.data_dir().into(),
+            "--key-file".into(),
+            self.dir.path().join("state/master.key").into(),
+        ];
+        command.extend(args.iter().map(OsString::from));
+        self.activate_command(socket, extra, &command, env)
+    }
+
+    /// `systemd-socket-activate` listening on `socket`, ready to exec `command` with `env`.
+    fn activate_command(
+        &self,
+        socket: &Path,
+        extra: &[&str],
+        command: &[OsString],
+        env: &[(&str, &str)],
+    ) -> Proc {
         let mut cmd = Command::new(socket_activate());
         cmd.arg("--listen").arg(socket).args(extra);
         cmd.arg("--setenv=RUST_LOG=debug");
         for (name, value) in env {
             cmd.arg(format!("--setenv={name}={value}"));
         }
-        cmd.arg(bin("securestored"))
-            .arg("--data-dir")
-            .arg(self.data_dir())
-            .arg("--key-file")
-            .arg(self.dir.path().join("state/master.key"))
-            .args(args);
+        cmd.args(command);
         let child = cmd
             .env_remove("SECURESTORE_SOCKET")
             .stdin(Stdio::null())
@@ -249,35 +264,78 @@ fn the_first_connection_starts_the_daemon_and_is_served() {
     );
 }
 
-#[test]
-fn the_socket_unit_listens_where_the_daemon_and_the_cli_look_by_default() {
-    let unit = fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../dist/systemd/securestored.socket"),
-    )
-    .expect("read dist/systemd/securestored.socket");
-    let listen = unit
-        .lines()
-        .find_map(|line| line.strip_prefix("ListenStream="))
-        .expect("a ListenStream= line");
-    let below_runtime = listen
-        .strip_prefix("%t/")
-        .expect("the socket is under %t ($XDG_RUNTIME_DIR)");
+/// The values of `key` in a unit file, one per `key=` line.
+fn unit_values(unit: &str, key: &str) -> Vec<String> {
+    let prefix = format!("{key}=");
+    unit.lines()
+        .filter_map(|line| line.strip_prefix(&prefix))
+        .map(str::to_owned)
+        .collect()
+}
 
+/// The one value of `key` in a unit file.
+fn unit_value(unit: &str, key: &str) -> String {
+    let values = unit_values(unit, key);
+    assert_eq!(values.len(), 1, "{key}= is given once: {values:?}");
+    values.into_iter().next().expect("one value")
+}
+
+fn read_unit(name: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../dist/systemd")
+        .join(name);
+    fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+}
+
+#[test]
+fn the_units_commands_serve_the_cli_on_its_default_socket() {
+    let socket_unit = read_unit("securestored.socket");
+    let service_unit = read_unit("securestored.service");
     let place = Place::new();
-    // %t of a user unit: the user's $XDG_RUNTIME_DIR, here the private run/ folder.
+    // A user's %h (home) and %t ($XDG_RUNTIME_DIR), with the daemon where ExecStart= expects it.
+    let home = place.dir.path().join("home");
     let runtime = place.dir.path().join("run");
-    let socket = runtime.join(below_runtime);
+    fs::create_dir_all(home.join(".cargo/bin")).expect("home");
+    std::os::unix::fs::symlink(bin("securestored"), home.join(".cargo/bin/securestored"))
+        .expect("link the daemon");
+    let expand = |value: &str| {
+        value
+            .replace("%h", home.to_str().expect("utf-8 path"))
+            .replace("%t", runtime.to_str().expect("utf-8 path"))
+    };
+    let octal =
+        |key: &str| u32::from_str_radix(&unit_value(&socket_unit, key), 8).expect("an octal mode");
+
+    // What systemd does for the socket unit: the folder (DirectoryMode=), the listening socket
+    // (ListenStream=, SocketMode=).
+    let socket = PathBuf::from(expand(&unit_value(&socket_unit, "ListenStream")));
     let folder = socket.parent().expect("a folder");
     fs::create_dir_all(folder).expect("socket folder");
-    fs::set_permissions(folder, fs::Permissions::from_mode(0o700)).expect("chmod");
-    let runtime = runtime.to_str().expect("utf-8 path");
-    // Neither the daemon nor the CLI is told the socket: both take the default.
-    let mut daemon = place.activate(&socket, &[], &[], &[("XDG_RUNTIME_DIR", runtime)]);
-    socket_mode_0600(&socket);
+    fs::set_permissions(folder, fs::Permissions::from_mode(octal("DirectoryMode"))).expect("chmod");
+    // For the service: ExecStartPre= (run outside the sandbox, "+"), then ExecStart= on activation.
+    for pre in unit_values(&service_unit, "ExecStartPre") {
+        let pre = expand(pre.trim_start_matches('+'));
+        let words: Vec<&str> = pre.split_whitespace().collect();
+        let status = Command::new(words[0])
+            .args(&words[1..])
+            .status()
+            .expect("run ExecStartPre");
+        assert!(status.success(), "{pre}");
+    }
+    let start = expand(&unit_value(&service_unit, "ExecStart"));
+    let command: Vec<OsString> = start.split_whitespace().map(OsString::from).collect();
+    let runtime_env = runtime.to_str().expect("utf-8 path");
+    // The daemon is not told the socket: systemd passes it.
+    let mut daemon =
+        place.activate_command(&socket, &[], &command, &[("XDG_RUNTIME_DIR", runtime_env)]);
+    fs::set_permissions(&socket, fs::Permissions::from_mode(octal("SocketMode")))
+        .expect("chmod socket");
+
+    // Nor is the CLI: its default under this XDG_RUNTIME_DIR is the unit's socket.
     let cli = || {
         let mut cmd = Command::new(bin("securestore"));
         cmd.args(["--project", PROJECT])
-            .env("XDG_RUNTIME_DIR", runtime)
+            .env("XDG_RUNTIME_DIR", runtime_env)
             .env_remove("SECURESTORE_SOCKET")
             .env_remove("SECURESTORE_PROJECT");
         cmd
@@ -294,6 +352,33 @@ fn the_socket_unit_listens_where_the_daemon_and_the_cli_look_by_default() {
     assert_eq!(daemon.name(), "securestored");
     daemon.terminate();
     assert!(daemon.wait().success(), "{}", place.log());
+
+    // Under ProtectSystem=strict the daemon may write only in ReadWritePaths=: the folders of its
+    // socket (the lock file), its data and its key file must all be there.
+    let writable: Vec<PathBuf> = unit_values(&service_unit, "ReadWritePaths")
+        .iter()
+        .flat_map(|line| {
+            line.split_whitespace()
+                .map(|p| PathBuf::from(expand(p)))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let arg_after = |flag: &str| {
+        let at = command.iter().position(|a| a == flag).expect(flag);
+        PathBuf::from(&command[at + 1])
+    };
+    let key_folder = arg_after("--key-file")
+        .parent()
+        .expect("a folder")
+        .to_owned();
+    for needed in [folder.to_owned(), arg_after("--data-dir"), key_folder] {
+        assert!(
+            needed.is_dir() && writable.contains(&needed),
+            "{} is not among ReadWritePaths= {writable:?}",
+            needed.display()
+        );
+    }
+    assert!(arg_after("--data-dir").join("securestore.db").exists());
 }
 
 /// Starts `securestored` through `systemd-socket-activate` on `socket`, connects once to wake it,
