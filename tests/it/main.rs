@@ -5,7 +5,8 @@
 //! `securestore` tool and its exit codes), `lifecycle` (socket, restart, shutdown), `concurrency`
 //! (many processes, one key), `at_rest` (no value in clear on disk or in logs), `identity` (peer uid),
 //! `trust` (the client checks the daemon's uid; the daemon checks its folders and files), `wire`
-//! (raw bytes on the socket).
+//! (raw bytes on the socket), `systemd` (socket activation and readiness through
+//! `systemd-socket-activate`), `dist` (`--version`, and the generated completions and man pages).
 
 mod api;
 mod at_rest;
@@ -19,6 +20,7 @@ mod consistency;
 mod crash;
 mod device;
 mod disk_full;
+mod dist;
 mod fuzz;
 mod identity;
 mod isolation;
@@ -26,6 +28,7 @@ mod keyring_store;
 mod lifecycle;
 mod protocol;
 mod removal;
+mod systemd;
 mod tamper;
 mod tokens;
 mod trust;

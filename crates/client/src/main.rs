@@ -13,6 +13,16 @@ use securestore_client::{
 };
 use securestore_proto::limits::{MAX_TOKEN_BYTES, MAX_VALUE_BYTES_CEILING};
 
+/// `--version`: the package version and the newest protocol version spoken, e.g.
+/// `securestore 0.1.0 (protocol 2)`.
+static VERSION: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "{} (protocol {})",
+        env!("CARGO_PKG_VERSION"),
+        securestore_proto::handshake::PROTOCOL_VERSION
+    )
+});
+
 /// Store, fetch and delete secrets through the securestore daemon.
 ///
 /// Exit status: 0 success; 1 `get` found nothing, or `contains` found no item; 2 invalid input (key,
@@ -21,7 +31,7 @@ use securestore_proto::limits::{MAX_TOKEN_BYTES, MAX_VALUE_BYTES_CEILING};
 /// failure; 6 a conditional `set` or `delete` found another value (nothing was changed); 7 the
 /// device is locked and the item's class makes it unavailable until it is unlocked.
 #[derive(Debug, Parser)]
-#[command(name = "securestore", version)]
+#[command(name = "securestore", version = VERSION.as_str())]
 struct Args {
     /// The daemon's socket [default: $XDG_RUNTIME_DIR/securestore/securestored.sock]
     #[arg(long, env = SOCKET_ENV, value_name = "PATH", global = true)]
@@ -868,3 +878,7 @@ fn main() -> ExitCode {
         }
     }
 }
+
+// The completions and man pages in dist/, generated from `Args` and checked against it.
+#[cfg(test)]
+mod dist_files;

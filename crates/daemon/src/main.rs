@@ -1,5 +1,7 @@
-//! `securestored`: parses flags, binds the socket, opens the store, and calls [`securestore_daemon::run`].
+//! `securestored`: parses flags, binds the socket (or takes the one systemd passed), opens the store,
+//! and calls [`securestore_daemon::run`], telling systemd when it is ready and when it stops.
 
+use std::os::fd::{FromRawFd as _, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -7,21 +9,34 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
+use sd_notify::NotifyState;
 use securestore_backends::paths;
 use securestore_daemon::backend::{self, BackendKind, BackendPaths};
 use securestore_daemon::lock::LockFile;
 use securestore_daemon::{Config, Policy, REGISTRY_FILE, Registry, socket};
+use securestore_proto::handshake::PROTOCOL_VERSION;
 use securestore_proto::limits::MAX_VALUE_BYTES_CEILING;
 use securestore_proto::paths::{SOCKET_ENV, default_socket_path};
+
+/// `--version`: the package version and the newest protocol version served, e.g.
+/// `securestored 0.1.0 (protocol 2)`.
+static VERSION: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "{} (protocol {PROTOCOL_VERSION})",
+        env!("CARGO_PKG_VERSION")
+    )
+});
 
 /// The securestore daemon: owns secure storage and serves clients on a Unix socket.
 ///
 /// Runs in the foreground and logs to stderr (filter with RUST_LOG, e.g. RUST_LOG=debug).
-/// SIGTERM or SIGINT stops it cleanly.
+/// SIGTERM or SIGINT stops it cleanly. Started by systemd, it serves the socket systemd passes
+/// (socket activation) and reports READY=1 and STOPPING=1 to NOTIFY_SOCKET.
 #[derive(Debug, Parser)]
-#[command(name = "securestored", version)]
+#[command(name = "securestored", version = VERSION.as_str())]
 struct Args {
-    /// Socket to listen on [default: $XDG_RUNTIME_DIR/securestore/securestored.sock]
+    /// Socket to listen on [default: $XDG_RUNTIME_DIR/securestore/securestored.sock]. When systemd
+    /// passes a socket, it must be bound here if this is given
     #[arg(long, env = SOCKET_ENV, value_name = "PATH")]
     socket: Option<PathBuf>,
 
@@ -147,10 +162,35 @@ async fn shutdown_signal() {
     }
 }
 
-async fn serve(args: Args) -> anyhow::Result<()> {
+/// Takes the sockets the service manager passed (`LISTEN_FDS`, for this process by `LISTEN_PID`),
+/// each with its `LISTEN_FDNAMES` name; none when not socket-activated.
+///
+/// Must run first in `main`, before anything opens a file descriptor or starts a thread.
+#[allow(unsafe_code)]
+fn take_listen_fds() -> anyhow::Result<Vec<(OwnedFd, String)>> {
+    let fds = sd_notify::listen_fds_with_names()
+        .context("cannot read the sockets systemd passed (LISTEN_FDS, LISTEN_FDNAMES)")?;
+    Ok(fds
+        .map(|(fd, name)| {
+            // SAFETY: sd-notify returns descriptors only when LISTEN_PID is this process's id, so
+            // the service manager opened them for this process (sd_listen_fds(3)), and it has
+            // checked each is open (F_GETFD, F_SETFD). They were inherited, so no object in this
+            // process owns them, and this runs once: each is owned, and closed, exactly once.
+            (unsafe { OwnedFd::from_raw_fd(fd) }, name)
+        })
+        .collect())
+}
+
+/// Tells the service manager about a change of state, when it asked to be told (`NOTIFY_SOCKET`).
+fn notify(state: NotifyState<'_>) {
+    if let Err(err) = sd_notify::notify(std::slice::from_ref(&state)) {
+        tracing::warn!(%err, %state, "cannot notify the service manager");
+    }
+}
+
+async fn serve(args: Args, mut passed: Vec<(OwnedFd, String)>) -> anyhow::Result<()> {
     // Before binding: a daemon that could not accept its --max-connections must not start at all.
     securestore_daemon::ensure_open_file_limit(args.max_connections as usize)?;
-    let socket_path = args.socket.unwrap_or_else(default_socket_path);
     let storage = BackendPaths {
         data_dir: match args.data_dir {
             Some(dir) => dir,
@@ -163,7 +203,23 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     };
     // Bind first: if another daemon owns this socket, we must not open its store. Then lock the data
     // folder, so a second daemon on another socket cannot share the database and registry.
-    let (listener, socket_guard) = socket::bind(&socket_path)?;
+    let (listener, socket_guard) = match passed.len() {
+        0 => socket::bind(&args.socket.unwrap_or_else(default_socket_path))?,
+        1 => {
+            let (fd, name) = passed.remove(0);
+            tracing::info!(name, "serving the socket systemd passed");
+            socket::adopt(fd, args.socket.as_deref())?
+        }
+        _ => {
+            let names: Vec<_> = passed.iter().map(|(_, name)| name.as_str()).collect();
+            anyhow::bail!(
+                "systemd passed {} sockets ({}); give securestored exactly one ListenStream=",
+                passed.len(),
+                names.join(", ")
+            );
+        }
+    };
+    let socket_path = socket_guard.path().to_owned();
     // A data folder someone else owns or may write to could hand us their database or registry, or
     // take the files we write: refuse it before opening anything inside. A new one is created 0700
     // and synced into its parent.
@@ -203,14 +259,30 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         policy = ?config.policy,
         "securestored ready"
     );
-    securestore_daemon::run(listener, backend, config, shutdown_signal()).await?;
+    let shutdown = async {
+        // `run` first polls this once its storage threads are up and its accept loop is waiting:
+        // the store is open and the socket is served, which is what READY=1 promises.
+        notify(NotifyState::Ready);
+        shutdown_signal().await;
+        notify(NotifyState::Stopping);
+    };
+    securestore_daemon::run(listener, backend, config, shutdown).await?;
     drop(socket_guard);
     Ok(())
 }
 
 fn main() -> ExitCode {
+    // First of all: nothing may have opened a descriptor or started a thread before these are owned.
+    let passed = take_listen_fds();
     let args = Args::parse();
     init_logging();
+    let passed = match passed {
+        Ok(passed) => passed,
+        Err(err) => {
+            eprintln!("securestored: {err:#}");
+            return ExitCode::FAILURE;
+        }
+    };
     // Before any secret is in memory: no core dumps, no ptrace attach.
     if let Err(err) = securestore_daemon::harden_process() {
         eprintln!("securestored: {err:#}");
@@ -228,7 +300,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(serve(args)) {
+    match runtime.block_on(serve(args, passed)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("securestored: {err:#}");

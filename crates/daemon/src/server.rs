@@ -26,7 +26,9 @@ const ASK_AGAIN: std::time::Duration = std::time::Duration::from_millis(100);
 ///
 /// At shutdown it stops accepting, lets requests under way finish (up to
 /// [`Config::drain_timeout`]), then closes the backend and returns. Removing the socket file is the
-/// caller's job (see [`crate::socket::bind`]).
+/// caller's job (see [`crate::socket::bind`]). `shutdown` is first polled once the storage threads
+/// are up and the accept loop is running, so it may announce readiness (`securestored` sends
+/// systemd's `READY=1` from it).
 ///
 /// # Errors
 /// If the storage owner thread cannot be started or panicked. A failing client connection is never
