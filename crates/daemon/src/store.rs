@@ -328,9 +328,18 @@ pub(crate) struct StoreHandle {
 
 /// Starts the owner thread on `backend`, and a reader thread if the backend offers a reader. Join the
 /// returned threads after dropping every handle; the owner closes the backend before it ends.
-pub(crate) fn spawn(mut backend: Gated) -> std::io::Result<(StoreHandle, Vec<JoinHandle<()>>)> {
+pub(crate) fn spawn(backend: Gated) -> std::io::Result<(StoreHandle, Vec<JoinHandle<()>>)> {
+    spawn_with(backend, INLINE_READERS)
+}
+
+/// As [`spawn`], lending `inline_readers` readers to the serving threads (0: every get takes the
+/// reader thread).
+fn spawn_with(
+    mut backend: Gated,
+    inline_readers: usize,
+) -> std::io::Result<(StoreHandle, Vec<JoinHandle<()>>)> {
     let stats = Arc::new(Stats::default());
-    let inline = Arc::new(ReaderPool::open(&mut backend));
+    let inline = Arc::new(ReaderPool::open(&mut backend, inline_readers));
     let (writes, write_queue) = mpsc::channel(QUEUE_DEPTH);
     let mut threads = Vec::new();
     let reads = match backend.reader() {
@@ -378,9 +387,9 @@ struct ReaderPool(std::sync::Mutex<Vec<Box<dyn Reader>>>);
 const INLINE_READERS: usize = 4;
 
 impl ReaderPool {
-    fn open(backend: &mut Gated) -> Self {
-        let mut readers = Vec::with_capacity(INLINE_READERS);
-        for _ in 0..INLINE_READERS {
+    fn open(backend: &mut Gated, count: usize) -> Self {
+        let mut readers = Vec::with_capacity(count);
+        for _ in 0..count {
             match backend.reader() {
                 Ok(Some(reader)) => readers.push(reader),
                 Ok(None) => break,
@@ -1032,6 +1041,41 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_get_with_no_write_in_line_is_answered_on_the_calling_thread() {
+        let (release, released) = std::sync::mpsc::channel();
+        let backend = Stuck {
+            release: Arc::new(Mutex::new(released)),
+        };
+        let (store, threads) = spawn(gated(backend)).expect("spawn");
+        let (project, name) = item("k");
+        let idle = Unsettled::default();
+        let answer = store
+            .submit_query(project.clone(), Query::Get(name.clone()), &idle)
+            .await
+            .expect("answered");
+        assert!(
+            matches!(answer.0, Coming::Ready(Ok(Found::Item(None)))),
+            "served inline, before submit returned"
+        );
+        // With a write of its own in line, the get goes behind it, to the owner.
+        let busy = Unsettled::default();
+        let write = store
+            .submit_write(set_write("k"), &busy, open())
+            .await
+            .expect("queued");
+        let answer = store
+            .submit_query(project, Query::Get(name), &busy)
+            .await
+            .expect("queued");
+        assert!(matches!(answer.0, Coming::Queued(_)));
+        release.send(()).expect("release");
+        write.wait().await.expect("write");
+        answer.wait().await.expect("get");
+        drop(store);
+        threads.into_iter().for_each(|t| t.join().expect("join"));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_connection_reads_its_own_queued_write_and_others_do_not_wait_for_it() {
         let (release, released) = std::sync::mpsc::channel();
         let backend = Stuck {
@@ -1175,7 +1219,8 @@ mod tests {
             sync: Duration::ZERO,
             held_reads: Some(Arc::new(Mutex::new(released))),
         };
-        let (store, threads) = spawn(gated(backend)).expect("spawn");
+        // This checks the reader thread's path: no reader is lent to the serving threads.
+        let (store, threads) = spawn_with(gated(backend), 0).expect("spawn");
         let mine = Unsettled::default();
         let (project, name) = item("k");
         let held_get = store
