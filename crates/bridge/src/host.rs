@@ -157,17 +157,17 @@ impl HostHandle {
     /// # Errors
     /// [`ErrorCode::Unreachable`] once the host has stopped.
     pub fn device_status(&self) -> Result<DeviceStatus, BridgeError> {
-        self.admin(AdminRequest::DeviceStatus)
+        self.device_request(AdminRequest::DeviceStatus)
     }
 
     fn signal(&self, signal: DeviceSignal) -> Result<DeviceStatus, BridgeError> {
-        self.admin(AdminRequest::Device(signal))
+        self.device_request(AdminRequest::Device(signal))
     }
 
-    /// Sends one admin request to the daemon over an in-process pipe: the same handshake and the
+    /// Sends one device request to the daemon over an in-process pipe: the same handshake and the
     /// same rules as `securestore device …` on the socket (this process is the daemon's own uid),
     /// and the signal is ordered with the writes before and after it by the storage owner.
-    fn admin(&self, request: AdminRequest) -> Result<DeviceStatus, BridgeError> {
+    fn device_request(&self, request: AdminRequest) -> Result<DeviceStatus, BridgeError> {
         let lost =
             |err: std::io::Error| BridgeError::from(Error::Disconnected(Some(Box::new(err))));
         let answer = runtime().block_on(async {

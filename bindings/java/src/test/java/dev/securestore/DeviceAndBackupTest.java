@@ -7,8 +7,12 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
@@ -190,6 +194,59 @@ class DeviceAndBackupTest {
                 assertThrows(SecureStoreException.Locked.class,
                         () -> store.exportBackup(null, "pw".toCharArray()));
             }
+        }
+    }
+
+    /** Runs the Rust CLI on {@code socket}'s project; returns {exit code, stdout}. */
+    static Object[] cli(String socket, String... args) throws Exception {
+        List<String> command = new ArrayList<>(List.of(TestSupport.cli(), "--socket", socket, "--project", PROJECT));
+        command.addAll(Arrays.asList(args));
+        Process p = new ProcessBuilder(command).redirectError(ProcessBuilder.Redirect.INHERIT).start();
+        p.getOutputStream().close();
+        String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8).trim();
+        assertTrue(p.waitFor(60, TimeUnit.SECONDS));
+        return new Object[] {p.exitValue(), out};
+    }
+
+    @Test
+    void backupsAndDeviceSignalsInteroperateWithTheCli() throws Exception {
+        // A passphrase outside ASCII and the BMP: Java's UTF-16 char[] must become the CLI's UTF-8.
+        String phrase = "p\u00e4ssw\u00f6rd \ud83d\udd10";
+        Path passFile = otherDir.resolve("pass.txt");
+        Files.write(passFile, phrase.getBytes(StandardCharsets.UTF_8));
+        Path javaFile = otherDir.resolve("from-java.ssbackup");
+        Path cliFile = otherDir.resolve("from-cli.ssbackup");
+        try (SecureStoreHost host = embedded(dir)) {
+            String socket = host.socketPath();
+            // A device signal from the CLI reaches the host's state, and the host's reaches the CLI.
+            assertEquals(0, cli(socket, "device", "unlock")[0]);
+            assertEquals(DeviceStatus.LockState.UNLOCKED, host.deviceStatus().lock());
+            try (SecureStore store = host.connect(PROJECT)) {
+                store.setItem("j", "from java", WHEN_UNLOCKED);
+                Files.write(javaFile, store.exportBackup(null, phrase.toCharArray()));
+                host.lock();
+                Object[] locked = cli(socket, "get", "j");
+                assertEquals(7, locked[0], "the CLI's exit code for locked");
+                assertEquals(0, cli(socket, "device", "unlock")[0]);
+                assertEquals("from java", store.getItem("j"));
+
+                // The CLI imports Java's file, and Java imports the CLI's.
+                store.deleteItem("j");
+                Object[] imported = cli(socket, "import", javaFile.toString(), "--passphrase-file", passFile.toString());
+                assertEquals(0, imported[0], String.valueOf(imported[1]));
+                assertEquals("from java", store.getItem("j"));
+                store.setItem("c", "from cli", WHEN_UNLOCKED);
+                Object[] exported = cli(socket, "export", "--output", cliFile.toString(),
+                        "--passphrase-file", passFile.toString());
+                assertEquals(0, exported[0], String.valueOf(exported[1]));
+                store.clearAll();
+                ImportReport report = store.importBackup(Files.readAllBytes(cliFile), phrase.toCharArray(), false);
+                assertEquals(2, report.added(), report.toString());
+                assertEquals("from cli", store.getItem("c"));
+                assertEquals("from java", store.getItem("j"));
+            }
+            assertEquals(0, cli(socket, "device", "passcode", "removed")[0]);
+            assertFalse(host.deviceStatus().passcodeSet());
         }
     }
 }
