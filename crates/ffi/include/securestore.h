@@ -106,6 +106,16 @@ typedef struct securestore_device_status {
   bool passcode_set;
 } securestore_device_status;
 
+// What [`securestore_import_backup`] did.
+typedef struct securestore_import_report {
+  // Items that did not exist and were stored.
+  uint64_t added;
+  // Items that existed and were overwritten (only with `replace`).
+  uint64_t replaced;
+  // Items that existed and were kept (without `replace`).
+  uint64_t skipped;
+} securestore_import_report;
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -332,10 +342,12 @@ uint32_t securestore_max_value_bytes(const struct securestore_client *client);
 // `client` is a handle from [`securestore_connect`] not freed before, or null.
 void securestore_client_free(struct securestore_client *client);
 
-// Wipes and frees a value from [`securestore_get`]. Null is ignored.
+// Wipes and frees a value from [`securestore_get`] (or a file from [`securestore_export_backup`]).
+// Null is ignored.
 //
 // # Safety
-// `value` and `value_len` are exactly what [`securestore_get`] returned, not freed before.
+// `value` and `value_len` are exactly what [`securestore_get`] (or [`securestore_export_backup`])
+// returned, not freed before.
 void securestore_value_free(uint8_t *value, size_t value_len);
 
 // Wipes and frees a string this library returned (a message from `error_out`, or a token from
@@ -463,6 +475,46 @@ securestore_result securestore_host_passcode_removed(const struct securestore_ho
 securestore_result securestore_host_device_status(const struct securestore_host *host,
                                                   struct securestore_device_status *status_out,
                                                   char **error_out);
+
+// A backup file of the project's items (of `service`, or of every service when null), sealed under
+// the `passphrase_len` UTF-8 bytes at `passphrase` with Argon2id and XChaCha20-Poly1305: the same
+// file `securestore export` writes. `*_THIS_DEVICE_ONLY` items are never included. On success
+// `*file_out` is a new buffer of `*file_len_out` bytes (followed by a NUL), to free with
+// [`securestore_value_free`]. Deriving the key takes 64 MiB and a moment.
+//
+// # Errors
+// `SECURESTORE_INVALID_ARGUMENT` for an empty passphrase; `SECURESTORE_LOCKED` when an item to
+// export is unavailable in the device's state.
+//
+// # Safety
+// `client` is a live handle; `service` a NUL-terminated string or null; `passphrase` points to
+// `passphrase_len` readable bytes; `file_out` and `file_len_out` writable; `error_out` writable or
+// null.
+securestore_result securestore_export_backup(const struct securestore_client *client,
+                                             const char *service,
+                                             const uint8_t *passphrase,
+                                             size_t passphrase_len,
+                                             uint8_t **file_out,
+                                             size_t *file_len_out,
+                                             char **error_out);
+
+// Restores a backup file (`file_len` bytes at `file`, from [`securestore_export_backup`] or
+// `securestore export`) into the client's project, which may be on another device with another
+// master key. The whole file is checked first: a wrong passphrase, a damaged or altered file, a
+// newer format or a `*_THIS_DEVICE_ONLY` item answers `SECURESTORE_BAD_BACKUP` and imports nothing.
+// An item that exists is kept unless `replace`. `report_out` (may be null) receives the counts.
+//
+// # Safety
+// `client` is a live handle; `file` points to `file_len` readable bytes; `passphrase` to
+// `passphrase_len`; `report_out` writable or null; `error_out` writable or null.
+securestore_result securestore_import_backup(const struct securestore_client *client,
+                                             const uint8_t *file,
+                                             size_t file_len,
+                                             const uint8_t *passphrase,
+                                             size_t passphrase_len,
+                                             bool replace,
+                                             struct securestore_import_report *report_out,
+                                             char **error_out);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -158,6 +158,18 @@ impl From<DeviceStatus> for securestore_device_status {
     }
 }
 
+/// What [`securestore_import_backup`] did.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct securestore_import_report {
+    /// Items that did not exist and were stored.
+    pub added: u64,
+    /// Items that existed and were overwritten (only with `replace`).
+    pub replaced: u64,
+    /// Items that existed and were kept (without `replace`).
+    pub skipped: u64,
+}
+
 /// Runs `work` with panics caught, and reports its failure as a code and (if `error_out` is not
 /// null) a message.
 fn run(
@@ -728,10 +740,12 @@ pub unsafe extern "C" fn securestore_client_free(client: *mut securestore_client
     });
 }
 
-/// Wipes and frees a value from [`securestore_get`]. Null is ignored.
+/// Wipes and frees a value from [`securestore_get`] (or a file from [`securestore_export_backup`]).
+/// Null is ignored.
 ///
 /// # Safety
-/// `value` and `value_len` are exactly what [`securestore_get`] returned, not freed before.
+/// `value` and `value_len` are exactly what [`securestore_get`] (or [`securestore_export_backup`])
+/// returned, not freed before.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn securestore_value_free(value: *mut u8, value_len: usize) {
     if value.is_null() {
@@ -1049,4 +1063,94 @@ pub unsafe extern "C" fn securestore_host_device_status(
     error_out: *mut *mut c_char,
 ) -> securestore_result {
     device_call(host, status_out, error_out, HostHandle::device_status)
+}
+
+/// A backup file of the project's items (of `service`, or of every service when null), sealed under
+/// the `passphrase_len` UTF-8 bytes at `passphrase` with Argon2id and XChaCha20-Poly1305: the same
+/// file `securestore export` writes. `*_THIS_DEVICE_ONLY` items are never included. On success
+/// `*file_out` is a new buffer of `*file_len_out` bytes (followed by a NUL), to free with
+/// [`securestore_value_free`]. Deriving the key takes 64 MiB and a moment.
+///
+/// # Errors
+/// `SECURESTORE_INVALID_ARGUMENT` for an empty passphrase; `SECURESTORE_LOCKED` when an item to
+/// export is unavailable in the device's state.
+///
+/// # Safety
+/// `client` is a live handle; `service` a NUL-terminated string or null; `passphrase` points to
+/// `passphrase_len` readable bytes; `file_out` and `file_len_out` writable; `error_out` writable or
+/// null.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn securestore_export_backup(
+    client: *const securestore_client,
+    service: *const c_char,
+    passphrase: *const u8,
+    passphrase_len: usize,
+    file_out: *mut *mut u8,
+    file_len_out: *mut usize,
+    error_out: *mut *mut c_char,
+) -> securestore_result {
+    set_out(file_out, ptr::null_mut());
+    set_out(file_len_out, 0);
+    run(error_out, || {
+        if file_out.is_null() || file_len_out.is_null() {
+            return Err(BridgeError::invalid_argument(
+                "file_out or file_len_out is null",
+            ));
+        }
+        let session = self::client(client)?;
+        let passphrase = value_arg(passphrase, passphrase_len)?;
+        let file = session.export_backup(optional_text("service", service)?, &passphrase)?;
+        // Laid out as `securestore_get`'s values are, so `securestore_value_free` frees it.
+        let mut buffer = Vec::with_capacity(file.len() + 1);
+        buffer.extend_from_slice(&file);
+        buffer.push(0);
+        set_out(file_len_out, file.len());
+        set_out(
+            file_out,
+            Box::into_raw(buffer.into_boxed_slice()).cast::<u8>(),
+        );
+        Ok(())
+    })
+}
+
+/// Restores a backup file (`file_len` bytes at `file`, from [`securestore_export_backup`] or
+/// `securestore export`) into the client's project, which may be on another device with another
+/// master key. The whole file is checked first: a wrong passphrase, a damaged or altered file, a
+/// newer format or a `*_THIS_DEVICE_ONLY` item answers `SECURESTORE_BAD_BACKUP` and imports nothing.
+/// An item that exists is kept unless `replace`. `report_out` (may be null) receives the counts.
+///
+/// # Safety
+/// `client` is a live handle; `file` points to `file_len` readable bytes; `passphrase` to
+/// `passphrase_len`; `report_out` writable or null; `error_out` writable or null.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn securestore_import_backup(
+    client: *const securestore_client,
+    file: *const u8,
+    file_len: usize,
+    passphrase: *const u8,
+    passphrase_len: usize,
+    replace: bool,
+    report_out: *mut securestore_import_report,
+    error_out: *mut *mut c_char,
+) -> securestore_result {
+    set_out(report_out, securestore_import_report::default());
+    run(error_out, || {
+        let session = self::client(client)?;
+        if file.is_null() {
+            return Err(BridgeError::invalid_argument("file is null"));
+        }
+        // SAFETY: not null, and the caller passes `file_len` readable bytes valid for the call.
+        let file = unsafe { std::slice::from_raw_parts(file, file_len) };
+        let passphrase = value_arg(passphrase, passphrase_len)?;
+        let report = session.import_backup(file, &passphrase, replace)?;
+        set_out(
+            report_out,
+            securestore_import_report {
+                added: report.added,
+                replaced: report.replaced,
+                skipped: report.skipped,
+            },
+        );
+        Ok(())
+    })
 }

@@ -42,6 +42,8 @@ fn the_committed_header_matches_the_code() {
         "securestore_host_passcode_set",
         "securestore_host_passcode_removed",
         "securestore_host_device_status",
+        "securestore_export_backup",
+        "securestore_import_backup",
     ] {
         assert!(
             String::from_utf8_lossy(&fresh).contains(&format!(" {function}(")),

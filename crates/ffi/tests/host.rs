@@ -623,3 +623,143 @@ fn the_device_state_through_the_c_abi() {
         (14, 16)
     );
 }
+
+/// `securestore_export_backup` under `passphrase`; the file, or the code.
+fn export_backup(
+    client: *const securestore_client,
+    passphrase: &str,
+) -> Result<Vec<u8>, securestore_result> {
+    let mut file = ptr::null_mut();
+    let mut len = 0;
+    // SAFETY: a live client, `passphrase.len()` readable bytes, writable out-pointers.
+    let code = unsafe {
+        securestore_export_backup(
+            client,
+            ptr::null(),
+            passphrase.as_ptr(),
+            passphrase.len(),
+            &mut file,
+            &mut len,
+            ptr::null_mut(),
+        )
+    };
+    if code != SECURESTORE_OK {
+        assert!(file.is_null());
+        return Err(code);
+    }
+    // SAFETY: `len` bytes at `file`, freed right after.
+    let bytes = unsafe { std::slice::from_raw_parts(file, len) }.to_vec();
+    unsafe { securestore_value_free(file, len) };
+    Ok(bytes)
+}
+
+/// `securestore_import_backup`; the code and the report.
+fn import_backup(
+    client: *const securestore_client,
+    file: &[u8],
+    passphrase: &str,
+    replace: bool,
+) -> (securestore_result, securestore_import_report) {
+    let mut report = securestore_import_report {
+        added: 99,
+        replaced: 99,
+        skipped: 99,
+    };
+    // SAFETY: a live client, readable byte ranges, a writable out-pointer.
+    let code = unsafe {
+        securestore_import_backup(
+            client,
+            file.as_ptr(),
+            file.len(),
+            passphrase.as_ptr(),
+            passphrase.len(),
+            replace,
+            &mut report,
+            ptr::null_mut(),
+        )
+    };
+    (code, report)
+}
+
+#[test]
+fn a_backup_through_the_c_abi_restores_on_another_host() {
+    const WHEN_UNLOCKED: i32 = 5;
+    const THIS_DEVICE_ONLY: i32 = 6;
+    let first_paths = paths();
+    let first = start(&first_paths, None).expect("first host");
+    let source = connect(first, "@c/backup", None).expect("connect");
+    assert_eq!(
+        set_class(source, "a", "alpha", WHEN_UNLOCKED).0,
+        SECURESTORE_OK
+    );
+    assert_eq!(
+        set_class(source, "b", "beta", WHEN_UNLOCKED).0,
+        SECURESTORE_OK
+    );
+    assert_eq!(
+        set_class(source, "local", "stays", THIS_DEVICE_ONLY).0,
+        SECURESTORE_OK
+    );
+    let file = export_backup(source, "correct horse").expect("export");
+    assert!(file.starts_with(b"SSBACKUP"), "the CLI's format");
+    assert!(!file.windows(5).any(|w| w == b"alpha"), "sealed");
+    assert_eq!(
+        export_backup(source, "").err(),
+        Some(SECURESTORE_INVALID_ARGUMENT)
+    );
+    // SAFETY: handles from this library, each freed once.
+    unsafe { securestore_client_free(source) };
+    assert_eq!(
+        unsafe { securestore_host_free(first, ptr::null_mut()) },
+        SECURESTORE_OK
+    );
+
+    // Another data folder and master key.
+    let second_paths = paths();
+    let second = start(&second_paths, None).expect("second host");
+    let target = connect(second, "@c/backup", None).expect("connect");
+    let (code, report) = import_backup(target, &file, "wrong horse", false);
+    assert_eq!(code, SECURESTORE_BAD_BACKUP);
+    assert_eq!(
+        report,
+        securestore_import_report::default(),
+        "zeroed on failure"
+    );
+    assert_eq!(
+        get_code(target, "a"),
+        (SECURESTORE_OK, None),
+        "nothing imported"
+    );
+    assert_eq!(
+        set_class(target, "b", "kept", WHEN_UNLOCKED).0,
+        SECURESTORE_OK
+    );
+    let (code, report) = import_backup(target, &file, "correct horse", false);
+    assert_eq!(code, SECURESTORE_OK);
+    assert_eq!((report.added, report.replaced, report.skipped), (1, 0, 1));
+    assert_eq!(
+        get_code(target, "a"),
+        (SECURESTORE_OK, Some("alpha".to_owned()))
+    );
+    assert_eq!(
+        get_code(target, "b"),
+        (SECURESTORE_OK, Some("kept".to_owned()))
+    );
+    assert_eq!(
+        get_code(target, "local"),
+        (SECURESTORE_OK, None),
+        "never exported"
+    );
+    let (code, report) = import_backup(target, &file, "correct horse", true);
+    assert_eq!((code, report.replaced), (SECURESTORE_OK, 2));
+    assert_eq!(
+        get_code(target, "b"),
+        (SECURESTORE_OK, Some("beta".to_owned()))
+    );
+    // SAFETY: handles from this library, each freed once.
+    unsafe { securestore_client_free(target) };
+    assert_eq!(
+        unsafe { securestore_host_free(second, ptr::null_mut()) },
+        SECURESTORE_OK
+    );
+}
