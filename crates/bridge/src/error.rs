@@ -1,6 +1,7 @@
 //! [`ErrorCode`] and [`BridgeError`]: every failure a binding can report, as a stable number.
 
 use securestore_client::Error;
+use securestore_client::backup::BackupError;
 use securestore_proto::ServiceError;
 
 /// Why a binding call failed. The numbers are part of every binding's ABI (the C header, Java's
@@ -40,6 +41,14 @@ pub enum ErrorCode {
     Conflict = 12,
     /// The daemon speaks an older protocol without this call; upgrade it. Nothing was sent.
     Unsupported = 13,
+    /// The device is locked (or not unlocked since it started) and the item's `keychainAccessible`
+    /// class is not available until it is unlocked; nothing was read or changed. Never "absent".
+    Locked = 14,
+    /// A `WHEN_PASSCODE_SET_THIS_DEVICE_ONLY` item cannot be stored: no passcode is set.
+    PasscodeNotSet = 15,
+    /// A backup file cannot be opened: a wrong passphrase, a damaged or altered file, a newer
+    /// format, or an item that must never leave its device. Nothing was imported.
+    BadBackup = 16,
 }
 
 impl ErrorCode {
@@ -60,6 +69,9 @@ impl ErrorCode {
             Self::Internal => "INTERNAL",
             Self::Conflict => "CONFLICT",
             Self::Unsupported => "UNSUPPORTED",
+            Self::Locked => "LOCKED",
+            Self::PasscodeNotSet => "PASSCODE_NOT_SET",
+            Self::BadBackup => "BAD_BACKUP",
         }
     }
 }
@@ -114,6 +126,9 @@ impl From<ServiceError> for BridgeError {
             | ServiceError::Storage { .. }
             | ServiceError::OutcomeUnknown => ErrorCode::Storage,
             ServiceError::Conflict => ErrorCode::Conflict,
+            ServiceError::Locked { .. } => ErrorCode::Locked,
+            ServiceError::PasscodeNotSet => ErrorCode::PasscodeNotSet,
+            ServiceError::Unsupported { .. } => ErrorCode::Unsupported,
             ServiceError::TooLarge { .. } => ErrorCode::InvalidArgument,
             // A batch's failure is its first failing operation's.
             ServiceError::InBatch { error, .. } => {
@@ -134,6 +149,19 @@ impl From<Error> for BridgeError {
             Error::TimedOut => ErrorCode::TimedOut,
             Error::Busy(_) => ErrorCode::Refused,
             Error::Unsupported { .. } => ErrorCode::Unsupported,
+            _ => ErrorCode::Internal,
+        };
+        Self::new(code, err.to_string())
+    }
+}
+
+impl From<BackupError> for BridgeError {
+    fn from(err: BackupError) -> Self {
+        let code = match err {
+            BackupError::EmptyPassphrase => ErrorCode::InvalidArgument,
+            BackupError::Format(_)
+            | BackupError::WrongPassphraseOrDamaged
+            | BackupError::ThisDeviceOnly { .. } => ErrorCode::BadBackup,
             _ => ErrorCode::Internal,
         };
         Self::new(code, err.to_string())
@@ -184,5 +212,38 @@ mod tests {
             (12, 13)
         );
         assert_eq!(ErrorCode::Internal.name(), "INTERNAL");
+    }
+
+    #[test]
+    fn device_state_answers_get_their_own_codes() {
+        let locked = ServiceError::Locked {
+            service: "app".to_owned(),
+            key: "token".to_owned(),
+        };
+        let locked = BridgeError::from(Error::Service(locked));
+        assert_eq!(locked.code, ErrorCode::Locked);
+        assert!(locked.message.contains("locked"), "{locked}");
+        assert_eq!(
+            BridgeError::from(ServiceError::PasscodeNotSet).code,
+            ErrorCode::PasscodeNotSet
+        );
+        let unsupported = ServiceError::Unsupported {
+            what: "key rotation".to_owned(),
+        };
+        assert_eq!(BridgeError::from(unsupported).code, ErrorCode::Unsupported);
+        let in_batch = ServiceError::InBatch {
+            index: 0,
+            error: Box::new(ServiceError::Locked {
+                service: String::new(),
+                key: "k".to_owned(),
+            }),
+        };
+        assert_eq!(BridgeError::from(in_batch).code, ErrorCode::Locked);
+        // Appended after the existing codes: the numbers are ABI.
+        assert_eq!(
+            (ErrorCode::Locked as i32, ErrorCode::PasscodeNotSet as i32),
+            (14, 15)
+        );
+        assert_eq!(ErrorCode::PasscodeNotSet.name(), "PASSCODE_NOT_SET");
     }
 }

@@ -20,7 +20,10 @@ pub use error::{BridgeError, ErrorCode};
 pub use host::{HostHandle, HostOptions, OpenBackend};
 pub use securestore_daemon::backend::{BackendKind, BackendPaths};
 pub use securestore_daemon::{Policy, backend};
-pub use securestore_proto::{KeychainAccessible, SecretString};
+pub use securestore_proto::backup::KdfParams;
+pub use securestore_proto::{
+    DeviceStatus, ExportedItem, ImportReport, KeychainAccessible, LockState, SecretString,
+};
 pub use session::{Batch, Condition, Session, accessible_from, events_text};
 
 /// The runtime every binding call runs on: two worker threads, shared by every session of the

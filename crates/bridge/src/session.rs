@@ -3,9 +3,10 @@
 use std::time::Duration;
 
 use securestore_client::{Client, ConnectOptions};
+use securestore_proto::backup::{Backup, KdfParams, MAX_BACKUP_BYTES};
 use securestore_proto::{
-    BatchOp, ChangeKind, DeleteOptions, Events, GetOptions, KeychainAccessible, SecretString,
-    SetOptions, WatchFilter,
+    BatchOp, ChangeKind, DeleteOptions, Events, ExportedItem, GetOptions, ImportReport,
+    KeychainAccessible, SecretString, SetOptions, WatchFilter,
 };
 
 use crate::{BridgeError, ErrorCode, HostHandle, runtime};
@@ -214,6 +215,95 @@ impl Session {
     /// As [`Session::contains`].
     pub fn unwatch(&self, watcher: u64) -> Result<(), BridgeError> {
         Ok(runtime().block_on(self.client.unwatch(watcher))?)
+    }
+}
+
+impl Session {
+    /// Every exportable item of this project (of `service`, if given): never a `*_THIS_DEVICE_ONLY`
+    /// one. Values are in the result: keep it no longer than needed.
+    ///
+    /// # Errors
+    /// [`ErrorCode::Locked`] when an exportable item is unavailable in the device's state; as
+    /// [`Session::contains`].
+    pub fn export(&self, service: Option<&str>) -> Result<Vec<ExportedItem>, BridgeError> {
+        Ok(runtime().block_on(self.client.export(service))?)
+    }
+
+    /// Stores `items` in this project; an item that exists is kept (skipped) unless `replace`.
+    ///
+    /// # Errors
+    /// [`ErrorCode::Refused`] for a `*_THIS_DEVICE_ONLY` item (nothing is sent);
+    /// [`ErrorCode::Locked`]; as [`Session::contains`].
+    pub fn import(
+        &self,
+        items: &[ExportedItem],
+        replace: bool,
+    ) -> Result<ImportReport, BridgeError> {
+        Ok(runtime().block_on(self.client.import(items, replace))?)
+    }
+
+    /// A backup file of this project's exportable items (of `service`, if given), sealed under
+    /// `passphrase` (Argon2id, XChaCha20-Poly1305): the same file `securestore export` writes.
+    ///
+    /// # Errors
+    /// [`ErrorCode::InvalidArgument`] for an empty passphrase; as [`Session::export`].
+    pub fn export_backup(
+        &self,
+        service: Option<&str>,
+        passphrase: &SecretString,
+    ) -> Result<Vec<u8>, BridgeError> {
+        self.export_backup_with(service, passphrase, KdfParams::DEFAULT)
+    }
+
+    /// As [`Session::export_backup`], with the given Argon2id parameters.
+    ///
+    /// # Errors
+    /// As [`Session::export_backup`].
+    pub fn export_backup_with(
+        &self,
+        service: Option<&str>,
+        passphrase: &SecretString,
+        kdf: KdfParams,
+    ) -> Result<Vec<u8>, BridgeError> {
+        if passphrase.is_empty() {
+            return Err(BridgeError::invalid_argument("the passphrase is empty"));
+        }
+        let items = self.export(service)?;
+        let backup = Backup {
+            project: self.project().to_owned(),
+            service: service.map(str::to_owned),
+            exported_at: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+            items,
+        };
+        Ok(securestore_client::backup::seal_with(
+            &backup, passphrase, kdf,
+        )?)
+    }
+
+    /// Opens a backup file made by [`Session::export_backup`] or `securestore export` and stores
+    /// its items in this project (an item that exists is kept unless `replace`). The whole file is
+    /// checked first: a wrong passphrase, a damaged or newer file, or a `*_THIS_DEVICE_ONLY` item
+    /// imports nothing.
+    ///
+    /// # Errors
+    /// [`ErrorCode::BadBackup`]; [`ErrorCode::InvalidArgument`] for a file over the format's size
+    /// bound; as [`Session::import`].
+    pub fn import_backup(
+        &self,
+        file: &[u8],
+        passphrase: &SecretString,
+        replace: bool,
+    ) -> Result<ImportReport, BridgeError> {
+        if file.len() > MAX_BACKUP_BYTES {
+            return Err(BridgeError::invalid_argument(format!(
+                "a backup file holds at most {MAX_BACKUP_BYTES} bytes, not {}",
+                file.len()
+            )));
+        }
+        let backup = securestore_client::backup::open(file, passphrase)?;
+        self.import(&backup.items, replace)
     }
 }
 

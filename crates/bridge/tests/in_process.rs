@@ -3,8 +3,8 @@
 //! through the socket, and the isolation between projects.
 
 use securestore_bridge::{
-    BackendKind, ErrorCode, HostHandle, HostOptions, KeychainAccessible, Policy, SecretString,
-    Session,
+    BackendKind, DeviceStatus, ErrorCode, HostHandle, HostOptions, KeychainAccessible, Policy,
+    SecretString, Session,
 };
 use tempfile::TempDir;
 
@@ -19,6 +19,7 @@ fn host(dir: &TempDir, policy: Policy) -> HostHandle {
             backend: BackendKind::Sqlite,
             max_value_bytes: Some(LIMIT),
             policy,
+            device: DeviceStatus::UNLOCKED,
         },
         None,
     )
@@ -174,6 +175,7 @@ fn a_second_host_on_the_same_socket_or_data_folder_is_a_clear_error() {
             backend: BackendKind::Sqlite,
             max_value_bytes: None,
             policy: Policy::Open,
+            device: DeviceStatus::UNLOCKED,
         },
         None,
     )
@@ -188,6 +190,7 @@ fn a_second_host_on_the_same_socket_or_data_folder_is_a_clear_error() {
             backend: BackendKind::Sqlite,
             max_value_bytes: None,
             policy: Policy::Open,
+            device: DeviceStatus::UNLOCKED,
         },
         None,
     )

@@ -50,12 +50,41 @@ enum securestore_result
   SECURESTORE_CONFLICT = 12,
   // The daemon speaks an older protocol without this call; upgrade it. Nothing was sent.
   SECURESTORE_UNSUPPORTED = 13,
+  // The device is locked (or not unlocked since the host started) and the item's class is not
+  // available until it is unlocked; nothing was read or changed. Never "absent".
+  SECURESTORE_LOCKED = 14,
+  // A `WHEN_PASSCODE_SET_THIS_DEVICE_ONLY` item cannot be stored: no passcode is set.
+  SECURESTORE_PASSCODE_NOT_SET = 15,
+  // A backup file cannot be opened (wrong passphrase, damaged, newer format, or a
+  // this-device-only item); nothing was imported.
+  SECURESTORE_BAD_BACKUP = 16,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
 typedef enum securestore_result securestore_result;
 #else
 typedef int32_t securestore_result;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+// Whether the device is locked, as the host last signalled. Stable numbers.
+enum securestore_lock_state
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : int32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  // Started and not unlocked since: only `ALWAYS*` items are available.
+  SECURESTORE_LOCK_BEFORE_FIRST_UNLOCK = 0,
+  // Unlocked once, locked now: `ALWAYS*` and `AFTER_FIRST_UNLOCK*` items are available.
+  SECURESTORE_LOCK_LOCKED = 1,
+  // Unlocked: every class is available.
+  SECURESTORE_LOCK_UNLOCKED = 2,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum securestore_lock_state securestore_lock_state;
+#else
+typedef int32_t securestore_lock_state;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
@@ -68,6 +97,24 @@ typedef struct securestore_client securestore_client;
 
 // The daemon running inside this process. Stop and free with [`securestore_host_free`].
 typedef struct securestore_host securestore_host;
+
+// The device state: lock state and whether a passcode is set.
+typedef struct securestore_device_status {
+  // Locked or not.
+  securestore_lock_state lock;
+  // Whether a passcode is set (`WHEN_PASSCODE_SET_THIS_DEVICE_ONLY` items need one).
+  bool passcode_set;
+} securestore_device_status;
+
+// What [`securestore_import_backup`] did.
+typedef struct securestore_import_report {
+  // Items that did not exist and were stored.
+  uint64_t added;
+  // Items that existed and were overwritten (only with `replace`).
+  uint64_t replaced;
+  // Items that existed and were kept (without `replace`).
+  uint64_t skipped;
+} securestore_import_report;
 
 #ifdef __cplusplus
 extern "C" {
@@ -295,10 +342,12 @@ uint32_t securestore_max_value_bytes(const struct securestore_client *client);
 // `client` is a handle from [`securestore_connect`] not freed before, or null.
 void securestore_client_free(struct securestore_client *client);
 
-// Wipes and frees a value from [`securestore_get`]. Null is ignored.
+// Wipes and frees a value from [`securestore_get`] (or a file from [`securestore_export_backup`]).
+// Null is ignored.
 //
 // # Safety
-// `value` and `value_len` are exactly what [`securestore_get`] returned, not freed before.
+// `value` and `value_len` are exactly what [`securestore_get`] (or [`securestore_export_backup`])
+// returned, not freed before.
 void securestore_value_free(uint8_t *value, size_t value_len);
 
 // Wipes and frees a string this library returned (a message from `error_out`, or a token from
@@ -326,6 +375,26 @@ securestore_result securestore_host_start(const char *socket,
                                           const char *policy,
                                           struct securestore_host **host_out,
                                           char **error_out);
+
+// As [`securestore_host_start`], with the device state the host starts in: `lock_state` a
+// `securestore_lock_state` value, and whether a passcode is set. An app that signals its lock
+// callbacks ([`securestore_host_unlock`] and the others) starts from
+// `SECURESTORE_LOCK_BEFORE_FIRST_UNLOCK` without a passcode, or what it knows;
+// [`securestore_host_start`] starts unlocked with a passcode, so every class is available until a
+// signal says otherwise.
+//
+// # Safety
+// As [`securestore_host_start`].
+securestore_result securestore_host_start_in_state(const char *socket,
+                                                   const char *data_dir,
+                                                   const char *key_file,
+                                                   const char *backend,
+                                                   uint32_t max_value_bytes,
+                                                   const char *policy,
+                                                   int32_t lock_state,
+                                                   bool passcode_set,
+                                                   struct securestore_host **host_out,
+                                                   char **error_out);
 
 // Connects to the daemon `host` runs in this process, without a socket: the same handshake,
 // project binding and token check as [`securestore_connect`].
@@ -358,6 +427,94 @@ securestore_result securestore_host_register_project(const struct securestore_ho
 // `host` is a handle from [`securestore_host_start`] not freed before, or null; `error_out`
 // writable or null.
 securestore_result securestore_host_free(struct securestore_host *host, char **error_out);
+
+// The device locked (call it from the app's lock callback): `WHEN_UNLOCKED*` items answer
+// `SECURESTORE_LOCKED` until [`securestore_host_unlock`]. `status_out` (may be null) receives the
+// state it led to.
+//
+// # Safety
+// `host` is a live handle; `status_out` writable or null; `error_out` writable or null.
+securestore_result securestore_host_lock(const struct securestore_host *host,
+                                         struct securestore_device_status *status_out,
+                                         char **error_out);
+
+// The device unlocked. `secret[0..secret_len]` is the host's unlock secret as UTF-8, or null (with
+// `secret_len` 0) for none: the first one given binds the keys of the classes that need an
+// unlocked device, and every later unlock must give the same one (`SECURESTORE_REFUSED`
+// otherwise, and the state does not change).
+//
+// # Safety
+// `host` is a live handle; `secret` points to `secret_len` readable bytes, or is null;
+// `status_out` writable or null; `error_out` writable or null.
+securestore_result securestore_host_unlock(const struct securestore_host *host,
+                                           const uint8_t *secret,
+                                           size_t secret_len,
+                                           struct securestore_device_status *status_out,
+                                           char **error_out);
+
+// The user set a passcode: `WHEN_PASSCODE_SET_THIS_DEVICE_ONLY` items may be stored.
+//
+// # Safety
+// As [`securestore_host_lock`].
+securestore_result securestore_host_passcode_set(const struct securestore_host *host,
+                                                 struct securestore_device_status *status_out,
+                                                 char **error_out);
+
+// The user removed the passcode: every `WHEN_PASSCODE_SET_THIS_DEVICE_ONLY` item is deleted.
+//
+// # Safety
+// As [`securestore_host_lock`].
+securestore_result securestore_host_passcode_removed(const struct securestore_host *host,
+                                                     struct securestore_device_status *status_out,
+                                                     char **error_out);
+
+// The device state the host last received, into `status_out`.
+//
+// # Safety
+// As [`securestore_host_lock`].
+securestore_result securestore_host_device_status(const struct securestore_host *host,
+                                                  struct securestore_device_status *status_out,
+                                                  char **error_out);
+
+// A backup file of the project's items (of `service`, or of every service when null), sealed under
+// the `passphrase_len` UTF-8 bytes at `passphrase` with Argon2id and XChaCha20-Poly1305: the same
+// file `securestore export` writes. `*_THIS_DEVICE_ONLY` items are never included. On success
+// `*file_out` is a new buffer of `*file_len_out` bytes (followed by a NUL), to free with
+// [`securestore_value_free`]. Deriving the key takes 64 MiB and a moment.
+//
+// # Errors
+// `SECURESTORE_INVALID_ARGUMENT` for an empty passphrase; `SECURESTORE_LOCKED` when an item to
+// export is unavailable in the device's state.
+//
+// # Safety
+// `client` is a live handle; `service` a NUL-terminated string or null; `passphrase` points to
+// `passphrase_len` readable bytes; `file_out` and `file_len_out` writable; `error_out` writable or
+// null.
+securestore_result securestore_export_backup(const struct securestore_client *client,
+                                             const char *service,
+                                             const uint8_t *passphrase,
+                                             size_t passphrase_len,
+                                             uint8_t **file_out,
+                                             size_t *file_len_out,
+                                             char **error_out);
+
+// Restores a backup file (`file_len` bytes at `file`, from [`securestore_export_backup`] or
+// `securestore export`) into the client's project, which may be on another device with another
+// master key. The whole file is checked first: a wrong passphrase, a damaged or altered file, a
+// newer format or a `*_THIS_DEVICE_ONLY` item answers `SECURESTORE_BAD_BACKUP` and imports nothing.
+// An item that exists is kept unless `replace`. `report_out` (may be null) receives the counts.
+//
+// # Safety
+// `client` is a live handle; `file` points to `file_len` readable bytes; `passphrase` to
+// `passphrase_len`; `report_out` writable or null; `error_out` writable or null.
+securestore_result securestore_import_backup(const struct securestore_client *client,
+                                             const uint8_t *file,
+                                             size_t file_len,
+                                             const uint8_t *passphrase,
+                                             size_t passphrase_len,
+                                             bool replace,
+                                             struct securestore_import_report *report_out,
+                                             char **error_out);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -18,8 +18,8 @@ use std::ffi::{CStr, CString, c_char};
 use std::ptr;
 
 use securestore_bridge::{
-    BackendKind, Batch, BridgeError, Condition, ErrorCode, HostHandle, HostOptions, Policy,
-    SecretString, Session, accessible_from, events_text, guard,
+    BackendKind, Batch, BridgeError, Condition, DeviceStatus, ErrorCode, HostHandle, HostOptions,
+    LockState, Policy, SecretString, Session, accessible_from, events_text, guard,
 };
 use zeroize::Zeroize;
 
@@ -71,6 +71,14 @@ pub enum securestore_result {
     SECURESTORE_CONFLICT = 12,
     /// The daemon speaks an older protocol without this call; upgrade it. Nothing was sent.
     SECURESTORE_UNSUPPORTED = 13,
+    /// The device is locked (or not unlocked since the host started) and the item's class is not
+    /// available until it is unlocked; nothing was read or changed. Never "absent".
+    SECURESTORE_LOCKED = 14,
+    /// A `WHEN_PASSCODE_SET_THIS_DEVICE_ONLY` item cannot be stored: no passcode is set.
+    SECURESTORE_PASSCODE_NOT_SET = 15,
+    /// A backup file cannot be opened (wrong passphrase, damaged, newer format, or a
+    /// this-device-only item); nothing was imported.
+    SECURESTORE_BAD_BACKUP = 16,
 }
 
 impl From<ErrorCode> for securestore_result {
@@ -89,9 +97,77 @@ impl From<ErrorCode> for securestore_result {
             ErrorCode::HostFailed => Self::SECURESTORE_HOST_FAILED,
             ErrorCode::Conflict => Self::SECURESTORE_CONFLICT,
             ErrorCode::Unsupported => Self::SECURESTORE_UNSUPPORTED,
+            ErrorCode::Locked => Self::SECURESTORE_LOCKED,
+            ErrorCode::PasscodeNotSet => Self::SECURESTORE_PASSCODE_NOT_SET,
+            ErrorCode::BadBackup => Self::SECURESTORE_BAD_BACKUP,
             _ => Self::SECURESTORE_INTERNAL,
         }
     }
+}
+
+/// Whether the device is locked, as the host last signalled. Stable numbers.
+#[repr(i32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum securestore_lock_state {
+    /// Started and not unlocked since: only `ALWAYS*` items are available.
+    SECURESTORE_LOCK_BEFORE_FIRST_UNLOCK = 0,
+    /// Unlocked once, locked now: `ALWAYS*` and `AFTER_FIRST_UNLOCK*` items are available.
+    SECURESTORE_LOCK_LOCKED = 1,
+    /// Unlocked: every class is available.
+    SECURESTORE_LOCK_UNLOCKED = 2,
+}
+
+/// The device state: lock state and whether a passcode is set.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct securestore_device_status {
+    /// Locked or not.
+    pub lock: securestore_lock_state,
+    /// Whether a passcode is set (`WHEN_PASSCODE_SET_THIS_DEVICE_ONLY` items need one).
+    pub passcode_set: bool,
+}
+
+/// The device state from a C caller's lock state number (a `securestore_lock_state` value) and
+/// passcode flag; an unknown number is refused rather than trusted as an enum.
+fn device_from(lock_state: i32, passcode_set: bool) -> Result<DeviceStatus, BridgeError> {
+    let lock = match lock_state {
+        0 => LockState::BeforeFirstUnlock,
+        1 => LockState::Locked,
+        2 => LockState::Unlocked,
+        other => {
+            return Err(BridgeError::invalid_argument(format!(
+                "unknown lock state {other}; expected 0 (before first unlock), 1 (locked) or 2 (unlocked)"
+            )));
+        }
+    };
+    Ok(DeviceStatus { lock, passcode_set })
+}
+
+impl From<DeviceStatus> for securestore_device_status {
+    fn from(status: DeviceStatus) -> Self {
+        Self {
+            lock: match status.lock {
+                LockState::BeforeFirstUnlock => {
+                    securestore_lock_state::SECURESTORE_LOCK_BEFORE_FIRST_UNLOCK
+                }
+                LockState::Locked => securestore_lock_state::SECURESTORE_LOCK_LOCKED,
+                LockState::Unlocked => securestore_lock_state::SECURESTORE_LOCK_UNLOCKED,
+            },
+            passcode_set: status.passcode_set,
+        }
+    }
+}
+
+/// What [`securestore_import_backup`] did.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct securestore_import_report {
+    /// Items that did not exist and were stored.
+    pub added: u64,
+    /// Items that existed and were overwritten (only with `replace`).
+    pub replaced: u64,
+    /// Items that existed and were kept (without `replace`).
+    pub skipped: u64,
 }
 
 /// Runs `work` with panics caught, and reports its failure as a code and (if `error_out` is not
@@ -664,10 +740,12 @@ pub unsafe extern "C" fn securestore_client_free(client: *mut securestore_client
     });
 }
 
-/// Wipes and frees a value from [`securestore_get`]. Null is ignored.
+/// Wipes and frees a value from [`securestore_get`] (or a file from [`securestore_export_backup`]).
+/// Null is ignored.
 ///
 /// # Safety
-/// `value` and `value_len` are exactly what [`securestore_get`] returned, not freed before.
+/// `value` and `value_len` are exactly what [`securestore_get`] (or [`securestore_export_backup`])
+/// returned, not freed before.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn securestore_value_free(value: *mut u8, value_len: usize) {
     if value.is_null() {
@@ -715,6 +793,46 @@ pub unsafe extern "C" fn securestore_host_start(
     host_out: *mut *mut securestore_host,
     error_out: *mut *mut c_char,
 ) -> securestore_result {
+    // SAFETY: the caller's guarantees are those of `securestore_host_start_in_state`.
+    unsafe {
+        securestore_host_start_in_state(
+            socket,
+            data_dir,
+            key_file,
+            backend,
+            max_value_bytes,
+            policy,
+            securestore_lock_state::SECURESTORE_LOCK_UNLOCKED as i32,
+            true,
+            host_out,
+            error_out,
+        )
+    }
+}
+
+/// As [`securestore_host_start`], with the device state the host starts in: `lock_state` a
+/// `securestore_lock_state` value, and whether a passcode is set. An app that signals its lock
+/// callbacks ([`securestore_host_unlock`] and the others) starts from
+/// `SECURESTORE_LOCK_BEFORE_FIRST_UNLOCK` without a passcode, or what it knows;
+/// [`securestore_host_start`] starts unlocked with a passcode, so every class is available until a
+/// signal says otherwise.
+///
+/// # Safety
+/// As [`securestore_host_start`].
+#[unsafe(no_mangle)]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn securestore_host_start_in_state(
+    socket: *const c_char,
+    data_dir: *const c_char,
+    key_file: *const c_char,
+    backend: *const c_char,
+    max_value_bytes: u32,
+    policy: *const c_char,
+    lock_state: i32,
+    passcode_set: bool,
+    host_out: *mut *mut securestore_host,
+    error_out: *mut *mut c_char,
+) -> securestore_result {
     set_out(host_out, ptr::null_mut());
     run(error_out, || {
         if host_out.is_null() {
@@ -734,6 +852,7 @@ pub unsafe extern "C" fn securestore_host_start(
                 .unwrap_or("open")
                 .parse::<Policy>()
                 .map_err(BridgeError::invalid_argument)?,
+            device: device_from(lock_state, passcode_set)?,
         };
         let host = HostHandle::start(options, None)?;
         set_out(
@@ -833,5 +952,205 @@ pub unsafe extern "C" fn securestore_host_free(
     run(error_out, move || match handle.host.take() {
         Some(host) => host.stop(),
         None => Ok(()),
+    })
+}
+
+/// The live host behind `host`.
+fn live_host<'a>(host: *const securestore_host) -> Result<&'a HostHandle, BridgeError> {
+    if host.is_null() {
+        return Err(BridgeError::invalid_argument("host is null"));
+    }
+    // SAFETY: not null; the caller passes a live handle from `securestore_host_start`.
+    let handle = unsafe { &*host };
+    handle
+        .host
+        .as_ref()
+        .ok_or_else(|| BridgeError::new(ErrorCode::Unreachable, "the host has stopped"))
+}
+
+/// Runs one device call on `host` and writes the state it led to into `status_out` (if not null).
+fn device_call(
+    host: *const securestore_host,
+    status_out: *mut securestore_device_status,
+    error_out: *mut *mut c_char,
+    call: impl FnOnce(&HostHandle) -> Result<DeviceStatus, BridgeError>,
+) -> securestore_result {
+    run(error_out, || {
+        let status = call(live_host(host)?)?;
+        set_out(status_out, status.into());
+        Ok(())
+    })
+}
+
+/// The device locked (call it from the app's lock callback): `WHEN_UNLOCKED*` items answer
+/// `SECURESTORE_LOCKED` until [`securestore_host_unlock`]. `status_out` (may be null) receives the
+/// state it led to.
+///
+/// # Safety
+/// `host` is a live handle; `status_out` writable or null; `error_out` writable or null.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn securestore_host_lock(
+    host: *const securestore_host,
+    status_out: *mut securestore_device_status,
+    error_out: *mut *mut c_char,
+) -> securestore_result {
+    device_call(host, status_out, error_out, HostHandle::lock)
+}
+
+/// The device unlocked. `secret[0..secret_len]` is the host's unlock secret as UTF-8, or null (with
+/// `secret_len` 0) for none: the first one given binds the keys of the classes that need an
+/// unlocked device, and every later unlock must give the same one (`SECURESTORE_REFUSED`
+/// otherwise, and the state does not change).
+///
+/// # Safety
+/// `host` is a live handle; `secret` points to `secret_len` readable bytes, or is null;
+/// `status_out` writable or null; `error_out` writable or null.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn securestore_host_unlock(
+    host: *const securestore_host,
+    secret: *const u8,
+    secret_len: usize,
+    status_out: *mut securestore_device_status,
+    error_out: *mut *mut c_char,
+) -> securestore_result {
+    device_call(host, status_out, error_out, |host| {
+        let secret = if secret.is_null() {
+            if secret_len != 0 {
+                return Err(BridgeError::invalid_argument("secret is null"));
+            }
+            None
+        } else {
+            Some(value_arg(secret, secret_len)?)
+        };
+        host.unlock(secret)
+    })
+}
+
+/// The user set a passcode: `WHEN_PASSCODE_SET_THIS_DEVICE_ONLY` items may be stored.
+///
+/// # Safety
+/// As [`securestore_host_lock`].
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn securestore_host_passcode_set(
+    host: *const securestore_host,
+    status_out: *mut securestore_device_status,
+    error_out: *mut *mut c_char,
+) -> securestore_result {
+    device_call(host, status_out, error_out, HostHandle::passcode_set)
+}
+
+/// The user removed the passcode: every `WHEN_PASSCODE_SET_THIS_DEVICE_ONLY` item is deleted.
+///
+/// # Safety
+/// As [`securestore_host_lock`].
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn securestore_host_passcode_removed(
+    host: *const securestore_host,
+    status_out: *mut securestore_device_status,
+    error_out: *mut *mut c_char,
+) -> securestore_result {
+    device_call(host, status_out, error_out, HostHandle::passcode_removed)
+}
+
+/// The device state the host last received, into `status_out`.
+///
+/// # Safety
+/// As [`securestore_host_lock`].
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn securestore_host_device_status(
+    host: *const securestore_host,
+    status_out: *mut securestore_device_status,
+    error_out: *mut *mut c_char,
+) -> securestore_result {
+    device_call(host, status_out, error_out, HostHandle::device_status)
+}
+
+/// A backup file of the project's items (of `service`, or of every service when null), sealed under
+/// the `passphrase_len` UTF-8 bytes at `passphrase` with Argon2id and XChaCha20-Poly1305: the same
+/// file `securestore export` writes. `*_THIS_DEVICE_ONLY` items are never included. On success
+/// `*file_out` is a new buffer of `*file_len_out` bytes (followed by a NUL), to free with
+/// [`securestore_value_free`]. Deriving the key takes 64 MiB and a moment.
+///
+/// # Errors
+/// `SECURESTORE_INVALID_ARGUMENT` for an empty passphrase; `SECURESTORE_LOCKED` when an item to
+/// export is unavailable in the device's state.
+///
+/// # Safety
+/// `client` is a live handle; `service` a NUL-terminated string or null; `passphrase` points to
+/// `passphrase_len` readable bytes; `file_out` and `file_len_out` writable; `error_out` writable or
+/// null.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn securestore_export_backup(
+    client: *const securestore_client,
+    service: *const c_char,
+    passphrase: *const u8,
+    passphrase_len: usize,
+    file_out: *mut *mut u8,
+    file_len_out: *mut usize,
+    error_out: *mut *mut c_char,
+) -> securestore_result {
+    set_out(file_out, ptr::null_mut());
+    set_out(file_len_out, 0);
+    run(error_out, || {
+        if file_out.is_null() || file_len_out.is_null() {
+            return Err(BridgeError::invalid_argument(
+                "file_out or file_len_out is null",
+            ));
+        }
+        let session = self::client(client)?;
+        let passphrase = value_arg(passphrase, passphrase_len)?;
+        let file = session.export_backup(optional_text("service", service)?, &passphrase)?;
+        // Laid out as `securestore_get`'s values are, so `securestore_value_free` frees it.
+        let mut buffer = Vec::with_capacity(file.len() + 1);
+        buffer.extend_from_slice(&file);
+        buffer.push(0);
+        set_out(file_len_out, file.len());
+        set_out(
+            file_out,
+            Box::into_raw(buffer.into_boxed_slice()).cast::<u8>(),
+        );
+        Ok(())
+    })
+}
+
+/// Restores a backup file (`file_len` bytes at `file`, from [`securestore_export_backup`] or
+/// `securestore export`) into the client's project, which may be on another device with another
+/// master key. The whole file is checked first: a wrong passphrase, a damaged or altered file, a
+/// newer format or a `*_THIS_DEVICE_ONLY` item answers `SECURESTORE_BAD_BACKUP` and imports nothing.
+/// An item that exists is kept unless `replace`. `report_out` (may be null) receives the counts.
+///
+/// # Safety
+/// `client` is a live handle; `file` points to `file_len` readable bytes; `passphrase` to
+/// `passphrase_len`; `report_out` writable or null; `error_out` writable or null.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn securestore_import_backup(
+    client: *const securestore_client,
+    file: *const u8,
+    file_len: usize,
+    passphrase: *const u8,
+    passphrase_len: usize,
+    replace: bool,
+    report_out: *mut securestore_import_report,
+    error_out: *mut *mut c_char,
+) -> securestore_result {
+    set_out(report_out, securestore_import_report::default());
+    run(error_out, || {
+        let session = self::client(client)?;
+        if file.is_null() {
+            return Err(BridgeError::invalid_argument("file is null"));
+        }
+        // SAFETY: not null, and the caller passes `file_len` readable bytes valid for the call.
+        let file = unsafe { std::slice::from_raw_parts(file, file_len) };
+        let passphrase = value_arg(passphrase, passphrase_len)?;
+        let report = session.import_backup(file, &passphrase, replace)?;
+        set_out(
+            report_out,
+            securestore_import_report {
+                added: report.added,
+                replaced: report.replaced,
+                skipped: report.skipped,
+            },
+        );
+        Ok(())
     })
 }

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use securestore_bridge::{BackendKind, HostHandle, HostOptions, Policy};
+use securestore_bridge::{BackendKind, DeviceStatus, HostHandle, HostOptions, Policy};
 
 const VALUE_LIMIT: u32 = 1024;
 
@@ -55,6 +55,7 @@ fn the_c_contract_passes_against_a_real_daemon() {
             backend: BackendKind::Sqlite,
             max_value_bytes: Some(VALUE_LIMIT),
             policy: Policy::Open,
+            device: DeviceStatus::UNLOCKED,
         },
         None,
     )

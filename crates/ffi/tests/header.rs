@@ -36,6 +36,14 @@ fn the_committed_header_matches_the_code() {
         "securestore_client_free",
         "securestore_string_free",
         "securestore_value_free",
+        "securestore_host_start_in_state",
+        "securestore_host_lock",
+        "securestore_host_unlock",
+        "securestore_host_passcode_set",
+        "securestore_host_passcode_removed",
+        "securestore_host_device_status",
+        "securestore_export_backup",
+        "securestore_import_backup",
     ] {
         assert!(
             String::from_utf8_lossy(&fresh).contains(&format!(" {function}(")),

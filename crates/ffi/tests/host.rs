@@ -405,3 +405,361 @@ fn beyond_expo(client: *const securestore_client) {
     assert_eq!((code, count), (SECURESTORE_OK, 1), "b was left");
     assert_eq!(list(true), "");
 }
+
+/// Starts a host in `lock_state` without a passcode, as an app with lock callbacks does.
+fn start_in_state(
+    paths: &Paths,
+    lock_state: i32,
+) -> Result<*mut securestore_host, (securestore_result, String)> {
+    let mut host = ptr::null_mut();
+    let mut err = ptr::null_mut();
+    // SAFETY: valid strings, writable out-pointers.
+    let code = unsafe {
+        securestore_host_start_in_state(
+            paths.socket.as_ptr(),
+            paths.data.as_ptr(),
+            paths.key.as_ptr(),
+            ptr::null(),
+            0,
+            ptr::null(),
+            lock_state,
+            false,
+            &mut host,
+            &mut err,
+        )
+    };
+    if code == SECURESTORE_OK {
+        Ok(host)
+    } else {
+        Err((code, take(err)))
+    }
+}
+
+/// `securestore_set` with an accessibility class; the code and message.
+fn set_class(
+    client: *const securestore_client,
+    key: &str,
+    value: &str,
+    class: i32,
+) -> (securestore_result, String) {
+    let key = c(key);
+    let mut err = ptr::null_mut();
+    // SAFETY: a live client, a valid key, `value.len()` readable bytes, a writable out-pointer.
+    let code = unsafe {
+        securestore_set(
+            client,
+            key.as_ptr(),
+            value.as_ptr(),
+            value.len(),
+            ptr::null(),
+            class,
+            &mut err,
+        )
+    };
+    (code, take(err))
+}
+
+/// `securestore_get`'s code, and the value when it succeeded.
+fn get_code(client: *const securestore_client, key: &str) -> (securestore_result, Option<String>) {
+    let key = c(key);
+    let mut value = ptr::null_mut();
+    let mut len = 0;
+    // SAFETY: a live client, a valid key, writable out-pointers.
+    let code = unsafe {
+        securestore_get(
+            client,
+            key.as_ptr(),
+            ptr::null(),
+            &mut value,
+            &mut len,
+            ptr::null_mut(),
+        )
+    };
+    if value.is_null() {
+        return (code, None);
+    }
+    // SAFETY: `len` bytes at `value`, freed right after.
+    let text = String::from_utf8(unsafe { std::slice::from_raw_parts(value, len) }.to_vec());
+    unsafe { securestore_value_free(value, len) };
+    (code, Some(text.expect("utf-8")))
+}
+
+type DeviceCall = unsafe extern "C" fn(
+    *const securestore_host,
+    *mut securestore_device_status,
+    *mut *mut c_char,
+) -> securestore_result;
+
+/// Runs a device call and returns the state it reported.
+fn device(host: *const securestore_host, call: DeviceCall) -> securestore_device_status {
+    let mut status = securestore_device_status {
+        lock: securestore_lock_state::SECURESTORE_LOCK_UNLOCKED,
+        passcode_set: true,
+    };
+    let mut err = ptr::null_mut();
+    // SAFETY: a live host, writable out-pointers.
+    let code = unsafe { call(host, &mut status, &mut err) };
+    assert_eq!(code, SECURESTORE_OK, "{}", take(err));
+    status
+}
+
+/// `securestore_host_unlock` with `secret` (or none); the code and the state it reported.
+fn unlock(
+    host: *const securestore_host,
+    secret: Option<&str>,
+) -> (securestore_result, securestore_device_status) {
+    let (secret_ptr, secret_len) = secret.map_or((ptr::null(), 0), |s| (s.as_ptr(), s.len()));
+    let mut status = securestore_device_status {
+        lock: securestore_lock_state::SECURESTORE_LOCK_BEFORE_FIRST_UNLOCK,
+        passcode_set: false,
+    };
+    // SAFETY: a live host, `secret_len` readable bytes or null, writable out-pointers.
+    let code = unsafe {
+        securestore_host_unlock(host, secret_ptr, secret_len, &mut status, ptr::null_mut())
+    };
+    (code, status)
+}
+
+#[test]
+fn the_device_state_through_the_c_abi() {
+    use securestore_lock_state::*;
+    const AFTER_FIRST_UNLOCK: i32 = 0;
+    const WHEN_PASSCODE_SET: i32 = 3;
+    const WHEN_UNLOCKED: i32 = 5;
+
+    let paths = paths();
+    let host = start_in_state(&paths, SECURESTORE_LOCK_BEFORE_FIRST_UNLOCK as i32).expect("host");
+    let status = device(host, securestore_host_device_status);
+    assert_eq!(
+        (status.lock, status.passcode_set),
+        (SECURESTORE_LOCK_BEFORE_FIRST_UNLOCK, false)
+    );
+    let client = connect(host, "@c/device", None).expect("connect");
+    let (code, message) = set_class(client, "afu", "1", AFTER_FIRST_UNLOCK);
+    assert_eq!(code, SECURESTORE_LOCKED, "{message}");
+
+    let (code, status) = unlock(host, Some("app secret"));
+    assert_eq!(
+        (code, status.lock),
+        (SECURESTORE_OK, SECURESTORE_LOCK_UNLOCKED)
+    );
+    assert_eq!(
+        set_class(client, "afu", "1", AFTER_FIRST_UNLOCK).0,
+        SECURESTORE_OK
+    );
+    assert_eq!(
+        set_class(client, "wu", "2", WHEN_UNLOCKED).0,
+        SECURESTORE_OK
+    );
+    let (code, message) = set_class(client, "pin", "3", WHEN_PASSCODE_SET);
+    assert_eq!(code, SECURESTORE_PASSCODE_NOT_SET, "{message}");
+
+    assert_eq!(
+        device(host, securestore_host_lock).lock,
+        SECURESTORE_LOCK_LOCKED
+    );
+    assert_eq!(
+        get_code(client, "wu"),
+        (SECURESTORE_LOCKED, None),
+        "never absent"
+    );
+    assert_eq!(
+        get_code(client, "afu"),
+        (SECURESTORE_OK, Some("1".to_owned()))
+    );
+    assert_eq!(unlock(host, Some("wrong")).0, SECURESTORE_REFUSED);
+    assert_eq!(
+        unlock(host, None).0,
+        SECURESTORE_REFUSED,
+        "the secret is bound"
+    );
+    assert_eq!(
+        device(host, securestore_host_device_status).lock,
+        SECURESTORE_LOCK_LOCKED,
+        "a refused unlock changes nothing"
+    );
+    assert_eq!(unlock(host, Some("app secret")).0, SECURESTORE_OK);
+    assert_eq!(
+        get_code(client, "wu"),
+        (SECURESTORE_OK, Some("2".to_owned()))
+    );
+
+    assert!(device(host, securestore_host_passcode_set).passcode_set);
+    assert_eq!(
+        set_class(client, "pin", "3", WHEN_PASSCODE_SET).0,
+        SECURESTORE_OK
+    );
+    assert_eq!(
+        get_code(client, "pin"),
+        (SECURESTORE_OK, Some("3".to_owned()))
+    );
+    assert!(!device(host, securestore_host_passcode_removed).passcode_set);
+    assert_eq!(get_code(client, "pin"), (SECURESTORE_OK, None), "deleted");
+    assert_eq!(
+        get_code(client, "wu"),
+        (SECURESTORE_OK, Some("2".to_owned()))
+    );
+
+    // Null arguments and unknown states are refused, never trusted.
+    // SAFETY: null handles are allowed to be passed; the library must refuse them.
+    let code = unsafe { securestore_host_lock(ptr::null(), ptr::null_mut(), ptr::null_mut()) };
+    assert_eq!(code, SECURESTORE_INVALID_ARGUMENT);
+    // SAFETY: a live host; a null secret with a length must be refused.
+    let code =
+        unsafe { securestore_host_unlock(host, ptr::null(), 3, ptr::null_mut(), ptr::null_mut()) };
+    assert_eq!(code, SECURESTORE_INVALID_ARGUMENT);
+
+    // SAFETY: handles from this library, each freed once.
+    unsafe { securestore_client_free(client) };
+    assert_eq!(
+        unsafe { securestore_host_free(host, ptr::null_mut()) },
+        SECURESTORE_OK
+    );
+    let (code, message) = start_in_state(&paths, 7).expect_err("unknown lock state");
+    assert_eq!(code, SECURESTORE_INVALID_ARGUMENT);
+    assert!(message.contains("unknown lock state 7"), "{message}");
+    assert_eq!(
+        (SECURESTORE_LOCKED as i32, SECURESTORE_BAD_BACKUP as i32),
+        (14, 16)
+    );
+}
+
+/// `securestore_export_backup` under `passphrase`; the file, or the code.
+fn export_backup(
+    client: *const securestore_client,
+    passphrase: &str,
+) -> Result<Vec<u8>, securestore_result> {
+    let mut file = ptr::null_mut();
+    let mut len = 0;
+    // SAFETY: a live client, `passphrase.len()` readable bytes, writable out-pointers.
+    let code = unsafe {
+        securestore_export_backup(
+            client,
+            ptr::null(),
+            passphrase.as_ptr(),
+            passphrase.len(),
+            &mut file,
+            &mut len,
+            ptr::null_mut(),
+        )
+    };
+    if code != SECURESTORE_OK {
+        assert!(file.is_null());
+        return Err(code);
+    }
+    // SAFETY: `len` bytes at `file`, freed right after.
+    let bytes = unsafe { std::slice::from_raw_parts(file, len) }.to_vec();
+    unsafe { securestore_value_free(file, len) };
+    Ok(bytes)
+}
+
+/// `securestore_import_backup`; the code and the report.
+fn import_backup(
+    client: *const securestore_client,
+    file: &[u8],
+    passphrase: &str,
+    replace: bool,
+) -> (securestore_result, securestore_import_report) {
+    let mut report = securestore_import_report {
+        added: 99,
+        replaced: 99,
+        skipped: 99,
+    };
+    // SAFETY: a live client, readable byte ranges, a writable out-pointer.
+    let code = unsafe {
+        securestore_import_backup(
+            client,
+            file.as_ptr(),
+            file.len(),
+            passphrase.as_ptr(),
+            passphrase.len(),
+            replace,
+            &mut report,
+            ptr::null_mut(),
+        )
+    };
+    (code, report)
+}
+
+#[test]
+fn a_backup_through_the_c_abi_restores_on_another_host() {
+    const WHEN_UNLOCKED: i32 = 5;
+    const THIS_DEVICE_ONLY: i32 = 6;
+    let first_paths = paths();
+    let first = start(&first_paths, None).expect("first host");
+    let source = connect(first, "@c/backup", None).expect("connect");
+    assert_eq!(
+        set_class(source, "a", "alpha", WHEN_UNLOCKED).0,
+        SECURESTORE_OK
+    );
+    assert_eq!(
+        set_class(source, "b", "beta", WHEN_UNLOCKED).0,
+        SECURESTORE_OK
+    );
+    assert_eq!(
+        set_class(source, "local", "stays", THIS_DEVICE_ONLY).0,
+        SECURESTORE_OK
+    );
+    let file = export_backup(source, "correct horse").expect("export");
+    assert!(file.starts_with(b"SSBACKUP"), "the CLI's format");
+    assert!(!file.windows(5).any(|w| w == b"alpha"), "sealed");
+    assert_eq!(
+        export_backup(source, "").err(),
+        Some(SECURESTORE_INVALID_ARGUMENT)
+    );
+    // SAFETY: handles from this library, each freed once.
+    unsafe { securestore_client_free(source) };
+    assert_eq!(
+        unsafe { securestore_host_free(first, ptr::null_mut()) },
+        SECURESTORE_OK
+    );
+
+    // Another data folder and master key.
+    let second_paths = paths();
+    let second = start(&second_paths, None).expect("second host");
+    let target = connect(second, "@c/backup", None).expect("connect");
+    let (code, report) = import_backup(target, &file, "wrong horse", false);
+    assert_eq!(code, SECURESTORE_BAD_BACKUP);
+    assert_eq!(
+        report,
+        securestore_import_report::default(),
+        "zeroed on failure"
+    );
+    assert_eq!(
+        get_code(target, "a"),
+        (SECURESTORE_OK, None),
+        "nothing imported"
+    );
+    assert_eq!(
+        set_class(target, "b", "kept", WHEN_UNLOCKED).0,
+        SECURESTORE_OK
+    );
+    let (code, report) = import_backup(target, &file, "correct horse", false);
+    assert_eq!(code, SECURESTORE_OK);
+    assert_eq!((report.added, report.replaced, report.skipped), (1, 0, 1));
+    assert_eq!(
+        get_code(target, "a"),
+        (SECURESTORE_OK, Some("alpha".to_owned()))
+    );
+    assert_eq!(
+        get_code(target, "b"),
+        (SECURESTORE_OK, Some("kept".to_owned()))
+    );
+    assert_eq!(
+        get_code(target, "local"),
+        (SECURESTORE_OK, None),
+        "never exported"
+    );
+    let (code, report) = import_backup(target, &file, "correct horse", true);
+    assert_eq!((code, report.replaced), (SECURESTORE_OK, 2));
+    assert_eq!(
+        get_code(target, "b"),
+        (SECURESTORE_OK, Some("beta".to_owned()))
+    );
+    // SAFETY: handles from this library, each freed once.
+    unsafe { securestore_client_free(target) };
+    assert_eq!(
+        unsafe { securestore_host_free(second, ptr::null_mut()) },
+        SECURESTORE_OK
+    );
+}

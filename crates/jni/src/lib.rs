@@ -22,8 +22,8 @@ use jni::refs::Reference as _;
 use jni::sys::{jboolean, jint, jlong};
 use jni::{Env, EnvUnowned, JValue, jni_sig, jni_str};
 use securestore_bridge::{
-    BackendKind, Batch, BridgeError, Condition, ErrorCode, HostHandle, HostOptions, OpenBackend,
-    Policy, SecretString, Session, accessible_from, events_text,
+    BackendKind, Batch, BridgeError, Condition, DeviceStatus, ErrorCode, HostHandle, HostOptions,
+    LockState, OpenBackend, Policy, SecretString, Session, accessible_from, events_text,
 };
 use zeroize::Zeroizing;
 
@@ -553,8 +553,10 @@ pub extern "system" fn Java_dev_securestore_Native_sessionDestroy<'local>(
 }
 
 /// `long Native.hostStart(String socket, String dataDir, String keyFile, String backend,
-/// int maxValueBytes, String policy)`: `maxValueBytes` 0 keeps the default.
+/// int maxValueBytes, String policy, String lockState, boolean passcodeSet)`: `maxValueBytes` 0
+/// keeps the default; `lockState` is `before-first-unlock`, `locked` or `unlocked`.
 #[unsafe(no_mangle)]
+#[allow(clippy::too_many_arguments)]
 pub extern "system" fn Java_dev_securestore_Native_hostStart<'local>(
     env: EnvUnowned<'local>,
     _class: JClass<'local>,
@@ -564,12 +566,17 @@ pub extern "system" fn Java_dev_securestore_Native_hostStart<'local>(
     backend: JString<'local>,
     max_value_bytes: jint,
     policy: JString<'local>,
+    lock_state: JString<'local>,
+    passcode_set: jboolean,
 ) -> jlong {
     entry(env, |env| {
         let backend: BackendKind = text(env, "backend", &backend)?
             .parse()
             .map_err(BridgeError::invalid_argument)?;
         let policy: Policy = text(env, "policy", &policy)?
+            .parse()
+            .map_err(BridgeError::invalid_argument)?;
+        let lock: LockState = text(env, "lockState", &lock_state)?
             .parse()
             .map_err(BridgeError::invalid_argument)?;
         let max_value_bytes = match u32::try_from(max_value_bytes) {
@@ -588,6 +595,7 @@ pub extern "system" fn Java_dev_securestore_Native_hostStart<'local>(
             backend,
             max_value_bytes,
             policy,
+            device: DeviceStatus { lock, passcode_set },
         };
         // The Android backend uses this JVM, the one the app (or the desktop test) runs: never a new
         // one, which a process cannot have anyway.
@@ -638,5 +646,121 @@ pub extern "system" fn Java_dev_securestore_Native_hostStop<'local>(
         // under its write lock, after every call on it has returned.
         let host = unsafe { Box::from_raw(handle as *mut HostHandle) };
         host.stop()
+    })
+}
+
+/// The device state as one `int` for Java: the lock state's number (0 before the first unlock,
+/// 1 locked, 2 unlocked) times two, plus 1 when a passcode is set.
+fn device_int(status: DeviceStatus) -> jint {
+    let lock = match status.lock {
+        LockState::BeforeFirstUnlock => 0,
+        LockState::Locked => 1,
+        LockState::Unlocked => 2,
+    };
+    lock * 2 + jint::from(status.passcode_set)
+}
+
+/// `int Native.hostDevice(long host, int signal, byte[] secret)`: signal 0 only reads the state,
+/// 1 lock, 2 unlock (with `secret`'s UTF-8 bytes, or null for none), 3 passcode set, 4 passcode
+/// removed. Returns the state after it, as `device_int` packs it.
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_dev_securestore_Native_hostDevice<'local>(
+    env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    handle: jlong,
+    signal: jint,
+    secret: JByteArray<'local>,
+) -> jint {
+    entry(env, |env| {
+        let host = host(handle)?;
+        let status = match signal {
+            0 => host.device_status()?,
+            1 => host.lock()?,
+            2 => {
+                let secret = if secret.is_null() {
+                    None
+                } else {
+                    let bytes =
+                        Zeroizing::new(env.convert_byte_array(&secret).map_err(jni_failure)?);
+                    let text = std::str::from_utf8(&bytes).map_err(|_| {
+                        BridgeError::invalid_argument("the unlock secret is not valid UTF-8")
+                    })?;
+                    Some(SecretString::from(text))
+                };
+                host.unlock(secret)?
+            }
+            3 => host.passcode_set()?,
+            4 => host.passcode_removed()?,
+            other => {
+                return Err(BridgeError::invalid_argument(format!(
+                    "unknown device signal {other}"
+                )));
+            }
+        };
+        Ok(device_int(status))
+    })
+}
+
+/// A passphrase from a Java `char[]` (UTF-16), copied into a secret string; the copies made here
+/// are wiped. The caller wipes its own array.
+fn passphrase(
+    env: &Env<'_>,
+    chars: &jni::objects::JCharArray<'_>,
+) -> Result<SecretString, BridgeError> {
+    if chars.is_null() {
+        return Err(BridgeError::invalid_argument("passphrase must not be null"));
+    }
+    let len = chars.len(env).map_err(jni_failure)?;
+    let mut units = Zeroizing::new(vec![0u16; len]);
+    chars.get_region(env, 0, &mut units).map_err(jni_failure)?;
+    let text = String::from_utf16(&units)
+        .map_err(|_| BridgeError::invalid_argument("the passphrase is not valid UTF-16"))?;
+    Ok(SecretString::from(text))
+}
+
+/// `byte[] Native.sessionExportBackup(long session, String service, char[] passphrase)`: a backup
+/// file of the project's exportable items (of `service`, or all when null), sealed under
+/// `passphrase`.
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_dev_securestore_Native_sessionExportBackup<'local>(
+    env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    handle: jlong,
+    service: JString<'local>,
+    pass: jni::objects::JCharArray<'local>,
+) -> JByteArray<'local> {
+    entry(env, |env| {
+        let session = session(handle)?;
+        let service = optional_text(env, &service)?;
+        let pass = passphrase(env, &pass)?;
+        let file = session.export_backup(service.as_deref(), &pass)?;
+        env.byte_array_from_slice(&file).map_err(jni_failure)
+    })
+}
+
+/// `long[] Native.sessionImportBackup(long session, byte[] file, char[] passphrase, boolean
+/// replace)`: `{added, replaced, skipped}`.
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_dev_securestore_Native_sessionImportBackup<'local>(
+    env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    handle: jlong,
+    file: JByteArray<'local>,
+    pass: jni::objects::JCharArray<'local>,
+    replace: jboolean,
+) -> jni::objects::JLongArray<'local> {
+    entry(env, |env| {
+        let session = session(handle)?;
+        if file.is_null() {
+            return Err(BridgeError::invalid_argument("file must not be null"));
+        }
+        let file = env.convert_byte_array(&file).map_err(jni_failure)?;
+        let pass = passphrase(env, &pass)?;
+        let report = session.import_backup(&file, &pass, replace)?;
+        let counts = [report.added, report.replaced, report.skipped]
+            .map(|n| jlong::try_from(n).unwrap_or(jlong::MAX));
+        let array = env.new_long_array(counts.len()).map_err(jni_failure)?;
+        array.set_region(env, 0, &counts).map_err(jni_failure)?;
+        Ok(array)
     })
 }

@@ -65,8 +65,20 @@ final class Native {
 
     static native void sessionDestroy(long session);
 
-    static native long hostStart(
-            String socketPath, String dataDir, String keyFile, String backend, int maxValueBytes, String policy);
+    static native long hostStart(String socketPath, String dataDir, String keyFile, String backend,
+            int maxValueBytes, String policy, String lockState, boolean passcodeSet);
+
+    /**
+     * Signal 0 reads the device state, 1 lock, 2 unlock (with {@code secret}, or null), 3 passcode
+     * set, 4 passcode removed; returns the state after it: lock number (0 before the first unlock,
+     * 1 locked, 2 unlocked) times two, plus 1 when a passcode is set.
+     */
+    static native int hostDevice(long host, int signal, byte[] secret);
+
+    static native byte[] sessionExportBackup(long session, String service, char[] passphrase);
+
+    /** Returns {@code {added, replaced, skipped}}. */
+    static native long[] sessionImportBackup(long session, byte[] file, char[] passphrase, boolean replace);
 
     static native String hostRegisterProject(long host, String project);
 

@@ -263,6 +263,42 @@ public final class SecureStore implements AutoCloseable {
         });
     }
 
+    /**
+     * A backup of this project's items (of {@code service}, or of every service when null), sealed
+     * under {@code passphrase} with Argon2id and XChaCha20-Poly1305: the same file
+     * {@code securestore export} writes, for {@link #importBackup} or {@code securestore import}.
+     * Items of a {@code *_THIS_DEVICE_ONLY} class never leave the device and are not included.
+     * Deriving the key takes a moment and 64 MiB of memory: call it off the main thread.
+     *
+     * <p>{@code passphrase} is copied and the native copies are wiped; wipe your array
+     * ({@code Arrays.fill(passphrase, '\0')}) when you no longer need it.
+     *
+     * @throws SecureStoreException.Locked when an item to export is unavailable in the device's
+     *     state (export while unlocked)
+     * @throws SecureStoreException with {@link SecureStoreException.Code#INVALID_ARGUMENT} for an
+     *     empty passphrase
+     */
+    public byte[] exportBackup(String service, char[] passphrase) {
+        Objects.requireNonNull(passphrase, "passphrase");
+        return handle.use(h -> Native.sessionExportBackup(h, service, passphrase));
+    }
+
+    /**
+     * Restores a backup made by {@link #exportBackup} or {@code securestore export} into this
+     * project, which may be on another device with another master key. The whole file is checked
+     * first: a wrong passphrase, a damaged or altered file, a newer format, or an item that must
+     * never leave its device imports nothing. An item that exists is kept unless {@code replace}.
+     *
+     * @throws SecureStoreException.BadBackup when the file cannot be opened; nothing was imported
+     * @throws SecureStoreException.Locked when the device's state does not allow an item's class
+     */
+    public ImportReport importBackup(byte[] file, char[] passphrase, boolean replace) {
+        Objects.requireNonNull(file, "file");
+        Objects.requireNonNull(passphrase, "passphrase");
+        long[] counts = handle.use(h -> Native.sessionImportBackup(h, file, passphrase, replace));
+        return new ImportReport(counts[0], counts[1], counts[2]);
+    }
+
     /** Names joined by the native side with {@code \n}, which no key or service holds. */
     private static java.util.List<String> names(String joined) {
         if (joined == null || joined.isEmpty()) {

@@ -35,7 +35,20 @@ public class SecureStoreException extends RuntimeException {
         /** A conditional write found another value than the expected one; nothing was changed. */
         CONFLICT(12),
         /** The daemon speaks an older protocol without this call; upgrade it. Nothing was sent. */
-        UNSUPPORTED(13);
+        UNSUPPORTED(13),
+        /**
+         * The device is locked (or not unlocked since the host started) and the item's
+         * {@link KeychainAccessible} class is not available until it is unlocked; nothing was read
+         * or changed. Never reported as "absent".
+         */
+        LOCKED(14),
+        /** A {@code WHEN_PASSCODE_SET_THIS_DEVICE_ONLY} item cannot be stored: no passcode is set. */
+        PASSCODE_NOT_SET(15),
+        /**
+         * A backup cannot be opened: a wrong passphrase, a damaged or altered file, a newer format,
+         * or an item that must never leave its device. Nothing was imported.
+         */
+        BAD_BACKUP(16);
 
         private final int value;
 
@@ -96,6 +109,12 @@ public class SecureStoreException extends RuntimeException {
                 return new Conflict(message);
             case UNSUPPORTED:
                 return new Unsupported(message);
+            case LOCKED:
+                return new Locked(message);
+            case PASSCODE_NOT_SET:
+                return new PasscodeNotSet(message);
+            case BAD_BACKUP:
+                return new BadBackup(message);
             default:
                 return new SecureStoreException(code, message);
         }
@@ -197,6 +216,33 @@ public class SecureStoreException extends RuntimeException {
 
         Unsupported(String message) {
             super(Code.UNSUPPORTED, message);
+        }
+    }
+
+    /** {@link Code#LOCKED}: retry after the device is unlocked. */
+    public static final class Locked extends SecureStoreException {
+        private static final long serialVersionUID = 1L;
+
+        Locked(String message) {
+            super(Code.LOCKED, message);
+        }
+    }
+
+    /** {@link Code#PASSCODE_NOT_SET}. */
+    public static final class PasscodeNotSet extends SecureStoreException {
+        private static final long serialVersionUID = 1L;
+
+        PasscodeNotSet(String message) {
+            super(Code.PASSCODE_NOT_SET, message);
+        }
+    }
+
+    /** {@link Code#BAD_BACKUP}. */
+    public static final class BadBackup extends SecureStoreException {
+        private static final long serialVersionUID = 1L;
+
+        BadBackup(String message) {
+            super(Code.BAD_BACKUP, message);
         }
     }
 }

@@ -56,6 +56,7 @@ public final class SecureStoreHost implements AutoCloseable {
         private Backend backend = Backend.SQLITE;
         private int maxValueBytes;
         private Policy policy = Policy.OPEN;
+        private DeviceStatus device = new DeviceStatus(DeviceStatus.LockState.UNLOCKED, true);
 
         /**
          * @param socketPath the Unix socket (its folder is created 0700, and must be private)
@@ -77,6 +78,18 @@ public final class SecureStoreHost implements AutoCloseable {
         /** The value limit in bytes; 0 keeps the daemon's default (64 KiB). */
         public Config maxValueBytes(int maxValueBytes) {
             this.maxValueBytes = maxValueBytes;
+            return this;
+        }
+
+        /**
+         * The device state the host starts in. The default, unlocked with a passcode, keeps every
+         * class available, for a host that never signals. An app that forwards its lock callbacks
+         * ({@link #unlock}, {@link #lock} and the others) starts from
+         * {@code new DeviceStatus(LockState.BEFORE_FIRST_UNLOCK, false)}, or what it knows, so no
+         * {@code WHEN_UNLOCKED} item is readable before the user has unlocked the device.
+         */
+        public Config deviceState(DeviceStatus device) {
+            this.device = Objects.requireNonNull(device, "device");
             return this;
         }
 
@@ -111,7 +124,9 @@ public final class SecureStoreHost implements AutoCloseable {
                 config.keyFile,
                 config.backend.name,
                 config.maxValueBytes,
-                config.policy.name);
+                config.policy.name,
+                config.device.lock().wireName(),
+                config.device.passcodeSet());
         return new SecureStoreHost(handle, config.socketPath);
     }
 
@@ -137,6 +152,50 @@ public final class SecureStoreHost implements AutoCloseable {
      */
     public String registerProject(String project) {
         return handle.use(h -> Native.hostRegisterProject(h, project));
+    }
+
+    /**
+     * The device locked (call it from the app's lock callback): {@code WHEN_UNLOCKED*} items answer
+     * {@link SecureStoreException.Locked} until {@link #unlock}. Taken in order with the writes
+     * before and after it. Returns the state it led to.
+     */
+    public DeviceStatus lock() {
+        return device(1, null);
+    }
+
+    /**
+     * The device unlocked. {@code secretOrNull} is the app's unlock secret as UTF-8 bytes (e.g.
+     * derived from the user's credential; encode a binary one as hex), or null for none: the first
+     * one given binds the keys of the classes that need an unlocked device, and every later unlock
+     * must give the same one. The array is not kept; wipe it when done.
+     *
+     * @throws SecureStoreException.Refused for a wrong or missing secret; the state does not change
+     */
+    public DeviceStatus unlock(byte[] secretOrNull) {
+        return device(2, secretOrNull);
+    }
+
+    /** The user set a passcode: {@code WHEN_PASSCODE_SET_THIS_DEVICE_ONLY} items may be stored. */
+    public DeviceStatus passcodeSet() {
+        return device(3, null);
+    }
+
+    /**
+     * The user removed the passcode: every {@code WHEN_PASSCODE_SET_THIS_DEVICE_ONLY} item of every
+     * project is deleted, as the Keychain does.
+     */
+    public DeviceStatus passcodeRemoved() {
+        return device(4, null);
+    }
+
+    /** The device state the host last received. */
+    public DeviceStatus deviceStatus() {
+        return device(0, null);
+    }
+
+    private DeviceStatus device(int signal, byte[] secret) {
+        int packed = handle.use(h -> Native.hostDevice(h, signal, secret));
+        return DeviceStatus.fromNative(packed);
     }
 
     /** Stops the daemon: requests under way finish, the store closes, the socket is removed. */

@@ -29,6 +29,9 @@ class ExceptionTest {
             {11, SecureStoreException.class},
             {12, SecureStoreException.Conflict.class},
             {13, SecureStoreException.Unsupported.class},
+            {14, SecureStoreException.Locked.class},
+            {15, SecureStoreException.PasscodeNotSet.class},
+            {16, SecureStoreException.BadBackup.class},
         };
         for (Object[] row : expected) {
             int value = (Integer) row[0];
