@@ -145,7 +145,7 @@ async fn measure(
 }
 
 /// One client: picks a key (untimed), then times the call, until the window closes.
-async fn worker(
+pub async fn worker(
     client: Client,
     scenario: Scenario,
     mut rng: Rng,

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 
+use crate::baselines::Echo;
 use crate::measure::Window;
 
 /// Printed for `--help`.
@@ -12,10 +13,15 @@ pub const USAGE: &str = "\
 securestore-bench: measure securestored against this machine's own limits
 
 usage: cargo run --release -p securestore-bench -- [--quick] [--transports] [--data DIR]
+       securestore-bench --instructions [--calls N] [--daemon PATH] [--data DIR]
 
-  --quick       shorter measurements and a 100,000-item large store instead of 1,000,000
-  --transports  only the transports rows (socket, in-process, Java) and the ping-pong floor
-  --data DIR  where the reusable stores live [default: target/bench-data]
+  --quick         shorter measurements and a 100,000-item large store instead of 1,000,000
+  --transports    only the transports rows (socket, in-process, Java) and the ping-pong floor
+  --data DIR      where the reusable stores live [default: target/bench-data]
+  --instructions  only the instructions the daemon executes per get and per set, counted by
+                  `valgrind --tool=callgrind` (stable on a noisy machine; takes about a minute)
+  --calls N       gets and sets counted by --instructions [default: 2000]
+  --daemon PATH   the securestored binary to measure [default: the one next to this executable]
 
 Build the daemon first: cargo build --release --workspace";
 
@@ -40,6 +46,12 @@ pub struct Settings {
     pub startup_items: u64,
     /// Launches whose median start-up time is reported.
     pub launches: usize,
+    /// Whether `--instructions` was given: only the callgrind instruction counts.
+    pub instructions: bool,
+    /// Calls of each kind the instruction counts are taken over.
+    pub calls: u64,
+    /// `--daemon`: the daemon binary to measure instead of the one next to this executable.
+    pub daemon: Option<PathBuf>,
 }
 
 /// What the command line asked for.
@@ -49,6 +61,16 @@ pub enum Parsed {
     Run(Settings),
     /// Print [`USAGE`] and stop.
     Help,
+    /// Be a ping-pong echo server (the hidden `--echo-server KIND SOCKET RESPONSE_LEN` the bench
+    /// starts as a child process).
+    Echo {
+        /// Which server.
+        echo: Echo,
+        /// Where to listen.
+        socket: PathBuf,
+        /// Bytes of every answer frame.
+        response_len: usize,
+    },
 }
 
 impl Settings {
@@ -73,6 +95,9 @@ impl Settings {
             large_items: if quick { 100_000 } else { 1_000_000 },
             startup_items: 100_000,
             launches: if quick { 3 } else { 7 },
+            instructions: false,
+            calls: 2000,
+            daemon: None,
         }
     }
 }
@@ -85,10 +110,42 @@ pub fn parse(mut args: impl Iterator<Item = String>) -> anyhow::Result<Parsed> {
     let mut quick = false;
     let mut transports_only = false;
     let mut data = None;
+    let mut instructions = false;
+    let mut calls = None;
+    let mut daemon = None;
     while let Some(arg) = args.next() {
         match arg.as_str() {
+            "--echo-server" => {
+                let mut next = |what: &str| {
+                    args.next()
+                        .with_context(|| format!("--echo-server needs {what}"))
+                };
+                let echo = Echo::parse(&next("a kind")?)?;
+                let socket = PathBuf::from(next("a socket")?);
+                let response_len = next("a frame length")?
+                    .parse()
+                    .context("the frame length is not a number")?;
+                return Ok(Parsed::Echo {
+                    echo,
+                    socket,
+                    response_len,
+                });
+            }
             "--quick" => quick = true,
             "--transports" => transports_only = true,
+            "--instructions" => instructions = true,
+            "--calls" => {
+                let n: u64 = args
+                    .next()
+                    .context("--calls needs a number")?
+                    .parse()
+                    .context("--calls needs a number")?;
+                anyhow::ensure!(n > 0, "--calls must be at least 1");
+                calls = Some(n);
+            }
+            "--daemon" => {
+                daemon = Some(PathBuf::from(args.next().context("--daemon needs a path")?));
+            }
             "--data" => data = Some(PathBuf::from(args.next().context("--data needs a folder")?)),
             "-h" | "--help" => return Ok(Parsed::Help),
             other => bail!("unknown argument {other:?}\n\n{USAGE}"),
@@ -100,6 +157,11 @@ pub fn parse(mut args: impl Iterator<Item = String>) -> anyhow::Result<Parsed> {
     };
     let mut settings = Settings::new(quick, data);
     settings.transports_only = transports_only;
+    settings.instructions = instructions;
+    settings.daemon = daemon;
+    if let Some(calls) = calls {
+        settings.calls = calls;
+    }
     Ok(Parsed::Run(settings))
 }
 

@@ -1,0 +1,216 @@
+//! Instructions the daemon executes per get and per set, counted by `valgrind --tool=callgrind`:
+//! unlike times, context switches or CPU, these do not move with the machine's load, so a change
+//! of a few percent in the serving path shows even on a shared VM.
+//!
+//! `perf stat -e instructions` would be cheaper, but virtual machines often hide the hardware
+//! counters (this one reports `<not supported>`), so callgrind it is. Callgrind counts a whole
+//! process's life, so the figure is a difference: the daemon is launched under callgrind several
+//! times on the same store, each session doing the same start, handshake and warm-up, then either
+//! nothing more, or `calls` more gets, or `calls` more sets, and then a clean stop. The extra
+//! instructions of a session divided by `calls` is the cost of one call, start-up and shutdown
+//! cancelled out. Two sessions doing nothing more show how repeatable a session is.
+
+use std::path::Path;
+
+use anyhow::{Context as _, bail, ensure};
+use securestore_client::{Client, GetOptions, SetOptions};
+
+use crate::daemon::{Daemon, Launch};
+use crate::fixtures::{self, Store, ValueSize};
+use crate::settings::Settings;
+
+/// Items in the measured store; every get finds one.
+const ITEMS: u64 = 1000;
+/// Gets and sets every session makes before its measured calls, so caches and pages are warm.
+const WARMUP: u64 = 50;
+
+/// What the sessions counted.
+#[derive(Debug, Clone, Copy)]
+pub struct Counts {
+    /// Calls of each kind the differences are over.
+    pub calls: u64,
+    /// Instructions of a session with no measured call (start, handshake, warm-up, stop).
+    pub base: u64,
+    /// How far two such sessions differ, divided by `calls`: the uncertainty of each figure.
+    pub noise_per_call: f64,
+    /// Daemon instructions per 100 B get.
+    pub per_get: f64,
+    /// Daemon instructions per 100 B set (its share of the checkpoint at shutdown included).
+    pub per_set: f64,
+}
+
+/// The measured calls of one session.
+#[derive(Debug, Clone, Copy)]
+struct Session {
+    gets: u64,
+    sets: u64,
+}
+
+/// Runs the callgrind sessions against `binary` on a fresh 1,000-item store under the bench data
+/// folder (created by the same binary, so an older daemon reads a store it wrote itself).
+///
+/// # Errors
+/// When valgrind is missing, a daemon fails, or callgrind writes no total.
+pub async fn measure(binary: &Path, settings: &Settings) -> anyhow::Result<Counts> {
+    let version = std::process::Command::new("valgrind")
+        .arg("--version")
+        .output()
+        .context("cannot run valgrind (install it to count instructions)")?;
+    ensure!(version.status.success(), "valgrind --version failed");
+    std::fs::create_dir_all(&settings.data)
+        .with_context(|| format!("cannot create {}", settings.data.display()))?;
+    let scratch = tempfile::Builder::new()
+        .prefix("instructions")
+        .tempdir_in(&settings.data)
+        .context("cannot create the instructions folder")?;
+    let store = Store::new(scratch.path(), ITEMS);
+    store.ensure(binary).await?;
+
+    let calls = settings.calls;
+    let idle = Session { gets: 0, sets: 0 };
+    let sessions = [
+        ("idle-1", idle),
+        (
+            "gets",
+            Session {
+                gets: calls,
+                sets: 0,
+            },
+        ),
+        (
+            "sets",
+            Session {
+                gets: 0,
+                sets: calls,
+            },
+        ),
+        ("idle-2", idle),
+    ];
+    let mut totals = Vec::with_capacity(sessions.len());
+    for (label, session) in sessions {
+        let out = scratch.path().join(format!("callgrind.{label}.out"));
+        eprintln!(
+            "  callgrind session {label}: {} gets, {} sets",
+            session.gets, session.sets
+        );
+        let total = count_session(binary, &store, session, &out).await?;
+        eprintln!("    {total} instructions");
+        totals.push(total);
+    }
+    let [idle_1, gets, sets, idle_2] = totals[..] else {
+        bail!("a callgrind session is missing");
+    };
+    let base = idle_1.min(idle_2);
+    let per_call = |total: u64| total.saturating_sub(base) as f64 / calls as f64;
+    Ok(Counts {
+        calls,
+        base,
+        noise_per_call: idle_1.abs_diff(idle_2) as f64 / calls as f64,
+        per_get: per_call(gets),
+        per_set: per_call(sets),
+    })
+}
+
+/// One daemon life under callgrind; returns its total instruction count.
+async fn count_session(
+    binary: &Path,
+    store: &Store,
+    session: Session,
+    out: &Path,
+) -> anyhow::Result<u64> {
+    let launch = Launch {
+        wrapper: vec![
+            "valgrind".into(),
+            "--tool=callgrind".into(),
+            "--quiet".into(),
+            format!("--callgrind-out-file={}", out.display()).into(),
+        ],
+        args: Vec::new(),
+    };
+    let (daemon, _) = Daemon::start_with(binary, &store.dir, &launch).await?;
+    let client = daemon.connect().await?;
+    calls(&client, WARMUP, WARMUP).await?;
+    calls(&client, session.gets, session.sets).await?;
+    drop(client);
+    daemon.stop()?;
+    read_total(out)
+}
+
+/// `gets` gets then `sets` sets of 100 B items, one at a time, in a fixed order.
+async fn calls(client: &Client, gets: u64, sets: u64) -> anyhow::Result<()> {
+    let value = fixtures::value(ValueSize::Small, 1);
+    for i in 0..gets {
+        let key = fixtures::key(small_item(i));
+        let found = client.get_item(&key, GetOptions::default()).await?;
+        ensure!(
+            found.is_some(),
+            "{key} is missing from the instructions store"
+        );
+    }
+    for i in 0..sets {
+        client
+            .set_item(
+                &fixtures::key(small_item(i)),
+                value.as_str(),
+                SetOptions::default(),
+            )
+            .await?;
+    }
+    Ok(())
+}
+
+/// The `i`-th 100 B item, cycling through the store (every 16th item holds 2 KiB).
+fn small_item(i: u64) -> u64 {
+    let n = (i * 7) % ITEMS;
+    if n.is_multiple_of(16) { n + 1 } else { n }
+}
+
+/// The total of callgrind's output file: its `summary:` line (or `totals:`).
+fn read_total(out: &Path) -> anyhow::Result<u64> {
+    let text = std::fs::read_to_string(out)
+        .with_context(|| format!("callgrind wrote no {}", out.display()))?;
+    text.lines()
+        .find_map(|line| line.strip_prefix("summary:"))
+        .or_else(|| text.lines().find_map(|line| line.strip_prefix("totals:")))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .with_context(|| format!("no total in {}", out.display()))
+}
+
+/// Prints the counts, one figure a line, in a form `scripts/compare-instructions.sh` reads.
+pub fn print(binary: &Path, counts: &Counts) {
+    println!("securestore-bench --instructions");
+    println!("daemon: {}", binary.display());
+    println!(
+        "calls: {} of each, 100 B values, {ITEMS}-item store, one connection",
+        counts.calls
+    );
+    println!("idle session: {} instructions", counts.base);
+    println!("noise: ±{:.0} instructions per call", counts.noise_per_call);
+    println!("instructions per get: {:.0}", counts.per_get);
+    println!("instructions per set: {:.0}", counts.per_set);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_summary_line() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let out = dir.path().join("callgrind.out");
+        std::fs::write(&out, "events: Ir\nsummary: 123456\ntotals: 9\n").expect("write");
+        assert_eq!(read_total(&out).expect("total"), 123_456);
+        std::fs::write(&out, "events: Ir\n").expect("write");
+        assert!(read_total(&out).is_err());
+    }
+
+    #[test]
+    fn cycles_through_small_items() {
+        for i in 0..5000 {
+            let n = small_item(i);
+            assert!(n < ITEMS);
+            assert!(!n.is_multiple_of(16));
+        }
+    }
+}
