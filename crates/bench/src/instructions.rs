@@ -8,35 +8,36 @@
 //! times on the same store, each session doing the same start, handshake and warm-up, then either
 //! nothing more, or `calls` more gets, or `calls` more sets, and then a clean stop. The extra
 //! instructions of a session divided by `calls` is the cost of one call, start-up and shutdown
-//! cancelled out. Two sessions doing nothing more show how repeatable a session is.
+//! cancelled out. The three sessions run twice; how far the two rounds differ is printed.
 
 use std::path::Path;
 
 use anyhow::{Context as _, bail, ensure};
 use securestore_client::{Client, GetOptions, SetOptions};
 
-use crate::daemon::{Daemon, Launch};
-use crate::fixtures::{self, Store, ValueSize};
+use crate::daemon::{Daemon, Launch, StoreDir};
+use crate::fixtures::{self, ValueSize};
 use crate::settings::Settings;
 
 /// Items in the measured store; every get finds one.
 const ITEMS: u64 = 1000;
 /// Gets and sets every session makes before its measured calls, so caches and pages are warm.
 const WARMUP: u64 = 50;
+/// Times the three sessions (idle, gets, sets) are run; the spread of the rounds is printed.
+const ROUNDS: usize = 2;
 
 /// What the sessions counted.
 #[derive(Debug, Clone, Copy)]
 pub struct Counts {
     /// Calls of each kind the differences are over.
     pub calls: u64,
-    /// Instructions of a session with no measured call (start, handshake, warm-up, stop).
+    /// Instructions of a session with no measured call (start, handshake, warm-up, stop), the
+    /// lowest of the rounds.
     pub base: u64,
-    /// How far two such sessions differ, divided by `calls`: the uncertainty of each figure.
-    pub noise_per_call: f64,
     /// Daemon instructions per 100 B get.
-    pub per_get: f64,
+    pub per_get: Figure,
     /// Daemon instructions per 100 B set (its share of the checkpoint at shutdown included).
-    pub per_set: f64,
+    pub per_set: Figure,
 }
 
 /// The measured calls of one session.
@@ -63,58 +64,106 @@ pub async fn measure(binary: &Path, settings: &Settings) -> anyhow::Result<Count
         .prefix("instructions")
         .tempdir_in(&settings.data)
         .context("cannot create the instructions folder")?;
-    let store = Store::new(scratch.path(), ITEMS);
-    store.ensure(binary).await?;
+    let store = StoreDir {
+        root: scratch.path().join("store"),
+    };
+    fill_in_order(binary, &store).await?;
 
     let calls = settings.calls;
     let idle = Session { gets: 0, sets: 0 };
-    let sessions = [
-        ("idle-1", idle),
-        (
-            "gets",
-            Session {
-                gets: calls,
-                sets: 0,
-            },
-        ),
-        (
-            "sets",
-            Session {
-                gets: 0,
-                sets: calls,
-            },
-        ),
-        ("idle-2", idle),
-    ];
-    let mut totals = Vec::with_capacity(sessions.len());
-    for (label, session) in sessions {
-        let out = scratch.path().join(format!("callgrind.{label}.out"));
-        eprintln!(
-            "  callgrind session {label}: {} gets, {} sets",
-            session.gets, session.sets
-        );
-        let total = count_session(binary, &store, session, &out).await?;
-        eprintln!("    {total} instructions");
-        totals.push(total);
-    }
-    let [idle_1, gets, sets, idle_2] = totals[..] else {
-        bail!("a callgrind session is missing");
+    let gets = Session {
+        gets: calls,
+        sets: 0,
     };
-    let base = idle_1.min(idle_2);
-    let per_call = |total: u64| total.saturating_sub(base) as f64 / calls as f64;
+    let sets = Session {
+        gets: 0,
+        sets: calls,
+    };
+    let (mut per_get, mut per_set, mut base) = (Vec::new(), Vec::new(), u64::MAX);
+    for round in 1..=ROUNDS {
+        let mut totals = Vec::with_capacity(3);
+        for (label, session) in [("idle", idle), ("gets", gets), ("sets", sets)] {
+            let out = scratch.path().join(format!("callgrind.{label}.{round}.out"));
+            eprintln!(
+                "  callgrind round {round}, {label}: {} gets, {} sets",
+                session.gets, session.sets
+            );
+            let total = count_session(binary, &store, session, &out).await?;
+            eprintln!("    {total} instructions");
+            totals.push(total);
+            // Keep the profiles of the calls, for `callgrind_annotate`: the calls are most of them.
+            if round == 1 && label != "idle" {
+                let kept = settings.data.join(format!("callgrind.{label}.out"));
+                std::fs::copy(&out, &kept)
+                    .with_context(|| format!("cannot keep {}", kept.display()))?;
+                eprintln!("    profile: {}", kept.display());
+            }
+        }
+        let [idle_total, gets_total, sets_total] = totals[..] else {
+            bail!("a callgrind session is missing");
+        };
+        let per_call = |total: u64| total.saturating_sub(idle_total) as f64 / calls as f64;
+        per_get.push(per_call(gets_total));
+        per_set.push(per_call(sets_total));
+        base = base.min(idle_total);
+    }
     Ok(Counts {
         calls,
         base,
-        noise_per_call: idle_1.abs_diff(idle_2) as f64 / calls as f64,
-        per_get: per_call(gets),
-        per_set: per_call(sets),
+        per_get: Figure::of(&per_get),
+        per_set: Figure::of(&per_set),
     })
+}
+
+/// One count, over [`ROUNDS`] rounds.
+#[derive(Debug, Clone, Copy)]
+pub struct Figure {
+    /// The mean of the rounds.
+    pub mean: f64,
+    /// Half the distance between the lowest and the highest round.
+    pub spread: f64,
+}
+
+impl Figure {
+    fn of(rounds: &[f64]) -> Self {
+        let lowest = rounds.iter().copied().fold(f64::INFINITY, f64::min);
+        let highest = rounds.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        Self {
+            mean: rounds.iter().sum::<f64>() / rounds.len().max(1) as f64,
+            spread: (highest - lowest) / 2.0,
+        }
+    }
+}
+
+/// Sets the [`ITEMS`] items one at a time, in order, from one connection, with the daemon under
+/// test (not under valgrind): the same sequence of writes gives the same database pages every time,
+/// where concurrent writers would leave a different b-tree and WAL on each run.
+async fn fill_in_order(binary: &Path, store: &StoreDir) -> anyhow::Result<()> {
+    eprintln!("  filling {ITEMS} items in order");
+    let (daemon, _) = Daemon::start(binary, store).await?;
+    let client = daemon.connect().await?;
+    for n in 0..ITEMS {
+        let size = if n.is_multiple_of(16) {
+            ValueSize::Big
+        } else {
+            ValueSize::Small
+        };
+        client
+            .set_item(
+                &fixtures::key(n),
+                fixtures::value(size, 0).as_str(),
+                SetOptions::default(),
+            )
+            .await?;
+    }
+    drop(client);
+    daemon.stop()
 }
 
 /// One daemon life under callgrind; returns its total instruction count.
 async fn count_session(
     binary: &Path,
-    store: &Store,
+    store: &StoreDir,
     session: Session,
     out: &Path,
 ) -> anyhow::Result<u64> {
@@ -127,7 +176,7 @@ async fn count_session(
         ],
         args: Vec::new(),
     };
-    let (daemon, _) = Daemon::start_with(binary, &store.dir, &launch).await?;
+    let (daemon, _) = Daemon::start_with(binary, store, &launch).await?;
     let client = daemon.connect().await?;
     calls(&client, WARMUP, WARMUP).await?;
     calls(&client, session.gets, session.sets).await?;
@@ -186,9 +235,12 @@ pub fn print(binary: &Path, counts: &Counts) {
         counts.calls
     );
     println!("idle session: {} instructions", counts.base);
-    println!("noise: ±{:.0} instructions per call", counts.noise_per_call);
-    println!("instructions per get: {:.0}", counts.per_get);
-    println!("instructions per set: {:.0}", counts.per_set);
+    println!(
+        "spread over {ROUNDS} rounds: get ±{:.0}, set ±{:.0} instructions per call",
+        counts.per_get.spread, counts.per_set.spread
+    );
+    println!("instructions per get: {:.0}", counts.per_get.mean);
+    println!("instructions per set: {:.0}", counts.per_set.mean);
 }
 
 #[cfg(test)]

@@ -174,3 +174,47 @@ fn default_data_dir() -> anyhow::Result<PathBuf> {
         .context("the bench executable is not in a target/<profile> folder")?;
     Ok(target.join("bench-data"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_args(args: &[&str]) -> anyhow::Result<Parsed> {
+        parse(args.iter().map(|arg| (*arg).to_owned()))
+    }
+
+    #[test]
+    fn instructions_flags() {
+        let Parsed::Run(settings) =
+            parse_args(&["--instructions", "--calls", "300", "--daemon", "/x/securestored"])
+                .expect("valid flags")
+        else {
+            panic!("not a run");
+        };
+        assert!(settings.instructions);
+        assert_eq!(settings.calls, 300);
+        assert_eq!(settings.daemon, Some(PathBuf::from("/x/securestored")));
+        assert!(parse_args(&["--calls", "0"]).is_err());
+        assert!(parse_args(&["--calls", "many"]).is_err());
+    }
+
+    #[test]
+    fn echo_server_flags() {
+        let Parsed::Echo {
+            echo,
+            socket,
+            response_len,
+        } = parse_args(&["--echo-server", "std", "/tmp/e.sock", "111"]).expect("valid flags")
+        else {
+            panic!("not an echo server");
+        };
+        assert_eq!(echo, Echo::Std);
+        assert_eq!(socket, PathBuf::from("/tmp/e.sock"));
+        assert_eq!(response_len, 111);
+        assert!(parse_args(&["--echo-server", "fast", "/tmp/e.sock", "111"]).is_err());
+        assert!(parse_args(&["--echo-server", "tokio", "/tmp/e.sock"]).is_err());
+        for echo in Echo::ALL {
+            assert_eq!(Echo::parse(echo.name()).expect("a known name"), echo);
+        }
+    }
+}
