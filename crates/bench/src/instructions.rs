@@ -140,6 +140,8 @@ impl Figure {
 /// where concurrent writers would leave a different b-tree and WAL on each run.
 async fn fill_in_order(binary: &Path, store: &StoreDir) -> anyhow::Result<()> {
     eprintln!("  filling {ITEMS} items in order");
+    std::fs::create_dir_all(&store.root)
+        .with_context(|| format!("cannot create {}", store.root.display()))?;
     let (daemon, _) = Daemon::start(binary, store).await?;
     let client = daemon.connect().await?;
     for n in 0..ITEMS {
