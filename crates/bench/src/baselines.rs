@@ -445,3 +445,46 @@ fn open_full_sync(path: &Path) -> anyhow::Result<rusqlite::Connection> {
     .context("cannot create the table")?;
     Ok(conn)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read as _;
+
+    use super::*;
+
+    /// Each echo answers every request frame with exactly one answer frame of the asked length.
+    #[test]
+    fn echo_servers_answer_each_frame() {
+        for echo in Echo::ALL {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let socket = dir.path().join("echo.sock");
+            let path = socket.clone();
+            // The server runs until the test process ends.
+            std::thread::spawn(move || serve_echo(echo, &path, 111));
+            let mut stream = loop {
+                match std::os::unix::net::UnixStream::connect(&socket) {
+                    Ok(stream) => break stream,
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            };
+            let request = frame(44);
+            assert_eq!(request.len(), 44);
+            assert_eq!(&request[..PREFIX], &40u32.to_be_bytes());
+            for _ in 0..3 {
+                stream.write_all(&request).expect("send");
+                let mut answer = [0; 111];
+                stream.read_exact(&mut answer).expect("answer");
+                assert_eq!(&answer[..PREFIX], &107u32.to_be_bytes(), "{echo:?}");
+            }
+            // Nothing more than the three answers was sent.
+            stream
+                .set_read_timeout(Some(Duration::from_millis(50)))
+                .expect("timeout");
+            let mut extra = [0; 1];
+            assert!(
+                stream.read(&mut extra).is_err(),
+                "{echo:?} sent extra bytes"
+            );
+        }
+    }
+}

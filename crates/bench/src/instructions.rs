@@ -83,7 +83,9 @@ pub async fn measure(binary: &Path, settings: &Settings) -> anyhow::Result<Count
     for round in 1..=ROUNDS {
         let mut totals = Vec::with_capacity(3);
         for (label, session) in [("idle", idle), ("gets", gets), ("sets", sets)] {
-            let out = scratch.path().join(format!("callgrind.{label}.{round}.out"));
+            let out = scratch
+                .path()
+                .join(format!("callgrind.{label}.{round}.out"));
             eprintln!(
                 "  callgrind round {round}, {label}: {} gets, {} sets",
                 session.gets, session.sets

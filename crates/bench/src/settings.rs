@@ -185,10 +185,14 @@ mod tests {
 
     #[test]
     fn instructions_flags() {
-        let Parsed::Run(settings) =
-            parse_args(&["--instructions", "--calls", "300", "--daemon", "/x/securestored"])
-                .expect("valid flags")
-        else {
+        let Parsed::Run(settings) = parse_args(&[
+            "--instructions",
+            "--calls",
+            "300",
+            "--daemon",
+            "/x/securestored",
+        ])
+        .expect("valid flags") else {
             panic!("not a run");
         };
         assert!(settings.instructions);
