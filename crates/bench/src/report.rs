@@ -85,6 +85,14 @@ fn print_header(results: &Results) {
     println!("machine: {}", results.machine);
     println!("data:    {}", settings.data.display());
     println!("daemon:  {}", results.binary.display());
+    // Other work on the machine moves times (and, less, CPU per call); say how busy it was.
+    if let Ok(load) = std::fs::read_to_string("/proc/loadavg") {
+        let averages: Vec<&str> = load.split_whitespace().take(3).collect();
+        println!(
+            "load:    {} (1, 5, 15 min averages as the run ended)",
+            averages.join(" ")
+        );
+    }
     println!(
         "each figure: {:.1} s recorded after {:.1} s warm-up; get frames {} B request / {} B answer",
         settings.length.as_secs_f64(),
