@@ -56,6 +56,40 @@ impl StoreDir {
         self.root.join("data")
     }
 
+    /// Reads every file of the store's database folder once, so its pages are in the kernel's page
+    /// cache before the daemon starts: the scale rows then compare b-tree lookups at 1,000 and at
+    /// 1,000,000 items, not a shared disk's random reads (a store left cold by other work on the
+    /// machine made 1,000,000-item gets 100× slower in one run). Returns the bytes read.
+    ///
+    /// # Errors
+    /// When the folder or a file cannot be read.
+    pub fn warm_page_cache(&self) -> anyhow::Result<u64> {
+        use std::io::Read as _;
+        let dir = self.data_dir();
+        let mut total = 0;
+        let mut buffer = vec![0; 1 << 20];
+        for entry in
+            std::fs::read_dir(&dir).with_context(|| format!("cannot list {}", dir.display()))?
+        {
+            let path = entry?.path();
+            if !path.is_file() {
+                continue;
+            }
+            let mut file =
+                File::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
+            loop {
+                let n = file
+                    .read(&mut buffer)
+                    .with_context(|| format!("cannot read {}", path.display()))?;
+                if n == 0 {
+                    break;
+                }
+                total += n as u64;
+            }
+        }
+        Ok(total)
+    }
+
     fn key_file(&self) -> PathBuf {
         self.root.join("state/master.key")
     }

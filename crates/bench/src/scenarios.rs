@@ -85,6 +85,11 @@ pub async fn run_store(
     store: &Store,
     settings: &Settings,
 ) -> anyhow::Result<StoreRun> {
+    let warmed = store.dir.warm_page_cache()?;
+    eprintln!(
+        "  read {} MiB of store files into the page cache",
+        warmed >> 20
+    );
     let (daemon, _) = Daemon::start(binary, &store.dir).await?;
     let rss_started = daemon.rss_bytes()?;
     let mut rows = Vec::new();
