@@ -16,11 +16,11 @@ use anyhow::{Context as _, bail, ensure};
 use securestore_client::{Client, GetOptions, SetOptions};
 
 use crate::daemon::{Daemon, Launch, StoreDir};
-use crate::fixtures::{self, ValueSize};
+use crate::fixtures::{self, Store, ValueSize};
 use crate::settings::Settings;
 
-/// Items in the measured store; every get finds one.
-const ITEMS: u64 = 1000;
+/// Items in the measured store unless `--items` says otherwise; every get finds one.
+pub const ITEMS: u64 = 1000;
 /// Gets and sets every session makes before its measured calls, so caches and pages are warm.
 const WARMUP: u64 = 50;
 /// Times the three sessions (idle, gets, sets) are run; the spread of the rounds is printed.
@@ -31,6 +31,8 @@ const ROUNDS: usize = 2;
 pub struct Counts {
     /// Calls of each kind the differences are over.
     pub calls: u64,
+    /// Items in the store.
+    pub items: u64,
     /// Instructions of a session with no measured call (start, handshake, warm-up, stop), the
     /// lowest of the rounds.
     pub base: u64,
@@ -64,10 +66,20 @@ pub async fn measure(binary: &Path, settings: &Settings) -> anyhow::Result<Count
         .prefix("instructions")
         .tempdir_in(&settings.data)
         .context("cannot create the instructions folder")?;
-    let store = StoreDir {
-        root: scratch.path().join("store"),
+    let items = settings.instruction_items;
+    let store = if items == ITEMS {
+        let store = StoreDir {
+            root: scratch.path().join("store"),
+        };
+        fill_in_order(binary, &store).await?;
+        store
+    } else {
+        // A large store is the bench's own (filled concurrently with batches, then reused): its
+        // shape is fixed once made, so every session and every run reads the same pages.
+        let store = Store::new(&settings.data, items);
+        store.ensure(binary).await?;
+        store.dir
     };
-    fill_in_order(binary, &store).await?;
 
     let calls = settings.calls;
     let idle = Session { gets: 0, sets: 0 };
@@ -90,7 +102,7 @@ pub async fn measure(binary: &Path, settings: &Settings) -> anyhow::Result<Count
                 "  callgrind round {round}, {label}: {} gets, {} sets",
                 session.gets, session.sets
             );
-            let total = count_session(binary, &store, session, &out).await?;
+            let total = count_session(binary, &store, items, session, &out).await?;
             eprintln!("    {total} instructions");
             totals.push(total);
             // Keep the profiles of the calls, for `callgrind_annotate`: the calls are most of them.
@@ -111,6 +123,7 @@ pub async fn measure(binary: &Path, settings: &Settings) -> anyhow::Result<Count
     }
     Ok(Counts {
         calls,
+        items,
         base,
         per_get: Figure::of(&per_get),
         per_set: Figure::of(&per_set),
@@ -168,6 +181,7 @@ async fn fill_in_order(binary: &Path, store: &StoreDir) -> anyhow::Result<()> {
 async fn count_session(
     binary: &Path,
     store: &StoreDir,
+    items: u64,
     session: Session,
     out: &Path,
 ) -> anyhow::Result<u64> {
@@ -182,18 +196,19 @@ async fn count_session(
     };
     let (daemon, _) = Daemon::start_with(binary, store, &launch).await?;
     let client = daemon.connect().await?;
-    calls(&client, WARMUP, WARMUP).await?;
-    calls(&client, session.gets, session.sets).await?;
+    calls(&client, WARMUP, WARMUP, items).await?;
+    calls(&client, session.gets, session.sets, items).await?;
     drop(client);
     daemon.stop()?;
     read_total(out)
 }
 
-/// `gets` gets then `sets` sets of 100 B items, one at a time, in a fixed order.
-async fn calls(client: &Client, gets: u64, sets: u64) -> anyhow::Result<()> {
+/// `gets` gets then `sets` sets of 100 B items of a store of `items`, one at a time, in a fixed
+/// order.
+async fn calls(client: &Client, gets: u64, sets: u64, items: u64) -> anyhow::Result<()> {
     let value = fixtures::value(ValueSize::Small, 1);
     for i in 0..gets {
-        let key = fixtures::key(small_item(i));
+        let key = fixtures::key(small_item(i, items));
         let found = client.get_item(&key, GetOptions::default()).await?;
         ensure!(
             found.is_some(),
@@ -203,7 +218,7 @@ async fn calls(client: &Client, gets: u64, sets: u64) -> anyhow::Result<()> {
     for i in 0..sets {
         client
             .set_item(
-                &fixtures::key(small_item(i)),
+                &fixtures::key(small_item(i, items)),
                 value.as_str(),
                 SetOptions::default(),
             )
@@ -212,9 +227,10 @@ async fn calls(client: &Client, gets: u64, sets: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The `i`-th 100 B item, cycling through the store (every 16th item holds 2 KiB).
-fn small_item(i: u64) -> u64 {
-    let n = (i * 7) % ITEMS;
+/// The `i`-th 100 B item of a store of `items`, stepping through the store by a prime so the calls
+/// spread over the whole b-tree (every 16th item holds 2 KiB and is skipped).
+fn small_item(i: u64, items: u64) -> u64 {
+    let n = (i * 7919) % items;
     if n.is_multiple_of(16) { n + 1 } else { n }
 }
 
@@ -235,8 +251,9 @@ pub fn print(binary: &Path, counts: &Counts) {
     println!("securestore-bench --instructions");
     println!("daemon: {}", binary.display());
     println!(
-        "calls: {} of each, 100 B values, {ITEMS}-item store, one connection",
-        counts.calls
+        "calls: {} of each, 100 B values, {}-item store, one connection",
+        counts.calls,
+        crate::report::thousands(counts.items)
     );
     println!("idle session: {} instructions", counts.base);
     println!(
@@ -263,10 +280,17 @@ mod tests {
 
     #[test]
     fn cycles_through_small_items() {
-        for i in 0..5000 {
-            let n = small_item(i);
-            assert!(n < ITEMS);
-            assert!(!n.is_multiple_of(16));
+        for items in [ITEMS, 1_000_000] {
+            let mut seen = std::collections::HashSet::new();
+            for i in 0..5000 {
+                let n = small_item(i, items);
+                assert!(n < items);
+                assert!(!n.is_multiple_of(16));
+                seen.insert(n);
+            }
+            // Every 100 B item of the small store is visited; the large one gets no repeats.
+            let expected = if items == ITEMS { 937 } else { 5000 };
+            assert_eq!(seen.len(), expected, "{items} items");
         }
     }
 }

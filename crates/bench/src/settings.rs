@@ -21,6 +21,8 @@ usage: cargo run --release -p securestore-bench -- [--quick] [--transports] [--d
   --instructions  only the instructions the daemon executes per get and per set, counted by
                   `valgrind --tool=callgrind` (stable on a noisy machine; takes about a minute)
   --calls N       gets and sets counted by --instructions [default: 2000]
+  --items N       store size for --instructions [default: 1000, a fresh store filled in order;
+                  any other size uses (and if need be creates) the bench's store of N items]
   --daemon PATH   the securestored binary to measure [default: the one next to this executable]
 
 Build the daemon first: cargo build --release --workspace";
@@ -50,6 +52,8 @@ pub struct Settings {
     pub instructions: bool,
     /// Calls of each kind the instruction counts are taken over.
     pub calls: u64,
+    /// Items in the store the instruction counts are taken on.
+    pub instruction_items: u64,
     /// `--daemon`: the daemon binary to measure instead of the one next to this executable.
     pub daemon: Option<PathBuf>,
 }
@@ -97,6 +101,7 @@ impl Settings {
             launches: if quick { 3 } else { 7 },
             instructions: false,
             calls: 2000,
+            instruction_items: crate::instructions::ITEMS,
             daemon: None,
         }
     }
@@ -112,6 +117,7 @@ pub fn parse(mut args: impl Iterator<Item = String>) -> anyhow::Result<Parsed> {
     let mut data = None;
     let mut instructions = false;
     let mut calls = None;
+    let mut items = None;
     let mut daemon = None;
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -143,6 +149,15 @@ pub fn parse(mut args: impl Iterator<Item = String>) -> anyhow::Result<Parsed> {
                 anyhow::ensure!(n > 0, "--calls must be at least 1");
                 calls = Some(n);
             }
+            "--items" => {
+                let n: u64 = args
+                    .next()
+                    .context("--items needs a number")?
+                    .parse()
+                    .context("--items needs a number")?;
+                anyhow::ensure!(n >= 100, "--items must be at least 100");
+                items = Some(n);
+            }
             "--daemon" => {
                 daemon = Some(PathBuf::from(args.next().context("--daemon needs a path")?));
             }
@@ -161,6 +176,9 @@ pub fn parse(mut args: impl Iterator<Item = String>) -> anyhow::Result<Parsed> {
     settings.daemon = daemon;
     if let Some(calls) = calls {
         settings.calls = calls;
+    }
+    if let Some(items) = items {
+        settings.instruction_items = items;
     }
     Ok(Parsed::Run(settings))
 }
