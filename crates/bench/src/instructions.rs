@@ -107,7 +107,7 @@ pub async fn measure(binary: &Path, settings: &Settings) -> anyhow::Result<Count
             totals.push(total);
             // Keep the profiles of the calls, for `callgrind_annotate`: the calls are most of them.
             if round == 1 && label != "idle" {
-                let kept = settings.data.join(format!("callgrind.{label}.out"));
+                let kept = settings.data.join(format!("callgrind.{label}.{items}.out"));
                 std::fs::copy(&out, &kept)
                     .with_context(|| format!("cannot keep {}", kept.display()))?;
                 eprintln!("    profile: {}", kept.display());
