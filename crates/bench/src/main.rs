@@ -120,6 +120,21 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     let transports = transports::measure(&settings).await?;
     eprintln!("beyond Expo: watch, list_keys, set_if");
     let beyond = beyond::measure(&settings).await?;
+    let instructions = if settings.with_instructions {
+        let mut counts = Vec::new();
+        for items in [instructions::ITEMS, stores.large.items] {
+            eprintln!("instructions, {items} items");
+            let mut counting = settings.clone();
+            counting.instruction_items = items;
+            counts.push(instructions::measure(&binary, &counting).await?);
+        }
+        match counts[..] {
+            [small, large] => Some([small, large]),
+            _ => None,
+        }
+    } else {
+        None
+    };
     let ping_floor = ping
         .iter()
         .find(|p| p.echo == Echo::Tokio && p.clients == 1)
@@ -138,6 +153,7 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         stores: created,
         crowd,
         in_process: transports::in_process_get(&transports),
+        instructions,
     };
     report::print(&results);
     transports::print(&transports, ping_floor.as_ref());

@@ -8,6 +8,7 @@ use anyhow::Context as _;
 use crate::baselines::{Echo, FrameSizes, PingPong};
 use crate::crowd::{self, Crowd};
 use crate::fixtures::{Creation, ValueSize};
+use crate::instructions::Counts;
 use crate::machine::Machine;
 use crate::measure::Stats;
 use crate::scenarios::{Call, Row, Startup, StoreRun};
@@ -43,6 +44,8 @@ pub struct Results {
     pub crowd: Crowd,
     /// The in-process pipe's get, when the transports rows measured it.
     pub in_process: Option<InProcess>,
+    /// With `--with-instructions`: the counts on the 1,000-item and on the large store.
+    pub instructions: Option<[Counts; 2]>,
 }
 
 /// Baseline B: what making a small write durable costs on the data folder's disk.
@@ -65,6 +68,26 @@ pub fn print(results: &Results) {
     print_figures(results);
     print_startup_and_memory(results);
     print_crowd(results);
+    print_instructions(results);
+}
+
+fn print_instructions(results: &Results) {
+    let Some(counts) = &results.instructions else {
+        return;
+    };
+    println!();
+    for count in counts {
+        println!(
+            "daemon instructions (callgrind, {} calls), {} items: {:.0} per get (±{:.0}), \
+             {:.0} per set (±{:.0})",
+            count.calls,
+            thousands(count.items),
+            count.per_get.mean,
+            count.per_get.spread,
+            count.per_set.mean,
+            count.per_set.spread,
+        );
+    }
 }
 
 /// Prints every target with its ratio and PASS or MISS, then a note if the disk drifted.
@@ -359,6 +382,21 @@ fn targets(results: &Results) -> anyhow::Result<Vec<Target>> {
         slowdown(&items, "set", 1, set1.stats, large_set1.stats),
         slowdown(&items, "set", 64, set64.stats, large_set64.stats),
         worst_scale(results)?,
+    ]);
+    if let Some([small, large]) = &results.instructions {
+        for (call, small, large) in [
+            ("get", small.per_get.mean, large.per_get.mean),
+            ("set", small.per_set.mean, large.per_set.mean),
+        ] {
+            targets.push(Target::ratio(
+                format!("instructions per {call}: {items} ÷ 1,000 items"),
+                format!("{large:.0} ÷ {small:.0}"),
+                large / small,
+                Bound::AtMost(1.3),
+            ));
+        }
+    }
+    targets.extend([
         rss_target("RSS idle", results.small.rss_started, 16.0),
         rss_target(
             &format!("RSS, {} connections open", crowd::CONNECTIONS),

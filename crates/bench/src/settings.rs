@@ -12,10 +12,12 @@ use crate::measure::Window;
 pub const USAGE: &str = "\
 securestore-bench: measure securestored against this machine's own limits
 
-usage: cargo run --release -p securestore-bench -- [--quick] [--transports] [--data DIR]
+usage: cargo run --release -p securestore-bench -- [--quick] [--with-instructions] [--transports] [--data DIR]
        securestore-bench --instructions [--calls N] [--daemon PATH] [--data DIR]
 
   --quick         shorter measurements and a 100,000-item large store instead of 1,000,000
+  --with-instructions  also count instructions per get and per set on the small and the large
+                  store (as --instructions --items N) and print the scale target on them (~1 min)
   --transports    only the transports rows (socket, in-process, Java) and the ping-pong floor
   --data DIR      where the reusable stores live [default: target/bench-data]
   --instructions  only the instructions the daemon executes per get and per set, counted by
@@ -50,6 +52,9 @@ pub struct Settings {
     pub launches: usize,
     /// Whether `--instructions` was given: only the callgrind instruction counts.
     pub instructions: bool,
+    /// Whether `--with-instructions` was given: the full report plus instruction counts on the
+    /// small and the large store.
+    pub with_instructions: bool,
     /// Calls of each kind the instruction counts are taken over.
     pub calls: u64,
     /// Items in the store the instruction counts are taken on.
@@ -100,6 +105,7 @@ impl Settings {
             startup_items: 100_000,
             launches: if quick { 3 } else { 7 },
             instructions: false,
+            with_instructions: false,
             calls: 2000,
             instruction_items: crate::instructions::ITEMS,
             daemon: None,
@@ -116,6 +122,7 @@ pub fn parse(mut args: impl Iterator<Item = String>) -> anyhow::Result<Parsed> {
     let mut transports_only = false;
     let mut data = None;
     let mut instructions = false;
+    let mut with_instructions = false;
     let mut calls = None;
     let mut items = None;
     let mut daemon = None;
@@ -140,6 +147,7 @@ pub fn parse(mut args: impl Iterator<Item = String>) -> anyhow::Result<Parsed> {
             "--quick" => quick = true,
             "--transports" => transports_only = true,
             "--instructions" => instructions = true,
+            "--with-instructions" => with_instructions = true,
             "--calls" => {
                 let n: u64 = args
                     .next()
@@ -173,6 +181,7 @@ pub fn parse(mut args: impl Iterator<Item = String>) -> anyhow::Result<Parsed> {
     let mut settings = Settings::new(quick, data);
     settings.transports_only = transports_only;
     settings.instructions = instructions;
+    settings.with_instructions = with_instructions;
     settings.daemon = daemon;
     if let Some(calls) = calls {
         settings.calls = calls;
