@@ -1,6 +1,8 @@
 //! What the machine itself allows, measured in the same run as securestore: (A) a bare request and
-//! answer over a Unix socket with the frame sizes of a get, and (B) the cost of making a small write
-//! durable, with `fdatasync` and with a one-row SQLite transaction.
+//! answer over a Unix socket with the frame sizes of a get, against a blocking std-thread echo (the
+//! floor) and a tokio echo, each in a child process whose context switches and CPU per round trip
+//! are read from `/proc` as the daemon's are, and (B) the cost of making a small write durable, with
+//! `fdatasync` and with a one-row SQLite transaction.
 
 use std::fs::OpenOptions;
 use std::io::Write as _;
