@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use securestore_client::{Client, SetOptions};
+use securestore_client::{BatchOp, Client, SetOptions};
 
 use crate::daemon::{Daemon, StoreDir};
 use crate::rng::Rng;
@@ -24,6 +24,15 @@ const FILL_CONNECTIONS: usize = 8;
 /// Sets each filling connection keeps in flight (under the daemon's per-connection cap of 64), so
 /// group commit can put many writes in each sync.
 const FILL_PER_CONNECTION: usize = 32;
+/// Stores of at least this many items are filled with `write_batch` (protocol 2); smaller ones with
+/// single sets, which every daemon version understands (`--instructions` fills a store with the
+/// daemon of an older commit).
+const BATCH_FILL_FROM: u64 = 10_000;
+/// Items per `write_batch`: the protocol's limit of 128 operations; 8 of them 2 KiB, about 30 KiB in
+/// all, under the default 64 KiB value limit.
+const FILL_BATCH: u64 = securestore_proto::limits::MAX_BATCH_OPS as u64;
+/// Batches each filling connection keeps in flight.
+const BATCHES_PER_CONNECTION: usize = 4;
 
 /// The two value sizes the bench reads and writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,18 +173,27 @@ impl Store {
     }
 }
 
-/// Sets items `0..items` from many concurrent writers on a few connections.
+/// Sets items `0..items` from many concurrent writers on a few connections: batches of 128 items
+/// for a large store (a 1,000,000-item store is then a few thousand durable transactions, not a
+/// million requests), single sets for a small one.
 async fn fill(daemon: &Daemon, items: u64) -> anyhow::Result<()> {
     let clients = daemon.connect_many(FILL_CONNECTIONS).await?;
     let next = Arc::new(AtomicU64::new(0));
+    let batched = items >= BATCH_FILL_FROM;
+    let per_connection = if batched {
+        BATCHES_PER_CONNECTION
+    } else {
+        FILL_PER_CONNECTION
+    };
     let mut writers = Vec::new();
     for client in &clients {
-        for _ in 0..FILL_PER_CONNECTION {
-            writers.push(tokio::spawn(fill_writer(
-                client.clone(),
-                Arc::clone(&next),
-                items,
-            )));
+        for _ in 0..per_connection {
+            let (client, next) = (client.clone(), Arc::clone(&next));
+            writers.push(if batched {
+                tokio::spawn(fill_batches(client, next, items))
+            } else {
+                tokio::spawn(fill_writer(client, next, items))
+            });
         }
     }
     for writer in writers {
@@ -199,6 +217,32 @@ async fn fill_writer(client: Client, next: Arc<AtomicU64>, items: u64) -> anyhow
             .with_context(|| format!("cannot set {}", key(n)))?;
         if n > 0 && n.is_multiple_of(tenth) {
             eprintln!("  … {n} of {items}");
+        }
+    }
+}
+
+/// Takes the next [`FILL_BATCH`] unwritten items and sets them in one `write_batch`, until all
+/// `items` are taken.
+async fn fill_batches(client: Client, next: Arc<AtomicU64>, items: u64) -> anyhow::Result<()> {
+    let tenth = (items / 10).max(1);
+    loop {
+        let first = next.fetch_add(FILL_BATCH, Ordering::Relaxed);
+        if first >= items {
+            return Ok(());
+        }
+        let ops = (first..(first + FILL_BATCH).min(items))
+            .map(|n| BatchOp::Set {
+                key: key(n),
+                value: value(ValueSize::of_item(n), 0).into(),
+                options: SetOptions::default(),
+            })
+            .collect();
+        client
+            .write_batch(ops)
+            .await
+            .with_context(|| format!("cannot set items {first}.. in a batch"))?;
+        if first / tenth != (first + FILL_BATCH) / tenth {
+            eprintln!("  … {} of {items}", first + FILL_BATCH);
         }
     }
 }

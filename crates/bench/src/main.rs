@@ -4,8 +4,10 @@
 
 mod baselines;
 mod beyond;
+mod crowd;
 mod daemon;
 mod fixtures;
+mod instructions;
 mod machine;
 mod measure;
 mod report;
@@ -20,6 +22,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 
+use crate::baselines::Echo;
 use crate::fixtures::{Creation, Store};
 use crate::machine::Machine;
 use crate::report::{Durability, Results};
@@ -31,6 +34,19 @@ fn main() -> ExitCode {
         Ok(Parsed::Help) => {
             println!("{}", settings::USAGE);
             return ExitCode::SUCCESS;
+        }
+        Ok(Parsed::Echo {
+            echo,
+            socket,
+            response_len,
+        }) => {
+            return match baselines::serve_echo(echo, &socket, response_len) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(err) => {
+                    eprintln!("securestore-bench echo server: {err:#}");
+                    ExitCode::FAILURE
+                }
+            };
         }
         Err(err) => {
             eprintln!("securestore-bench: {err:#}");
@@ -63,7 +79,12 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     if settings.transports_only {
         return run_transports(&settings).await;
     }
-    let binary = daemon::binary()?;
+    let binary = daemon::binary(settings.daemon.as_deref())?;
+    if settings.instructions {
+        let counts = instructions::measure(&binary, &settings).await?;
+        instructions::print(&binary, &counts);
+        return Ok(());
+    }
     std::fs::create_dir_all(&settings.data)
         .with_context(|| format!("cannot create {}", settings.data.display()))?;
     let stores = Stores {
@@ -73,14 +94,13 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     };
     let created = prepare(&binary, &stores).await?;
 
-    eprintln!("baseline A: socket ping-pong");
+    eprintln!("baseline A: socket ping-pong, std and tokio echo");
     let frames = baselines::get_frame_sizes()?;
     let mut ping = Vec::new();
-    for clients in [1, 8] {
-        ping.push((
-            clients,
-            baselines::ping_pong(frames, clients, &settings).await?,
-        ));
+    for echo in Echo::ALL {
+        for clients in [1, 8] {
+            ping.push(baselines::ping_pong(echo, frames, clients, &settings).await?);
+        }
     }
     eprintln!("baseline B, before: fdatasync, SQLite");
     let durability_before = durability(&settings).await?;
@@ -89,6 +109,8 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     let small = scenarios::run_store(&binary, &stores.small, &settings).await?;
     eprintln!("securestore, {} items", stores.large.items);
     let large = scenarios::run_store(&binary, &stores.large, &settings).await?;
+    eprintln!("crowd: {} connections", crowd::CONNECTIONS);
+    let crowd = crowd::measure(&binary, &stores.small, &settings).await?;
     eprintln!("start-up, {} items", stores.startup.items);
     let startup = scenarios::startup(&binary, &stores.startup, settings.launches).await?;
     eprintln!("baseline B, after: fdatasync, SQLite");
@@ -98,12 +120,27 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     let transports = transports::measure(&settings).await?;
     eprintln!("beyond Expo: watch, list_keys, set_if");
     let beyond = beyond::measure(&settings).await?;
+    let instructions = if settings.with_instructions {
+        let mut counts = Vec::new();
+        for items in [instructions::ITEMS, stores.large.items] {
+            eprintln!("instructions, {items} items");
+            let mut counting = settings.clone();
+            counting.instruction_items = items;
+            counts.push(instructions::measure(&binary, &counting).await?);
+        }
+        match counts[..] {
+            [small, large] => Some([small, large]),
+            _ => None,
+        }
+    } else {
+        None
+    };
     let ping_floor = ping
         .iter()
-        .find(|(clients, _)| *clients == 1)
-        .map(|(_, s)| *s);
+        .find(|p| p.echo == Echo::Tokio && p.clients == 1)
+        .map(|p| p.stats);
 
-    report::print(&Results {
+    let results = Results {
         machine: Machine::describe(&settings.data),
         settings,
         binary,
@@ -114,10 +151,14 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         large,
         startup,
         stores: created,
-    })?;
+        crowd,
+        in_process: transports::in_process_get(&transports),
+        instructions,
+    };
+    report::print(&results);
     transports::print(&transports, ping_floor.as_ref());
     beyond::print(&beyond);
-    Ok(())
+    report::print_targets(&results)
 }
 
 /// `--transports`: the transports rows beside the 1-client ping-pong floor, nothing else.
@@ -125,7 +166,9 @@ async fn run_transports(settings: &Settings) -> anyhow::Result<()> {
     std::fs::create_dir_all(&settings.data)
         .with_context(|| format!("cannot create {}", settings.data.display()))?;
     let frames = baselines::get_frame_sizes()?;
-    let floor = baselines::ping_pong(frames, 1, settings).await?;
+    let floor = baselines::ping_pong(Echo::Tokio, frames, 1, settings)
+        .await?
+        .stats;
     let rows = transports::measure(settings).await?;
     let beyond = beyond::measure(settings).await?;
     println!("securestore-bench --transports");

@@ -85,6 +85,11 @@ pub async fn run_store(
     store: &Store,
     settings: &Settings,
 ) -> anyhow::Result<StoreRun> {
+    let warmed = store.dir.warm_page_cache()?;
+    eprintln!(
+        "  read {} MiB of store files into the page cache",
+        warmed >> 20
+    );
     let (daemon, _) = Daemon::start(binary, &store.dir).await?;
     let rss_started = daemon.rss_bytes()?;
     let mut rows = Vec::new();
@@ -145,7 +150,7 @@ async fn measure(
 }
 
 /// One client: picks a key (untimed), then times the call, until the window closes.
-async fn worker(
+pub async fn worker(
     client: Client,
     scenario: Scenario,
     mut rng: Rng,

@@ -12,9 +12,11 @@ use securestore_client::{Client, ConnectOptions, GetOptions, SetOptions};
 use securestore_daemon::backend::BackendPaths;
 use securestore_daemon::{Config, Host, HostConfig};
 
+use crate::baselines::count_over;
 use crate::fixtures::{self, ValueSize};
 use crate::measure::{Recorder, Stats};
 use crate::settings::Settings;
+use crate::usage::Cost;
 
 /// Items written before measuring, read and overwritten at random.
 const ITEMS: u64 = 1000;
@@ -26,7 +28,34 @@ pub struct Row {
     pub label: String,
     /// The figures, or the reason there are none.
     pub stats: Result<Stats, String>,
+    /// Context switches and CPU per call of the whole bench process (client and hosted daemon),
+    /// where measured: for the in-process pipe this is everything a call costs.
+    pub cost: Option<Cost>,
 }
+
+/// The in-process pipe's 100 B get, for the targets.
+#[derive(Debug, Clone, Copy)]
+pub struct InProcess {
+    /// Its figures.
+    pub stats: Stats,
+    /// The bench process's context switches and CPU per get.
+    pub cost: Cost,
+}
+
+/// The in-process get row of `rows`, if it was measured.
+pub fn in_process_get(rows: &[Row]) -> Option<InProcess> {
+    rows.iter()
+        .find(|row| row.label == IN_PROCESS_GET)
+        .and_then(|row| match (&row.stats, row.cost) {
+            (Ok(stats), Some(cost)) => Some(InProcess {
+                stats: *stats,
+                cost,
+            }),
+            _ => None,
+        })
+}
+
+const IN_PROCESS_GET: &str = "get 100 B, 1 client, in-process";
 
 /// A daemon hosted in this process on the default store, in a fresh folder under the bench data
 /// folder (socket at `run/s.sock`). Keep the folder until the host is dropped.
@@ -83,18 +112,19 @@ pub async fn measure(settings: &Settings) -> anyhow::Result<Vec<Row>> {
 
     let mut rows = Vec::new();
     for (name, client) in [("socket", &over_socket), ("in-process", &in_process)] {
-        rows.push(Row {
-            label: format!("get 100 B, 1 client, {name}"),
-            stats: Ok(run(client, false, settings).await?),
-        });
-        rows.push(Row {
-            label: format!("set 100 B, 1 client, {name}"),
-            stats: Ok(run(client, true, settings).await?),
-        });
+        for (call, write) in [("get", false), ("set", true)] {
+            let (stats, cost) = run(client, write, settings).await?;
+            rows.push(Row {
+                label: format!("{call} 100 B, 1 client, {name}"),
+                stats: Ok(stats),
+                cost: Some(cost),
+            });
+        }
     }
     rows.push(Row {
         label: "get 100 B, 1 client, Java (JNI + socket)".to_owned(),
         stats: java_get(&socket, settings).await,
+        cost: None,
     });
     drop((over_socket, in_process));
     tokio::task::spawn_blocking(move || host.stop())
@@ -103,8 +133,9 @@ pub async fn measure(settings: &Settings) -> anyhow::Result<Vec<Row>> {
     Ok(rows)
 }
 
-async fn run(client: &Client, write: bool, settings: &Settings) -> anyhow::Result<Stats> {
+async fn run(client: &Client, write: bool, settings: &Settings) -> anyhow::Result<(Stats, Cost)> {
     let window = settings.window();
+    let counters = count_over(std::process::id(), window);
     let mut recorder = Recorder::new(window);
     let mut i = 0u64;
     while recorder.running() {
@@ -129,7 +160,10 @@ async fn run(client: &Client, write: bool, settings: &Settings) -> anyhow::Resul
         }
         recorder.record(began);
     }
-    Stats::from_samples(recorder.into_samples(), window)
+    let stats = Stats::from_samples(recorder.into_samples(), window)?;
+    let (opened, closed) = counters.await.context("the counter reader panicked")??;
+    let ops = stats.ops_per_sec * window.length().as_secs_f64();
+    Ok((stats, closed.per_op(opened, ops)))
 }
 
 /// A Java process (`dev.securestore.BenchMain`, built by `bindings/java/run-tests.sh`) getting one
@@ -196,24 +230,32 @@ fn target_dir() -> anyhow::Result<PathBuf> {
 pub fn print(rows: &[Row], ping_floor: Option<&Stats>) {
     println!();
     println!("transports: one daemon hosted in the bench process, one client, 1,000 items");
+    println!("(cs/op, cpu/op: the whole bench process, client and hosted daemon together)");
     println!(
-        "{:<48} {:>11} {:>11} {:>10}",
-        "measurement", "p50", "p99", "ops/s"
+        "{:<48} {:>11} {:>11} {:>10} {:>7} {:>9}",
+        "measurement", "p50", "p99", "ops/s", "cs/op", "cpu/op"
     );
     if let Some(floor) = ping_floor {
-        line("A  socket ping-pong floor, 1 client", floor);
+        line("A  socket ping-pong floor (tokio), 1 client", floor, None);
     }
     for row in rows {
         match &row.stats {
-            Ok(stats) => line(&row.label, stats),
+            Ok(stats) => line(&row.label, stats, row.cost),
             Err(reason) => println!("{:<48} {reason}", row.label),
         }
     }
 }
 
-fn line(label: &str, stats: &Stats) {
+fn line(label: &str, stats: &Stats, cost: Option<Cost>) {
+    let cost = cost.map_or_else(String::new, |cost| {
+        format!(
+            " {:>7.2} {:>6.1} µs",
+            cost.switches,
+            cost.cpu.as_secs_f64() * 1e6
+        )
+    });
     println!(
-        "{:<48} {:>8.1} µs {:>8.1} µs {:>10.0}",
+        "{:<48} {:>8.1} µs {:>8.1} µs {:>10.0}{cost}",
         label,
         stats.p50.as_secs_f64() * 1e6,
         stats.p99.as_secs_f64() * 1e6,
