@@ -27,7 +27,14 @@ struct Entry {
     /// The connection's requests under way: one with any is not worth asking.
     in_flight: TaskTracker,
     asked: Arc<Notify>,
+    /// When it was bound: a connection is not asked in its first [`MIN_AGE`].
+    bound_at: std::time::Instant,
 }
+
+/// How long a newly bound connection is left alone before it may be asked to make room: time for
+/// its client to send the requests it connected for. Without it, two clients competing for the last
+/// slot could close each other right after each handshake, again and again, and neither be served.
+const MIN_AGE: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// A bound connection's entry; removed when dropped.
 #[derive(Debug)]
@@ -53,6 +60,7 @@ impl Slots {
                 stall,
                 in_flight,
                 asked: asked.clone(),
+                bound_at: std::time::Instant::now(),
             },
         );
         Slot {
@@ -68,7 +76,11 @@ impl Slots {
         let table = self.table();
         let oldest = table
             .values()
-            .filter(|entry| entry.stall.is_quiet() && entry.in_flight.is_empty())
+            .filter(|entry| {
+                entry.stall.is_quiet()
+                    && entry.in_flight.is_empty()
+                    && entry.bound_at.elapsed() >= MIN_AGE
+            })
             .min_by_key(|entry| entry.stall.last_active());
         match oldest {
             Some(entry) => {
