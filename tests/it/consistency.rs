@@ -385,7 +385,15 @@ async fn pipelined_writes_keep_their_order_across_goodbyes() {
             client.set_item("k", second.as_str(), SetOptions::default()),
             client.get_item("k", GetOptions::default()),
         );
-        let log = || daemon.log().lines().rev().take(25).collect::<Vec<_>>().join("\n");
+        let log = || {
+            daemon
+                .log()
+                .lines()
+                .rev()
+                .take(25)
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
         a.unwrap_or_else(|e| panic!("set: {e:?}\n{}", log()));
         b.unwrap_or_else(|e| panic!("set: {e:?}\n{}", log()));
         let got = text(got.unwrap_or_else(|e| panic!("get: {e:?}\n{}", log())));

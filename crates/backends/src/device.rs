@@ -63,6 +63,8 @@ impl DeviceGate {
 pub struct Gated {
     inner: Box<dyn Backend>,
     gate: Arc<DeviceGate>,
+    /// A removed passcode's items could not all be deleted yet: retried before each later write.
+    passcode_items_left: bool,
 }
 
 impl std::fmt::Debug for Gated {
@@ -103,7 +105,31 @@ impl Gated {
         Ok(Self {
             inner,
             gate: Arc::new(DeviceGate(RwLock::new(status))),
+            passcode_items_left: false,
         })
+    }
+
+    /// Retries deleting a removed passcode's items, if an earlier attempt failed.
+    fn finish_passcode_removal(&mut self) {
+        if !self.passcode_items_left || self.gate.status().passcode_set {
+            self.passcode_items_left = false;
+            return;
+        }
+        match self
+            .inner
+            .delete_class(KeychainAccessible::WhenPasscodeSetThisDeviceOnly)
+        {
+            Ok(deleted) => {
+                tracing::info!(
+                    deleted = deleted.len(),
+                    "finished deleting the removed passcode's items"
+                );
+                self.passcode_items_left = false;
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "still cannot delete the removed passcode's items")
+            }
+        }
     }
 
     /// The current device state.
@@ -126,8 +152,17 @@ impl Gated {
         let before = self.gate.status();
         let after = before.after(signal);
         let mut deleted = Vec::new();
+        self.finish_passcode_removal();
         match signal {
             DeviceSignal::Unlock { secret } => {
+                if secret
+                    .as_ref()
+                    .is_some_and(|s| s.expose_secret().trim().is_empty())
+                {
+                    return Err(BackendError::InvalidUnlockSecret(
+                        "the unlock secret is empty; give the host's secret, or none",
+                    ));
+                }
                 self.inner.device_changed(after, secret.as_ref())?;
                 self.gate.set(after);
             }
@@ -139,11 +174,15 @@ impl Gated {
                 }
             }
             DeviceSignal::PasscodeSet => self.gate.set(after),
+            // Fail closed: the state changes first, so those items are unavailable from now on
+            // even if deleting them fails; the deletion is retried until it succeeds.
             DeviceSignal::PasscodeRemoved => {
+                self.gate.set(after);
+                self.passcode_items_left = true;
                 deleted = self
                     .inner
                     .delete_class(KeychainAccessible::WhenPasscodeSetThisDeviceOnly)?;
-                self.gate.set(after);
+                self.passcode_items_left = false;
             }
         }
         tracing::info!(signal = signal.name(), from = %before, to = %after, deleted = deleted.len(), "device state changed");
@@ -154,17 +193,45 @@ impl Gated {
     fn screen(&mut self, write: &Write) -> Result<(), BackendError> {
         match write {
             Write::Set {
-                name, accessible, ..
-            } => self.gate.check_store(name, *accessible),
+                project,
+                name,
+                accessible,
+                ..
+            } => {
+                self.gate.check_store(name, *accessible)?;
+                self.check_replaceable(project, name)
+            }
             Write::Change { project, change } => self.screen_change(project, change),
             Write::Batch { project, changes } => changes
                 .iter()
                 .try_for_each(|change| self.screen_change(project, change)),
-            Write::Import { items, .. } => items
-                .iter()
-                .try_for_each(|(name, _, class)| self.gate.check_store(name, *class)),
+            Write::Import {
+                project,
+                items,
+                replace,
+            } => items.iter().try_for_each(|(name, _, class)| {
+                self.gate.check_store(name, *class)?;
+                if *replace {
+                    self.check_replaceable(project, name)?;
+                }
+                Ok(())
+            }),
             Write::Delete { .. } | Write::DeleteProject { .. } | Write::Clear { .. } => Ok(()),
         }
+    }
+
+    /// An item the state keeps from being read cannot be replaced either (not even by one of an
+    /// available class, which would plant a value and drop its protection). Checked only while not
+    /// unlocked.
+    fn check_replaceable(
+        &mut self,
+        project: &ProjectScope,
+        name: &ItemName,
+    ) -> Result<(), BackendError> {
+        if self.gate.status() == DeviceStatus::UNLOCKED {
+            return Ok(());
+        }
+        self.get(project, name).map(|_| ())
     }
 
     /// A change that compares values needs to read the current one, which its class must allow.
@@ -175,6 +242,7 @@ impl Gated {
     ) -> Result<(), BackendError> {
         if let Action::Set { accessible, .. } = &change.action {
             self.gate.check_store(&change.name, *accessible)?;
+            self.check_replaceable(project, &change.name)?;
         }
         if matches!(change.expected, Expect::Value(_)) {
             self.get(project, &change.name)?;
@@ -256,6 +324,7 @@ impl Backend for Gated {
     }
 
     fn write_batch(&mut self, writes: &[Write]) -> Vec<Result<Applied, BackendError>> {
+        self.finish_passcode_removal();
         // Unlocked with a passcode, every write passes: hand the batch over whole (group commit).
         if self.gate.status() == DeviceStatus::UNLOCKED {
             return self.inner.write_batch(writes);

@@ -142,11 +142,16 @@ pub enum BackendError {
     )]
     PasscodeNotSet,
     /// The unlock secret does not open the keys it was first given for.
-    #[error("the unlock secret is not the one the keys were bound to; the device stays locked")]
+    #[error(
+        "the unlock secret is not the one the keys were bound to; the device state did not change"
+    )]
     WrongUnlockSecret,
     /// The keys are bound to an unlock secret and the unlock gave none.
     #[error("this store's keys are bound to the host's unlock secret; unlock with it")]
     UnlockSecretRequired,
+    /// An unlock secret that cannot be one (empty).
+    #[error("{0}")]
+    InvalidUnlockSecret(&'static str),
     /// The backend cannot do this.
     #[error("not supported by this backend: {0}")]
     Unsupported(&'static str),

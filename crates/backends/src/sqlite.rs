@@ -460,6 +460,24 @@ impl RowSealer for MasterKey {
     }
 
     fn rotate(&mut self, conn: &mut Connection, database: &Path) -> Result<(), BackendError> {
+        // A rotation that committed but could not install its key left the only key the database
+        // opens with in `.next`: install it before anything could discard it.
+        if let Ok(Some(next)) = keyfile::load_next(&self.key_file) {
+            let check: Option<Vec<u8>> = conn
+                .query_row(
+                    "SELECT value FROM meta WHERE name = 'key_check'",
+                    [],
+                    |row| row.get(0),
+                )
+                .optional()
+                .map_err(sqlite_error("cannot check the master key", database))?;
+            let next = Sealer::new(&next);
+            if check.is_some_and(|check| next.open(KEY_CHECK_AAD, &check).is_some()) {
+                keyfile::promote_next(&self.key_file)?;
+                self.master = Some(next);
+                tracing::warn!(key_file = %self.key_file.display(), "installed the key of an earlier rotation that had committed");
+            }
+        }
         let new_key = datakeys::random_key()?;
         let new = Sealer::new(&new_key);
         // 1. The new key is durable in `<key file>.next` before the database depends on it.
@@ -563,9 +581,14 @@ impl SqliteBackend {
                 store
             }
             Ok(store) => {
-                if keyfile::load_next(&config.key_file)?.is_some() {
-                    keyfile::discard_next(&config.key_file)?;
-                    tracing::warn!(key_file = %config.key_file.display(), "discarded the new key of a master-key rotation that never committed");
+                // The database opens with the key file, so whatever `.next` holds (a whole key, a
+                // short file a crash or a full disk left, a planted link) is not needed: remove it.
+                match keyfile::load_next(&config.key_file) {
+                    Ok(None) => {}
+                    found => {
+                        keyfile::discard_next(&config.key_file)?;
+                        tracing::warn!(key_file = %config.key_file.display(), unreadable = found.is_err(), "discarded the new key of a master-key rotation that never committed");
+                    }
                 }
                 store
             }

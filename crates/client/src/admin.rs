@@ -124,6 +124,10 @@ pub async fn list_projects(
     }
 }
 
+/// Longest unlock secret: it travels in the handshake frame (4 KiB). A host secret is a derived
+/// key, a few dozen bytes.
+pub const MAX_UNLOCK_SECRET_BYTES: usize = 1024;
+
 /// Signals a change of device state (the host's lock callbacks, or `securestore device …`); returns
 /// the state it led to. Taken in order with the writes before and after it. Only the daemon's own
 /// uid or root may send one.
@@ -136,6 +140,18 @@ pub async fn device_signal(
     signal: DeviceSignal,
     options: &ConnectOptions,
 ) -> Result<DeviceStatus, Error> {
+    if let DeviceSignal::Unlock {
+        secret: Some(secret),
+    } = &signal
+        && secret.len() > MAX_UNLOCK_SECRET_BYTES
+    {
+        return Err(Error::Service(securestore_proto::ServiceError::TooLarge {
+            what: format!(
+                "an unlock secret of {} bytes; the limit is {MAX_UNLOCK_SECRET_BYTES}",
+                secret.len()
+            ),
+        }));
+    }
     match ask(socket.as_ref(), AdminRequest::Device(signal), options).await? {
         AdminAnswer::Device(status) => Ok(status),
         other => Err(unexpected(&other)),

@@ -671,8 +671,17 @@ impl Client {
             }
             .into());
         }
+        // Every item is checked before anything is sent, so a file this daemon cannot take whole
+        // imports nothing.
         for item in items {
             check(&item.key, Some(&item.service))?;
+            if item.value.len() > self.max_value_bytes as usize {
+                return Err(ServiceError::ValueTooLarge {
+                    size: item.value.len() as u64,
+                    limit: u64::from(self.max_value_bytes),
+                }
+                .into());
+            }
         }
         let mut report = ImportReport::default();
         let budget = self.max_value_bytes as usize;

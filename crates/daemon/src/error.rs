@@ -48,7 +48,9 @@ pub(crate) fn to_wire(err: impl Into<Failure>) -> ServiceError {
         BackendError::Unsupported(what) => ServiceError::Unsupported {
             what: what.to_owned(),
         },
-        err @ (BackendError::WrongUnlockSecret | BackendError::UnlockSecretRequired) => {
+        err @ (BackendError::WrongUnlockSecret
+        | BackendError::UnlockSecretRequired
+        | BackendError::InvalidUnlockSecret(_)) => {
             tracing::warn!(error = %err, "an unlock was refused");
             ServiceError::Refused {
                 reason: err.to_string(),

@@ -365,7 +365,7 @@ impl SecureStore for Handler {
             limit: MAX_EXPORT_ITEMS + 1,
         };
         match bound.query(turn, query).await? {
-            Found::Exported(found) => Ok(export_page(found, bound.max_value_bytes as usize)),
+            Found::Exported(found) => export_page(found, bound.max_value_bytes as usize),
             other => Err(to_wire(mismatch(&other))),
         }
     }
@@ -644,8 +644,18 @@ fn item_ref(at: &ItemRef) -> Result<ItemName, ServiceError> {
 }
 
 /// Fills one export page from `found` (at most `MAX_EXPORT_ITEMS + 1` items): up to
-/// `MAX_EXPORT_ITEMS` items and `budget` bytes, at least one; `next` is set when items remain.
-fn export_page(found: Vec<securestore_backends::Exported>, budget: usize) -> ExportPage {
+/// `MAX_EXPORT_ITEMS` items and `budget` bytes, at least one; `next` is set when items remain. A
+/// value stored under a larger limit than today's cannot fit a frame: refused, as a get of it is.
+fn export_page(
+    found: Vec<securestore_backends::Exported>,
+    budget: usize,
+) -> Result<ExportPage, ServiceError> {
+    if let Some(big) = found.iter().find(|e| e.item.value.len() > budget) {
+        return Err(ServiceError::ValueTooLarge {
+            size: big.item.value.len() as u64,
+            limit: budget as u64,
+        });
+    }
     let total = found.len();
     let mut page = ExportPage::default();
     let mut used = 0;
@@ -671,7 +681,7 @@ fn export_page(found: Vec<securestore_backends::Exported>, budget: usize) -> Exp
             key: last.key.clone(),
         });
     }
-    page
+    Ok(page)
 }
 
 /// A clear's answer: how many items it deleted.

@@ -555,7 +555,9 @@ fn own(owner: Arc<Owner>, mut queue: mpsc::Receiver<Command>) {
         .ok()
         .and_then(|owner| Arc::try_unwrap(owner.backend).ok());
     let Some(backend) = backend else {
-        tracing::error!("the store is still in use at shutdown; not closed (every write is durable)");
+        tracing::error!(
+            "the store is still in use at shutdown; not closed (every write is durable)"
+        );
         return;
     };
     let backend = backend.into_inner();
@@ -591,7 +593,12 @@ impl InlineWrite {
         }
         let (reply, mut answer) = oneshot::channel();
         let mut pending = vec![(write, reply, Some(unsettled))];
-        commit(&mut *backend, &mut pending, &self.owner.stats, &self.owner.changes);
+        commit(
+            &mut *backend,
+            &mut pending,
+            &self.owner.stats,
+            &self.owner.changes,
+        );
         drop(backend);
         answer.try_recv().map_err(|_| owner_gone())?
     }
@@ -979,7 +986,10 @@ mod tests {
             .submit_write(set_to("k", "first"), &Unsettled::default(), open())
             .await
             .expect("submitted");
-        assert!(matches!(first, WriteAnswer::Inline(_)), "nothing else in line");
+        assert!(
+            matches!(first, WriteAnswer::Inline(_)),
+            "nothing else in line"
+        );
         // Submitted while the first holds the store: it queues, and cannot be applied before it.
         let second = store
             .submit_write(set_to("k", "second"), &Unsettled::default(), open())
@@ -988,12 +998,19 @@ mod tests {
         assert!(matches!(second, WriteAnswer::Queued(_)));
         let second = tokio::spawn(second.wait());
         tokio::time::sleep(Duration::from_millis(20)).await;
-        assert!(!second.is_finished(), "the owner waits for the inline write");
+        assert!(
+            !second.is_finished(),
+            "the owner waits for the inline write"
+        );
         assert!(batches.lock().expect("lock").is_empty());
         first.wait().await.expect("first applied");
         second.await.expect("join").expect("second applied");
         let found = get(&store, "k").await.expect("stored");
-        assert_eq!(found.value.expose_secret(), "second", "applied in submission order");
+        assert_eq!(
+            found.value.expose_secret(),
+            "second",
+            "applied in submission order"
+        );
         // An inline write dropped before it is applied is not applied, and frees the store.
         let dropped = store
             .submit_write(set_to("gone", "x"), &Unsettled::default(), open())
@@ -1006,7 +1023,10 @@ mod tests {
             .submit_write(set_to("k", "third"), &Unsettled::default(), open())
             .await
             .expect("submitted");
-        assert!(matches!(again, WriteAnswer::Inline(_)), "the count was given back");
+        assert!(
+            matches!(again, WriteAnswer::Inline(_)),
+            "the count was given back"
+        );
         again.wait().await.expect("third");
         drop(store);
         threads.into_iter().for_each(|t| t.join().expect("join"));

@@ -76,8 +76,13 @@ impl DeviceStatus {
         passcode_set: false,
     };
 
-    /// Whether an item of `class` may be read or written now.
+    /// Whether an item of `class` may be read or written now. A
+    /// `WHEN_PASSCODE_SET_THIS_DEVICE_ONLY` item also needs a passcode: without one it is never
+    /// available (and a removed passcode deletes it).
     pub fn allows(&self, class: KeychainAccessible) -> bool {
+        if class == KeychainAccessible::WhenPasscodeSetThisDeviceOnly && !self.passcode_set {
+            return false;
+        }
         match class.availability() {
             Availability::Always => true,
             Availability::AfterFirstUnlock => self.lock != LockState::BeforeFirstUnlock,
