@@ -653,3 +653,62 @@ async fn breaker_6_an_import_with_a_value_over_the_limit_imports_nothing() {
         String::from_utf8_lossy(&out.stderr).trim()
     );
 }
+
+/// Finding 7: `device passcode removed` on a full disk fails (the DELETE cannot be written), and the
+/// daemon then keeps believing a passcode is set: every WHEN_PASSCODE_SET_THIS_DEVICE_ONLY item stays
+/// readable and new ones can still be stored, although the host has told it the passcode is gone.
+/// The policy could fail closed (mark the passcode removed, refuse the class) and retry the delete.
+#[tokio::test]
+#[ignore = "breaker finding 7"]
+async fn breaker_7_a_passcode_removal_that_cannot_delete_still_closes_the_class() {
+    use securestore_proto::DeviceSignal;
+    if !is_root() {
+        eprintln!("SKIPPED: needs root to mount a tmpfs");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some(_tmpfs) = Tmpfs::mount(dir.path(), "4m") else {
+        eprintln!("SKIPPED: cannot mount a tmpfs");
+        return;
+    };
+    let daemon = Daemon::start_with_data_dir(&dir.path().join("data"));
+    let client = daemon.client(PROJECT).await;
+    let pin = SetOptions {
+        keychain_service: None,
+        keychain_accessible: KeychainAccessible::WhenPasscodeSetThisDeviceOnly,
+    };
+    client.set_item("pin", "1234", pin.clone()).await.expect("set");
+    // Fill the disk until a set is refused.
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(dir.path().join("ballast")).expect("ballast");
+        let block = vec![0u8; 4096];
+        while f.write_all(&block).is_ok() {}
+    }
+    let value = "x".repeat(2048);
+    for i in 0..10_000 {
+        if client
+            .set_item(&format!("fill-{i}"), value.as_str(), always())
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    let removed = admin::device_signal(
+        daemon.socket(),
+        DeviceSignal::PasscodeRemoved,
+        &ConnectOptions::default(),
+    )
+    .await;
+    let status = admin::device_status(daemon.socket(), &ConnectOptions::default()).await;
+    let got = client.get_item("pin", GetOptions::default()).await;
+    // Room again: the store now accepts new WHEN_PASSCODE_SET items although no passcode is set.
+    std::fs::remove_file(dir.path().join("ballast")).expect("rm ballast");
+    let stored = client.set_item("pin2", "5678", pin).await;
+    eprintln!("passcode removed on a full disk: {removed:?}; status {status:?}");
+    assert!(
+        !matches!(got, Ok(Some(_))) && stored.is_err(),
+        "after the host removed the passcode: get {got:?}, new WHEN_PASSCODE_SET set {stored:?}"
+    );
+}
