@@ -712,3 +712,48 @@ async fn breaker_7_a_passcode_removal_that_cannot_delete_still_closes_the_class(
         "after the host removed the passcode: get {got:?}, new WHEN_PASSCODE_SET set {stored:?}"
     );
 }
+
+/// Another uid cannot send device signals or rotate, even with the socket opened to everyone.
+#[test]
+#[ignore = "breaker probe (held up)"]
+fn breaker_probe_another_uid_cannot_signal_or_rotate() {
+    use std::os::unix::process::CommandExt;
+    if !is_root() {
+        eprintln!("SKIPPED: needs root to switch uid");
+        return;
+    }
+    let daemon = Daemon::start();
+    let socket = daemon.socket();
+    let run = socket.parent().expect("run").to_owned();
+    let top = run.parent().expect("dir").to_owned();
+    let cli_copy = top.join("securestore-cli");
+    std::fs::copy(securestore_e2e::bin("securestore"), &cli_copy).expect("copy");
+    for (path, mode) in [(&cli_copy, 0o755), (&top, 0o711), (&run, 0o711), (&socket, 0o666)] {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    }
+    for args in [
+        &["device", "lock"][..],
+        &["device", "passcode", "removed"][..],
+        &["key", "rotate"][..],
+        &["device", "status"][..],
+    ] {
+        let out = Command::new(&cli_copy)
+            .uid(65534)
+            .gid(65534)
+            .arg("--socket")
+            .arg(&socket)
+            .args(args)
+            .output()
+            .expect("run as nobody");
+        assert_eq!(
+            out.status.code(),
+            Some(3),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert_eq!(
+        cli(&daemon, &["device", "status"]).stdout,
+        b"unlocked, passcode set\n"
+    );
+}
