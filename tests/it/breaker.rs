@@ -57,10 +57,7 @@ async fn breaker_1_a_short_next_key_left_by_an_interrupted_rotation_does_not_sto
         );
         let client = daemon.client(PROJECT).await;
         let got = client.get_item("k", GetOptions::default()).await;
-        assert_eq!(
-            got.expect("get").expect("present").expose_secret(),
-            "v"
-        );
+        assert_eq!(got.expect("get").expect("present").expose_secret(), "v");
         drop(client);
         daemon.stop();
     }
@@ -72,7 +69,13 @@ struct Tmpfs(std::path::PathBuf);
 impl Tmpfs {
     fn mount(dir: &Path, size: &str) -> Option<Self> {
         let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700"), "tmpfs"])
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
             .arg(dir)
             .status()
             .ok()?
@@ -168,7 +171,12 @@ async fn breaker_2_an_empty_unlock_secret_is_refused() {
     private_file(&empty, b"\n");
     let out = cli(
         &daemon,
-        &["device", "unlock", "--secret-file", empty.to_str().expect("utf-8")],
+        &[
+            "device",
+            "unlock",
+            "--secret-file",
+            empty.to_str().expect("utf-8"),
+        ],
     );
     let log = daemon.log();
     assert!(
@@ -230,7 +238,12 @@ async fn breaker_3_a_tokenless_process_cannot_lock_a_registered_project_out_of_i
     private_file(&evil, b"only the intruder knows this");
     let bind = cli(
         &daemon,
-        &["device", "unlock", "--secret-file", evil.to_str().expect("utf-8")],
+        &[
+            "device",
+            "unlock",
+            "--secret-file",
+            evil.to_str().expect("utf-8"),
+        ],
     );
     let wipe = cli(&daemon, &["device", "passcode", "removed"]);
     let _ = cli(&daemon, &["device", "passcode", "set"]);
@@ -260,7 +273,11 @@ async fn breaker_3_a_tokenless_process_cannot_lock_a_registered_project_out_of_i
         String::from_utf8_lossy(&host_unlock.stderr)
     );
     assert_eq!(
-        wallet.as_ref().ok().and_then(|v| v.as_ref()).map(|v| v.expose_secret().to_owned()),
+        wallet
+            .as_ref()
+            .ok()
+            .and_then(|v| v.as_ref())
+            .map(|v| v.expose_secret().to_owned()),
         Some("owner's secret".to_owned()),
         "the registered project's item after a tokenless process bound the keys: {wallet:?}"
     );
@@ -410,14 +427,21 @@ async fn breaker_probe_pipelined_set_then_get_reads_its_own_write() {
 async fn breaker_probe_rotation_with_bound_keys_keeps_the_binding() {
     let mut daemon = Daemon::start();
     let client = daemon.client(PROJECT).await;
-    client.set_item("wu", "w", when_unlocked()).await.expect("set");
+    client
+        .set_item("wu", "w", when_unlocked())
+        .await
+        .expect("set");
     let secret = daemon.data_dir().with_file_name("secret");
     private_file(&secret, b"s3cret");
     let wrong = daemon.data_dir().with_file_name("wrong");
     private_file(&wrong, b"guess");
     let s = secret.to_str().expect("utf-8");
     let w = wrong.to_str().expect("utf-8");
-    assert!(cli(&daemon, &["device", "unlock", "--secret-file", s]).status.success());
+    assert!(
+        cli(&daemon, &["device", "unlock", "--secret-file", s])
+            .status
+            .success()
+    );
     assert!(cli(&daemon, &["key", "rotate"]).status.success());
     assert!(cli(&daemon, &["device", "lock"]).status.success());
     assert!(cli(&daemon, &["key", "rotate"]).status.success());
@@ -425,13 +449,21 @@ async fn breaker_probe_rotation_with_bound_keys_keeps_the_binding() {
     drop(client);
     daemon.restart();
     assert!(!cli(&daemon, &["device", "unlock"]).status.success());
-    assert!(!cli(&daemon, &["device", "unlock", "--secret-file", w]).status.success());
+    assert!(
+        !cli(&daemon, &["device", "unlock", "--secret-file", w])
+            .status
+            .success()
+    );
     let client = daemon.client(PROJECT).await;
     assert!(matches!(
         client.get_item("wu", GetOptions::default()).await,
         Err(Error::Service(ServiceError::Locked { .. }))
     ));
-    assert!(cli(&daemon, &["device", "unlock", "--secret-file", s]).status.success());
+    assert!(
+        cli(&daemon, &["device", "unlock", "--secret-file", s])
+            .status
+            .success()
+    );
     assert_eq!(
         client
             .get_item("wu", GetOptions::default())
@@ -575,7 +607,12 @@ async fn breaker_5_a_retried_rotation_never_deletes_the_only_key_the_database_ne
     assert!(
         started.is_ok(),
         "after a failed install and a failed retry the store no longer opens with any key: {}",
-        started.err().unwrap_or_default().lines().last().unwrap_or_default()
+        started
+            .err()
+            .unwrap_or_default()
+            .lines()
+            .last()
+            .unwrap_or_default()
     );
     let client = daemon.client(PROJECT).await;
     assert_eq!(
@@ -625,7 +662,11 @@ async fn breaker_6_an_import_with_a_value_over_the_limit_imports_nothing() {
             file.to_str().expect("utf-8"),
         ],
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let target = Daemon::start_logging(&["--max-value-bytes", "4096"], "warn");
     let out = cli(
@@ -677,7 +718,10 @@ async fn breaker_7_a_passcode_removal_that_cannot_delete_still_closes_the_class(
         keychain_service: None,
         keychain_accessible: KeychainAccessible::WhenPasscodeSetThisDeviceOnly,
     };
-    client.set_item("pin", "1234", pin.clone()).await.expect("set");
+    client
+        .set_item("pin", "1234", pin.clone())
+        .await
+        .expect("set");
     // Fill the disk until a set is refused.
     {
         use std::io::Write;
@@ -728,7 +772,12 @@ fn breaker_probe_another_uid_cannot_signal_or_rotate() {
     let top = run.parent().expect("dir").to_owned();
     let cli_copy = top.join("securestore-cli");
     std::fs::copy(securestore_e2e::bin("securestore"), &cli_copy).expect("copy");
-    for (path, mode) in [(&cli_copy, 0o755), (&top, 0o711), (&run, 0o711), (&socket, 0o666)] {
+    for (path, mode) in [
+        (&cli_copy, 0o755),
+        (&top, 0o711),
+        (&run, 0o711),
+        (&socket, 0o666),
+    ] {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
     }
     for args in [
@@ -785,5 +834,30 @@ async fn breaker_8_an_export_with_a_value_over_the_current_limit_fails_cleanly()
         ),
         "export with a stored value over the current limit: {:?}",
         exported.map(|items| items.len())
+    );
+}
+
+/// Finding 9: an unlock secret longer than the 4 KiB handshake frame is not refused with a reason:
+/// the CLI reports "the connection to the daemon was lost" (exit 5), as if the daemon had crashed.
+#[tokio::test]
+#[ignore = "breaker finding 9"]
+async fn breaker_9_an_overlong_unlock_secret_is_refused_with_a_reason() {
+    let daemon = Daemon::start();
+    let long = daemon.data_dir().with_file_name("long-secret");
+    private_file(&long, "s".repeat(5000).as_bytes());
+    let out = cli(
+        &daemon,
+        &[
+            "device",
+            "unlock",
+            "--secret-file",
+            long.to_str().expect("utf-8"),
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains("connection to the daemon was lost"),
+        "exit {:?}: {stderr}",
+        out.status.code()
     );
 }
