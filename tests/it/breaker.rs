@@ -1032,3 +1032,52 @@ async fn breaker_11_key_material_copied_before_a_rotation_cannot_read_values_wri
         got.map(|v| v.map(|v| v.expose_secret().to_owned()))
     );
 }
+
+/// Crafted imports through the client API: duplicate keys in one request (printed: the first wins
+/// without `replace`, and with it both count as "replaced"), and a THIS_DEVICE_ONLY item beside a
+/// good one (refused whole, nothing stored).
+#[tokio::test]
+#[ignore = "breaker probe (held up)"]
+async fn breaker_probe_crafted_import_requests() {
+    use securestore_client::ExportedItem;
+    let daemon = Daemon::start_with(&["--max-value-bytes", "100"]);
+    let client = daemon.client(PROJECT).await;
+    let item = |key: &str, value: &str, class| ExportedItem {
+        service: "app".to_owned(),
+        key: key.to_owned(),
+        value: SecretString::from(value),
+        accessible: class,
+        written_at: 0,
+    };
+    let dupes = vec![
+        item("d", "first", KeychainAccessible::Always),
+        item("d", "second", KeychainAccessible::Always),
+    ];
+    let report = client.import(&dupes, false).await.expect("import");
+    let kept = client
+        .get_item("d", GetOptions::default())
+        .await
+        .expect("get");
+    println!(
+        "duplicates without replace: {report:?}, kept {:?}",
+        kept.map(|v| v.expose_secret().to_owned())
+    );
+    let report = client.import(&dupes, true).await.expect("import");
+    println!("duplicates with replace: {report:?}");
+    // (A value over the limit in a later request leaves the earlier ones stored: finding 6.)
+    let items = vec![
+        item("ok", "v", KeychainAccessible::Always),
+        item("t", "v", KeychainAccessible::WhenUnlockedThisDeviceOnly),
+    ];
+    let got = client.import(&items, false).await;
+    println!("this device only: {got:?}");
+    assert!(got.is_err());
+    assert!(
+        client
+            .get_item("ok", GetOptions::default())
+            .await
+            .expect("get")
+            .is_none(),
+        "nothing of the request is stored"
+    );
+}
