@@ -13,6 +13,7 @@ mod at_rest;
 mod backends;
 mod beyond;
 mod bounds;
+mod breaker;
 mod budget;
 mod cli;
 mod concurrency;
