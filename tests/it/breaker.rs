@@ -1,7 +1,8 @@
 //! Adversarial review findings ("break this") for device states, the key hierarchy, backups and
-//! master-key rotation. Each test asserts the documented (or expected) behaviour and FAILS on the
-//! current code; each is `#[ignore]`d with its finding number so CI stays green. Run them with
-//! `cargo test -p securestore-e2e --test it breaker -- --ignored`.
+//! master-key rotation, kept as regression tests once fixed, and the probes that held up. The two
+//! findings that are design limits (3: any process of the daemon's uid may send admin requests;
+//! 11: rotation and binding re-wrap the data keys, they do not re-key) stay `#[ignore]`d, and
+//! `docs/security.md` states them. Tests that need root (tmpfs, `chattr`) skip otherwise.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -35,7 +36,6 @@ fn private_file(path: &Path, bytes: &[u8]) {
 /// the daemon refuse to start, although the database opens with the key file and the `.next` key
 /// was never used. docs/security.md: "after a crash at any moment every item is readable".
 #[tokio::test]
-#[ignore = "breaker finding 1"]
 async fn breaker_1_a_short_next_key_left_by_an_interrupted_rotation_does_not_stop_the_daemon() {
     let mut daemon = Daemon::start();
     let client = daemon.client(PROJECT).await;
@@ -93,7 +93,6 @@ impl Drop for Tmpfs {
 /// Finding 1, the realistic way in: `securestore key rotate` on a full disk fails (fine) but leaves
 /// an empty `master.key.next` behind, and from then on the daemon cannot restart.
 #[tokio::test]
-#[ignore = "breaker finding 1"]
 async fn breaker_1_a_rotation_on_a_full_disk_leaves_a_daemon_that_restarts() {
     if !is_root() {
         eprintln!("SKIPPED: needs root to mount a tmpfs");
@@ -164,7 +163,6 @@ async fn breaker_1_a_rotation_on_a_full_disk_leaves_a_daemon_that_restarts() {
 /// every restart needs that "secret". Backups refuse an empty passphrase; the unlock secret should
 /// be refused the same way.
 #[tokio::test]
-#[ignore = "breaker finding 2"]
 async fn breaker_2_an_empty_unlock_secret_is_refused() {
     let daemon = Daemon::start();
     let empty = daemon.data_dir().with_file_name("empty-secret");
@@ -199,7 +197,7 @@ async fn breaker_2_an_empty_unlock_secret_is_refused() {
 /// The docs' "Another project's process in the same app" section lists neither under "Not
 /// protected".
 #[tokio::test]
-#[ignore = "breaker finding 3"]
+#[ignore = "breaker finding 3: a design limit (same-uid admin requests), stated in docs/security.md"]
 async fn breaker_3_a_tokenless_process_cannot_lock_a_registered_project_out_of_its_items() {
     let mut daemon = Daemon::start_with(&["--policy", "strict"]);
     let token: SecretString =
@@ -293,7 +291,6 @@ async fn breaker_3_a_tokenless_process_cannot_lock_a_registered_project_out_of_i
 /// (errSecInteractionNotAllowed), which Expo surfaces as an error. docs/security.md: "Unavailable
 /// items answer Locked ...; contains, listing and deleting still work" — overwriting is not listed.
 #[tokio::test]
-#[ignore = "breaker finding 4"]
 async fn breaker_4_a_locked_item_cannot_be_overwritten_with_another_class() {
     let daemon = Daemon::start();
     let client = daemon.client(PROJECT).await;
@@ -341,7 +338,6 @@ fn always() -> SetOptions {
 /// item (inline pool, reader thread, owner path behind a write): every answer is the value or
 /// `Locked`, never "absent", never another value; `contains` is always true.
 #[tokio::test]
-#[ignore = "breaker probe (held up)"]
 async fn breaker_probe_lock_races_never_answer_absent() {
     use securestore_proto::DeviceSignal;
     let daemon = Daemon::start_logging(&[], "warn");
@@ -399,7 +395,6 @@ async fn breaker_probe_lock_races_never_answer_absent() {
 /// A set and a get sent back to back on one connection: the get sees the set, whichever path
 /// (inline pool, reader thread, owner) serves it.
 #[tokio::test]
-#[ignore = "breaker probe (held up)"]
 async fn breaker_probe_pipelined_set_then_get_reads_its_own_write() {
     let daemon = Daemon::start_logging(&[], "warn");
     let client = daemon.client(PROJECT).await;
@@ -423,7 +418,6 @@ async fn breaker_probe_pipelined_set_then_get_reads_its_own_write() {
 /// The keys bound to an unlock secret survive rotations made unlocked and locked, and restarts:
 /// only the right secret unlocks them.
 #[tokio::test]
-#[ignore = "breaker probe (held up)"]
 async fn breaker_probe_rotation_with_bound_keys_keeps_the_binding() {
     let mut daemon = Daemon::start();
     let client = daemon.client(PROJECT).await;
@@ -478,7 +472,6 @@ async fn breaker_probe_rotation_with_bound_keys_keeps_the_binding() {
 /// Writers keep writing while the key is rotated 6 times back to back; every acknowledged write
 /// reads back after a restart.
 #[tokio::test]
-#[ignore = "breaker probe (held up)"]
 async fn breaker_probe_rotations_under_writes_lose_nothing() {
     let mut daemon = Daemon::start_logging(&[], "warn");
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -539,7 +532,6 @@ async fn breaker_probe_rotations_under_writes_lose_nothing() {
 /// crash), neither the key file nor `.next` opens the database and every item is lost.
 /// Here the install fails because the key file is immutable (`chattr +i`); any rename failure does.
 #[tokio::test]
-#[ignore = "breaker finding 5"]
 async fn breaker_5_a_retried_rotation_never_deletes_the_only_key_the_database_needs() {
     if !is_root() {
         eprintln!("SKIPPED: needs root for chattr");
@@ -632,7 +624,6 @@ async fn breaker_5_a_retried_rotation_never_deletes_the_only_key_the_database_ne
 /// set), so the whole file could be refused before anything is sent, as the docs say of the other
 /// refusals ("checks the whole file before sending anything").
 #[tokio::test]
-#[ignore = "breaker finding 6"]
 async fn breaker_6_an_import_with_a_value_over_the_limit_imports_nothing() {
     let source = Daemon::start_logging(&[], "warn");
     let client = source.client(PROJECT).await;
@@ -700,7 +691,6 @@ async fn breaker_6_an_import_with_a_value_over_the_limit_imports_nothing() {
 /// readable and new ones can still be stored, although the host has told it the passcode is gone.
 /// The policy could fail closed (mark the passcode removed, refuse the class) and retry the delete.
 #[tokio::test]
-#[ignore = "breaker finding 7"]
 async fn breaker_7_a_passcode_removal_that_cannot_delete_still_closes_the_class() {
     use securestore_proto::DeviceSignal;
     if !is_root() {
@@ -759,7 +749,6 @@ async fn breaker_7_a_passcode_removal_that_cannot_delete_still_closes_the_class(
 
 /// Another uid cannot send device signals or rotate, even with the socket opened to everyone.
 #[test]
-#[ignore = "breaker probe (held up)"]
 fn breaker_probe_another_uid_cannot_signal_or_rotate() {
     use std::os::unix::process::CommandExt;
     if !is_root() {
@@ -811,7 +800,6 @@ fn breaker_probe_another_uid_cannot_signal_or_rotate() {
 /// after the limit is lowered: `get` answers `ValueTooLarge` for it (handler.rs checks), but the
 /// export page carries it anyway, in a frame over the connection's limit.
 #[tokio::test]
-#[ignore = "breaker finding 8"]
 async fn breaker_8_an_export_with_a_value_over_the_current_limit_fails_cleanly() {
     let mut daemon = Daemon::start();
     let client = daemon.client(PROJECT).await;
@@ -840,7 +828,6 @@ async fn breaker_8_an_export_with_a_value_over_the_current_limit_fails_cleanly()
 /// Finding 9: an unlock secret longer than the 4 KiB handshake frame is not refused with a reason:
 /// the CLI reports "the connection to the daemon was lost" (exit 5), as if the daemon had crashed.
 #[tokio::test]
-#[ignore = "breaker finding 9"]
 async fn breaker_9_an_overlong_unlock_secret_is_refused_with_a_reason() {
     let daemon = Daemon::start();
     let long = daemon.data_dir().with_file_name("long-secret");
@@ -867,7 +854,6 @@ async fn breaker_9_an_overlong_unlock_secret_is_refused_with_a_reason() {
 /// stored earlier: `DeviceStatus::allows` ignores `passcode_set` for reads, and nothing at start
 /// deletes the class as the `passcode removed` signal would.
 #[tokio::test]
-#[ignore = "breaker finding 10"]
 async fn breaker_10_a_daemon_started_without_a_passcode_serves_no_passcode_items() {
     let mut daemon = Daemon::start();
     let client = daemon.client(PROJECT).await;
@@ -899,7 +885,6 @@ async fn breaker_10_a_daemon_started_without_a_passcode_serves_no_passcode_items
 
 /// Passcode removal reaches every project, and stays done across a kill -9 right after.
 #[tokio::test]
-#[ignore = "breaker probe (held up)"]
 async fn breaker_probe_passcode_removal_deletes_in_every_project_durably() {
     let mut daemon = Daemon::start();
     let pin = SetOptions {
@@ -971,7 +956,7 @@ fn graft_meta(from: &Path, into: &Path) {
 /// key file taken before the rotation still opens a copy of the old database", and that after
 /// binding "the key file and database together no longer open those rows without the secret".
 #[tokio::test]
-#[ignore = "breaker finding 11"]
+#[ignore = "breaker finding 11: rotation and binding re-wrap, they do not re-key; stated in docs/security.md"]
 async fn breaker_11_key_material_copied_before_a_rotation_cannot_read_values_written_after() {
     let mut daemon = Daemon::start();
     let client = daemon.client(PROJECT).await;
@@ -1037,7 +1022,6 @@ async fn breaker_11_key_material_copied_before_a_rotation_cannot_read_values_wri
 /// without `replace`, and with it both count as "replaced"), and a THIS_DEVICE_ONLY item beside a
 /// good one (refused whole, nothing stored).
 #[tokio::test]
-#[ignore = "breaker probe (held up)"]
 async fn breaker_probe_crafted_import_requests() {
     use securestore_client::ExportedItem;
     let daemon = Daemon::start_with(&["--max-value-bytes", "100"]);
