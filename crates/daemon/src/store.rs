@@ -318,8 +318,6 @@ pub(crate) struct Stats {
 pub(crate) struct StoreHandle {
     /// Readers a serving thread borrows to answer a get itself: no hop to another thread.
     inline: Arc<ReaderPool>,
-    /// The backend, for the owner thread and for a write applied on its caller's thread.
-    owner: Arc<Owner>,
     writes: mpsc::Sender<Command>,
     /// The reader thread's queue, or the owner's when the backend has no reader.
     reads: mpsc::Sender<Command>,
@@ -328,29 +326,10 @@ pub(crate) struct StoreHandle {
     pub(crate) changes: Arc<Hub>,
 }
 
-/// What the owner thread and an inline writer share: the backend behind one lock, and the count
-/// that tells whether any write is waiting.
-///
-/// A write whose caller finds no other write queued or being applied (`in_line` is 0) is applied
-/// on the caller's own thread, with the backend locked: one wake-up fewer each way, and the sync's
-/// wait is spent by the thread that must answer anyway. Any write submitted meanwhile sees
-/// `in_line` above 0 and queues for the owner, which must take the same lock first, so writes
-/// still apply in the order they were submitted, and under load they still share group commits.
-struct Owner {
-    backend: Arc<tokio::sync::Mutex<Gated>>,
-    /// Writes queued for the owner or being applied inline.
-    in_line: AtomicUsize,
-    /// Whether a lone write may be applied on its caller's thread (off only in tests of the
-    /// owner's own path).
-    inline_writes: bool,
-    stats: Arc<Stats>,
-    changes: Arc<Hub>,
-}
-
 /// Starts the owner thread on `backend`, and a reader thread if the backend offers a reader. Join the
 /// returned threads after dropping every handle; the owner closes the backend before it ends.
 pub(crate) fn spawn(backend: Gated) -> std::io::Result<(StoreHandle, Vec<JoinHandle<()>>)> {
-    spawn_with(backend, INLINE_READERS, true)
+    spawn_with(backend, INLINE_READERS)
 }
 
 /// As [`spawn`], lending `inline_readers` readers to the serving threads (0: every get takes the
@@ -358,7 +337,6 @@ pub(crate) fn spawn(backend: Gated) -> std::io::Result<(StoreHandle, Vec<JoinHan
 fn spawn_with(
     mut backend: Gated,
     inline_readers: usize,
-    inline_writes: bool,
 ) -> std::io::Result<(StoreHandle, Vec<JoinHandle<()>>)> {
     let stats = Arc::new(Stats::default());
     let inline = Arc::new(ReaderPool::open(&mut backend, inline_readers));
@@ -380,24 +358,17 @@ fn spawn_with(
             writes.clone()
         }
     };
+    let owner_stats = stats.clone();
     let changes = Arc::new(Hub::default());
-    let owner = Arc::new(Owner {
-        backend: Arc::new(tokio::sync::Mutex::new(backend)),
-        in_line: AtomicUsize::new(0),
-        inline_writes,
-        stats: stats.clone(),
-        changes: changes.clone(),
-    });
-    let thread_owner = owner.clone();
+    let owner_changes = changes.clone();
     threads.push(
         std::thread::Builder::new()
             .name("securestore-storage".to_owned())
-            .spawn(move || own(thread_owner, write_queue))?,
+            .spawn(move || own(backend, write_queue, &owner_stats, &owner_changes))?,
     );
     Ok((
         StoreHandle {
             inline,
-            owner,
             writes,
             reads,
             stats,
@@ -475,14 +446,10 @@ fn contained(work: impl FnOnce()) {
     }
 }
 
-fn own(owner: Arc<Owner>, mut queue: mpsc::Receiver<Command>) {
-    let (stats, changes) = (&*owner.stats, &*owner.changes);
+fn own(mut backend: Gated, mut queue: mpsc::Receiver<Command>, stats: &Stats, changes: &Hub) {
+    tracing::debug!(backend = backend.name(), "storage owner started");
     let mut pending: Vec<PendingWrite> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = queue.blocking_recv() {
-        // Waits for an inline write under way: it was submitted before anything queued here.
-        let mut guard = owner.backend.blocking_lock();
-        let backend = &mut *guard;
-        let mut taken = 0;
         let mut next = Some(first);
         while let Some(command) = next {
             match command {
@@ -492,7 +459,6 @@ fn own(owner: Arc<Owner>, mut queue: mpsc::Receiver<Command>) {
                     _unsettled,
                     admission,
                 } => {
-                    taken += 1;
                     // Its caller is gone (deadline, cancel, closed connection): nobody can learn
                     // the outcome, so it is not applied. Settled when `_unsettled` drops here.
                     if reply.is_closed() {
@@ -512,15 +478,15 @@ fn own(owner: Arc<Owner>, mut queue: mpsc::Receiver<Command>) {
                     reply,
                     _unsettled,
                 } => {
-                    commit(backend, &mut pending, stats, changes);
+                    commit(&mut backend, &mut pending, stats, changes);
                     contained(|| {
-                        let found = query.on_backend(backend, &project);
+                        let found = query.on_backend(&mut backend, &project);
                         let _ = reply.send(found.map_err(Failure::from));
                     });
                 }
                 // A state change takes effect after the writes before it and before those after.
                 Command::Device { signal, reply } => {
-                    commit(backend, &mut pending, stats, changes);
+                    commit(&mut backend, &mut pending, stats, changes);
                     contained(|| {
                         let answer = match signal {
                             None => Ok(backend.status()),
@@ -533,7 +499,7 @@ fn own(owner: Arc<Owner>, mut queue: mpsc::Receiver<Command>) {
                     });
                 }
                 Command::RotateKey { reply } => {
-                    commit(backend, &mut pending, stats, changes);
+                    commit(&mut backend, &mut pending, stats, changes);
                     contained(|| {
                         let _ = reply.send(backend.rotate_master_key().map_err(Failure::from));
                     });
@@ -546,87 +512,13 @@ fn own(owner: Arc<Owner>, mut queue: mpsc::Receiver<Command>) {
                 None
             };
         }
-        commit(backend, &mut pending, stats, changes);
-        drop(guard);
-        owner.in_line.fetch_sub(taken, Ordering::AcqRel);
+        commit(&mut backend, &mut pending, stats, changes);
     }
-    drop(queue);
-    let backend = Arc::try_unwrap(owner)
-        .ok()
-        .and_then(|owner| Arc::try_unwrap(owner.backend).ok());
-    let Some(backend) = backend else {
-        tracing::error!(
-            "the store is still in use at shutdown; not closed (every write is durable)"
-        );
-        return;
-    };
-    let backend = backend.into_inner();
     let name = backend.name();
     match Box::new(backend).close() {
         Ok(()) => tracing::info!(backend = name, "store closed cleanly"),
         Err(err) => {
             tracing::error!(backend = name, error = %anyhow::Error::from(err), "closing the store failed")
-        }
-    }
-}
-
-/// A write applied on its caller's thread: it holds the backend's lock from the moment it was
-/// submitted (so nothing queued after it can be applied first) until it is applied or dropped.
-/// Dropped unapplied (its caller gave up), it is not applied, like a queued write whose caller left.
-pub(crate) struct InlineWrite {
-    owner: Arc<Owner>,
-    backend: Option<tokio::sync::OwnedMutexGuard<Gated>>,
-    write: Option<(Write, UnsettledGuard, Admission)>,
-}
-
-impl InlineWrite {
-    /// Applies the write (one durable commit) on this thread and answers.
-    fn apply(mut self) -> Result<Applied, Failure> {
-        let (Some(mut backend), Some((write, unsettled, admission))) =
-            (self.backend.take(), self.write.take())
-        else {
-            return Err(owner_gone());
-        };
-        if !admission.admits(&write) {
-            tracing::info!("a write of a project removed meanwhile was not applied");
-            return Err(Failure::Revoked);
-        }
-        let (reply, mut answer) = oneshot::channel();
-        let mut pending = vec![(write, reply, Some(unsettled))];
-        commit(
-            &mut *backend,
-            &mut pending,
-            &self.owner.stats,
-            &self.owner.changes,
-        );
-        drop(backend);
-        answer.try_recv().map_err(|_| owner_gone())?
-    }
-}
-
-impl Drop for InlineWrite {
-    fn drop(&mut self) {
-        // The lock goes before the count: a writer that then finds 0 can take the lock at once.
-        drop(self.backend.take());
-        self.owner.in_line.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-/// How a submitted write will be answered.
-pub(crate) enum WriteAnswer {
-    /// By the owner thread.
-    Queued(Answer<Applied>),
-    /// On the caller's thread, when it waits.
-    Inline(InlineWrite),
-}
-
-impl WriteAnswer {
-    /// Waits for the write to be durable (an inline write is applied here, blocking this thread for
-    /// the commit's sync).
-    pub(crate) async fn wait(self) -> Result<Applied, Failure> {
-        match self {
-            Self::Queued(answer) => answer.wait().await,
-            Self::Inline(write) => write.apply(),
         }
     }
 }
@@ -739,26 +631,9 @@ impl StoreHandle {
         write: Write,
         unsettled: &Unsettled,
         admission: Admission,
-    ) -> Result<WriteAnswer, Failure> {
+    ) -> Result<Answer<Applied>, Failure> {
         unsettled.reads_answered().await;
         let guard = unsettled.write_guard();
-        let owner = &self.owner;
-        let alone = owner.inline_writes
-            && owner
-                .in_line
-                .compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire)
-                .is_ok();
-        if !alone {
-            owner.in_line.fetch_add(1, Ordering::AcqRel);
-        } else if let Ok(backend) = owner.backend.clone().try_lock_owned() {
-            return Ok(WriteAnswer::Inline(InlineWrite {
-                owner: owner.clone(),
-                backend: Some(backend),
-                write: Some((write, guard, admission)),
-            }));
-        }
-        // Counted in `in_line` either way (the owner is busy with a read or a signal, or other
-        // writes wait): the owner takes it, and uncounts it once done.
         Self::submit(&self.writes, |reply| Command::Write {
             write,
             reply,
@@ -766,7 +641,6 @@ impl StoreHandle {
             admission: Some(admission),
         })
         .await
-        .map(WriteAnswer::Queued)
     }
 
     /// Queues a get: behind the connection's own unsettled writes when it has any, so it sees them;
@@ -839,7 +713,6 @@ impl StoreHandle {
 
     /// Empties a project (for the registry's removal), and waits until that is durable.
     pub(crate) async fn delete_project(&self, project: ProjectScope) -> Result<(), Failure> {
-        self.owner.in_line.fetch_add(1, Ordering::AcqRel);
         Self::submit(&self.writes, |reply| Command::Write {
             write: Write::DeleteProject { project },
             reply,
@@ -952,85 +825,8 @@ mod tests {
             sync,
             held_reads: None,
         };
-        // These tests check the owner thread's path: no write is applied on its caller's thread.
-        let (store, threads) = spawn_with(gated(backend), INLINE_READERS, false).expect("spawn");
-        (store, threads, batches)
-    }
-
-    fn start_inline() -> (StoreHandle, Vec<JoinHandle<()>>, Batches) {
-        let batches = Arc::new(Mutex::new(Vec::new()));
-        let backend = Recording {
-            inner: MemoryBackend::default(),
-            batches: batches.clone(),
-            sync: Duration::ZERO,
-            held_reads: None,
-        };
         let (store, threads) = spawn(gated(backend)).expect("spawn");
         (store, threads, batches)
-    }
-
-    fn set_to(key: &str, value: &str) -> Write {
-        let (project, name) = item(key);
-        Write::Set {
-            project,
-            name,
-            value: SecretString::from(value),
-            accessible: KeychainAccessible::default(),
-        }
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_lone_write_is_applied_on_its_callers_thread_and_later_ones_queue_behind_it() {
-        let (store, threads, batches) = start_inline();
-        let first = store
-            .submit_write(set_to("k", "first"), &Unsettled::default(), open())
-            .await
-            .expect("submitted");
-        assert!(
-            matches!(first, WriteAnswer::Inline(_)),
-            "nothing else in line"
-        );
-        // Submitted while the first holds the store: it queues, and cannot be applied before it.
-        let second = store
-            .submit_write(set_to("k", "second"), &Unsettled::default(), open())
-            .await
-            .expect("submitted");
-        assert!(matches!(second, WriteAnswer::Queued(_)));
-        let second = tokio::spawn(second.wait());
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        assert!(
-            !second.is_finished(),
-            "the owner waits for the inline write"
-        );
-        assert!(batches.lock().expect("lock").is_empty());
-        first.wait().await.expect("first applied");
-        second.await.expect("join").expect("second applied");
-        let found = get(&store, "k").await.expect("stored");
-        assert_eq!(
-            found.value.expose_secret(),
-            "second",
-            "applied in submission order"
-        );
-        // An inline write dropped before it is applied is not applied, and frees the store.
-        let dropped = store
-            .submit_write(set_to("gone", "x"), &Unsettled::default(), open())
-            .await
-            .expect("submitted");
-        assert!(matches!(dropped, WriteAnswer::Inline(_)));
-        drop(dropped);
-        assert!(get(&store, "gone").await.is_none());
-        let again = store
-            .submit_write(set_to("k", "third"), &Unsettled::default(), open())
-            .await
-            .expect("submitted");
-        assert!(
-            matches!(again, WriteAnswer::Inline(_)),
-            "the count was given back"
-        );
-        again.wait().await.expect("third");
-        drop(store);
-        threads.into_iter().for_each(|t| t.join().expect("join"));
-        assert_eq!(*batches.lock().expect("lock"), vec![1, 1, 1]);
     }
 
     fn gated(backend: impl Backend + 'static) -> Gated {
@@ -1424,7 +1220,7 @@ mod tests {
             held_reads: Some(Arc::new(Mutex::new(released))),
         };
         // This checks the reader thread's path: no reader is lent to the serving threads.
-        let (store, threads) = spawn_with(gated(backend), 0, false).expect("spawn");
+        let (store, threads) = spawn_with(gated(backend), 0).expect("spawn");
         let mine = Unsettled::default();
         let (project, name) = item("k");
         let held_get = store
