@@ -222,7 +222,7 @@ mod tests {
     #[test]
     fn each_class_is_available_exactly_where_expo_says() {
         use KeychainAccessible as C;
-        let bfu = DeviceStatus::BEFORE_FIRST_UNLOCK;
+        let bfu = DeviceStatus::BEFORE_FIRST_UNLOCK.after(&DeviceSignal::PasscodeSet);
         let locked = bfu
             .after(&DeviceSignal::Unlock { secret: None })
             .after(&DeviceSignal::Lock);
@@ -242,6 +242,10 @@ mod tests {
             bfu.after(&DeviceSignal::Lock).lock,
             LockState::BeforeFirstUnlock
         );
+        // Without a passcode, a WHEN_PASSCODE_SET item is never available.
+        let no_passcode = unlocked.after(&DeviceSignal::PasscodeRemoved);
+        assert!(!no_passcode.allows(C::WhenPasscodeSetThisDeviceOnly));
+        assert!(no_passcode.allows(C::WhenUnlockedThisDeviceOnly));
     }
 
     #[test]
