@@ -27,12 +27,13 @@ pub const HEADER_LEN: usize = MAGIC.len() + 1 + 12 + SALT_LEN + NONCE_LEN;
 /// Largest backup file read (and its payload), so a hostile file cannot make the reader allocate
 /// without bound.
 pub const MAX_BACKUP_BYTES: usize = 512 * 1024 * 1024;
-/// Largest Argon2id memory cost a file may ask for, in KiB (1 GiB); more is refused unread.
-pub const MAX_M_COST_KIB: u32 = 1024 * 1024;
+/// Largest Argon2id memory cost a file may ask for, in KiB (256 MiB, four times the default); more
+/// is refused unread, so a crafted file cannot make an app's process (bindings) allocate more.
+pub const MAX_M_COST_KIB: u32 = 256 * 1024;
 /// Largest Argon2id time cost a file may ask for.
-pub const MAX_T_COST: u32 = 64;
+pub const MAX_T_COST: u32 = 16;
 /// Largest Argon2id parallelism a file may ask for.
-pub const MAX_P_COST: u32 = 16;
+pub const MAX_P_COST: u32 = 8;
 
 /// What a backup holds.
 #[derive(Debug, Clone, Serialize, Deserialize)]
