@@ -45,17 +45,26 @@ impl DeviceGate {
         }
     }
 
-    /// Refuses storing an item of `class` now.
+    /// Refuses an item a read found, if its class is unavailable now.
+    fn check_found(
+        &self,
+        name: &ItemName,
+        found: Option<Item>,
+    ) -> Result<Option<Item>, BackendError> {
+        if let Some(item) = &found {
+            self.check_read(name, item.accessible)?;
+        }
+        Ok(found)
+    }
+
+    /// Refuses storing an item of `class` now: without a passcode a passcode class is refused as
+    /// such, otherwise as a read would be.
     fn check_store(&self, name: &ItemName, class: KeychainAccessible) -> Result<(), BackendError> {
-        let status = self.status();
-        if class == KeychainAccessible::WhenPasscodeSetThisDeviceOnly && !status.passcode_set {
+        if class == KeychainAccessible::WhenPasscodeSetThisDeviceOnly && !self.status().passcode_set
+        {
             return Err(BackendError::PasscodeNotSet);
         }
-        if status.allows(class) {
-            Ok(())
-        } else {
-            Err(BackendError::locked(name))
-        }
+        self.check_read(name, class)
     }
 }
 
@@ -261,11 +270,7 @@ impl Backend for Gated {
         project: &ProjectScope,
         name: &ItemName,
     ) -> Result<Option<Item>, BackendError> {
-        let item = self.inner.get(project, name)?;
-        if let Some(item) = &item {
-            self.gate.check_read(name, item.accessible)?;
-        }
-        Ok(item)
+        self.gate.check_found(name, self.inner.get(project, name)?)
     }
 
     fn set(
@@ -410,11 +415,7 @@ impl Reader for GatedReader {
         project: &ProjectScope,
         name: &ItemName,
     ) -> Result<Option<Item>, BackendError> {
-        let item = self.inner.get(project, name)?;
-        if let Some(item) = &item {
-            self.gate.check_read(name, item.accessible)?;
-        }
-        Ok(item)
+        self.gate.check_found(name, self.inner.get(project, name)?)
     }
 
     fn contains(&mut self, project: &ProjectScope, name: &ItemName) -> Result<bool, BackendError> {

@@ -260,6 +260,19 @@ impl MasterKey {
             })
     }
 
+    /// As [`Self::unwrapped`], for a data key that must exist (every database past its open has
+    /// all three).
+    fn existing(
+        &self,
+        conn: &Connection,
+        database: &Path,
+        group: Availability,
+    ) -> Result<Unwrapped, BackendError> {
+        self.unwrapped(conn, database, group)?.ok_or_else(|| {
+            BackendError::Internal(format!("data key of group {} missing", group.index()))
+        })
+    }
+
     /// Makes the data keys a new database (or one from format 2) lacks, loads those the master key
     /// alone opens, and re-seals rows sealed directly by the master key under their data keys.
     fn prepare_data_keys(&self, tx: &Transaction<'_>, database: &Path) -> Result<(), BackendError> {
@@ -328,6 +341,23 @@ impl MasterKey {
     }
 }
 
+/// Whether `sealer` opens the database's key check: whether it is the master key the database needs.
+fn key_check_opens(
+    conn: &Connection,
+    sealer: &Sealer,
+    database: &Path,
+) -> Result<bool, BackendError> {
+    let check: Option<Vec<u8>> = conn
+        .query_row(
+            "SELECT value FROM meta WHERE name = 'key_check'",
+            [],
+            |row| row.get(0),
+        )
+        .optional()
+        .map_err(sqlite_error("cannot check the master key", database))?;
+    Ok(check.is_some_and(|check| sealer.open(KEY_CHECK_AAD, &check).is_some()))
+}
+
 /// The `items.key_id` of rows sealed by `group`'s data key.
 fn key_id_of(group: Availability) -> i64 {
     group.index() as i64 + 1
@@ -381,15 +411,7 @@ impl RowSealer for MasterKey {
             )
             .map_err(&err)?;
         }
-        let check: Option<Vec<u8>> = tx
-            .query_row(
-                "SELECT value FROM meta WHERE name = 'key_check'",
-                [],
-                |row| row.get(0),
-            )
-            .optional()
-            .map_err(&err)?;
-        if check.is_none_or(|check| master.open(KEY_CHECK_AAD, &check).is_none()) {
+        if !key_check_opens(tx, master, database)? {
             return Err(BackendError::WrongMasterKey {
                 key_file: self.key_file.clone(),
                 database: database.to_owned(),
@@ -413,9 +435,7 @@ impl RowSealer for MasterKey {
             if !state.allows_group(group) {
                 continue;
             }
-            let opened = self.unwrapped(conn, database, group)?.ok_or_else(|| {
-                BackendError::Internal(format!("data key of group {} missing", group.index()))
-            })?;
+            let opened = self.existing(conn, database, group)?;
             let check_secret = opened.mode() == Mode::Unlock && unlock.is_some();
             if !self.keys.is_loaded(group) || check_secret {
                 load.push((group, opened.key(group, unlock.as_ref())?));
@@ -463,16 +483,8 @@ impl RowSealer for MasterKey {
         // A rotation that committed but could not install its key left the only key the database
         // opens with in `.next`: install it before anything could discard it.
         if let Ok(Some(next)) = keyfile::load_next(&self.key_file) {
-            let check: Option<Vec<u8>> = conn
-                .query_row(
-                    "SELECT value FROM meta WHERE name = 'key_check'",
-                    [],
-                    |row| row.get(0),
-                )
-                .optional()
-                .map_err(sqlite_error("cannot check the master key", database))?;
             let next = Sealer::new(&next);
-            if check.is_some_and(|check| next.open(KEY_CHECK_AAD, &check).is_some()) {
+            if key_check_opens(conn, &next, database)? {
                 keyfile::promote_next(&self.key_file)?;
                 self.master = Some(next);
                 tracing::warn!(key_file = %self.key_file.display(), "installed the key of an earlier rotation that had committed");
@@ -489,9 +501,7 @@ impl RowSealer for MasterKey {
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(&err)?;
         for group in Availability::ALL {
-            let opened = self.unwrapped(&tx, database, group)?.ok_or_else(|| {
-                BackendError::Internal(format!("data key of group {} missing", group.index()))
-            })?;
+            let opened = self.existing(&tx, database, group)?;
             tx.execute(
                 "UPDATE meta SET value = ?2 WHERE name = ?1",
                 params![datakeys::meta_name(group), opened.rewrap(&new, group)?],

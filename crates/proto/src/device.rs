@@ -80,14 +80,8 @@ impl DeviceStatus {
     /// `WHEN_PASSCODE_SET_THIS_DEVICE_ONLY` item also needs a passcode: without one it is never
     /// available (and a removed passcode deletes it).
     pub fn allows(&self, class: KeychainAccessible) -> bool {
-        if class == KeychainAccessible::WhenPasscodeSetThisDeviceOnly && !self.passcode_set {
-            return false;
-        }
-        match class.availability() {
-            Availability::Always => true,
-            Availability::AfterFirstUnlock => self.lock != LockState::BeforeFirstUnlock,
-            Availability::WhenUnlocked => self.lock == LockState::Unlocked,
-        }
+        let needs_passcode = class == KeychainAccessible::WhenPasscodeSetThisDeviceOnly;
+        (self.passcode_set || !needs_passcode) && self.allows_group(class.availability())
     }
 
     /// Whether the key of availability group `group` may be in memory now.
