@@ -6,17 +6,13 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
 use securestore_client::{
     ConnectOptions, Error, GetOptions, KeychainAccessible, SecretString, ServiceError, SetOptions,
     admin,
 };
 use securestore_e2e::{Daemon, PROJECT, is_root};
-
-fn cli(daemon: &Daemon, args: &[&str]) -> Output {
-    daemon.cli().args(args).output().expect("run securestore")
-}
 
 fn when_unlocked() -> SetOptions {
     SetOptions {
@@ -125,7 +121,7 @@ async fn breaker_1_a_rotation_on_a_full_disk_leaves_a_daemon_that_restarts() {
         while f.write_all(&block).is_ok() {}
         while f.write_all(&[0u8]).is_ok() {}
     }
-    let out = cli(&daemon, &["key", "rotate"]);
+    let out = daemon.run_cli(&["key", "rotate"]);
     eprintln!(
         "rotate on a full disk: {:?} {}",
         out.status.code(),
@@ -167,15 +163,12 @@ async fn breaker_2_an_empty_unlock_secret_is_refused() {
     let daemon = Daemon::start();
     let empty = daemon.data_dir().with_file_name("empty-secret");
     private_file(&empty, b"\n");
-    let out = cli(
-        &daemon,
-        &[
-            "device",
-            "unlock",
-            "--secret-file",
-            empty.to_str().expect("utf-8"),
-        ],
-    );
+    let out = daemon.run_cli(&[
+        "device",
+        "unlock",
+        "--secret-file",
+        empty.to_str().expect("utf-8"),
+    ]);
     let log = daemon.log();
     assert!(
         !out.status.success(),
@@ -234,17 +227,14 @@ async fn breaker_3_a_tokenless_process_cannot_lock_a_registered_project_out_of_i
     // Another process of the uid, no token, no project.
     let evil = daemon.data_dir().with_file_name("evil-secret");
     private_file(&evil, b"only the intruder knows this");
-    let bind = cli(
-        &daemon,
-        &[
-            "device",
-            "unlock",
-            "--secret-file",
-            evil.to_str().expect("utf-8"),
-        ],
-    );
-    let wipe = cli(&daemon, &["device", "passcode", "removed"]);
-    let _ = cli(&daemon, &["device", "passcode", "set"]);
+    let bind = daemon.run_cli(&[
+        "device",
+        "unlock",
+        "--secret-file",
+        evil.to_str().expect("utf-8"),
+    ]);
+    let wipe = daemon.run_cli(&["device", "passcode", "removed"]);
+    let _ = daemon.run_cli(&["device", "passcode", "set"]);
     eprintln!(
         "tokenless unlock with a secret: {:?}; passcode removed: {:?}",
         bind.status.code(),
@@ -252,7 +242,7 @@ async fn breaker_3_a_tokenless_process_cannot_lock_a_registered_project_out_of_i
     );
 
     daemon.restart();
-    let host_unlock = cli(&daemon, &["device", "unlock"]);
+    let host_unlock = daemon.run_cli(&["device", "unlock"]);
     let owner = securestore_client::Client::connect_with(
         daemon.socket(),
         "@o/owner",
@@ -298,7 +288,7 @@ async fn breaker_4_a_locked_item_cannot_be_overwritten_with_another_class() {
         .set_item("session", "real", when_unlocked())
         .await
         .expect("set");
-    assert!(cli(&daemon, &["device", "lock"]).status.success());
+    assert!(daemon.run_cli(&["device", "lock"]).status.success());
     let overwrite = client
         .set_item(
             "session",
@@ -310,7 +300,7 @@ async fn breaker_4_a_locked_item_cannot_be_overwritten_with_another_class() {
         )
         .await;
     eprintln!("overwrite while locked: {overwrite:?}");
-    assert!(cli(&daemon, &["device", "unlock"]).status.success());
+    assert!(daemon.run_cli(&["device", "unlock"]).status.success());
     let now = client
         .get_item("session", GetOptions::default())
         .await
@@ -432,19 +422,21 @@ async fn breaker_probe_rotation_with_bound_keys_keeps_the_binding() {
     let s = secret.to_str().expect("utf-8");
     let w = wrong.to_str().expect("utf-8");
     assert!(
-        cli(&daemon, &["device", "unlock", "--secret-file", s])
+        daemon
+            .run_cli(&["device", "unlock", "--secret-file", s])
             .status
             .success()
     );
-    assert!(cli(&daemon, &["key", "rotate"]).status.success());
-    assert!(cli(&daemon, &["device", "lock"]).status.success());
-    assert!(cli(&daemon, &["key", "rotate"]).status.success());
-    assert!(cli(&daemon, &["key", "rotate"]).status.success());
+    assert!(daemon.run_cli(&["key", "rotate"]).status.success());
+    assert!(daemon.run_cli(&["device", "lock"]).status.success());
+    assert!(daemon.run_cli(&["key", "rotate"]).status.success());
+    assert!(daemon.run_cli(&["key", "rotate"]).status.success());
     drop(client);
     daemon.restart();
-    assert!(!cli(&daemon, &["device", "unlock"]).status.success());
+    assert!(!daemon.run_cli(&["device", "unlock"]).status.success());
     assert!(
-        !cli(&daemon, &["device", "unlock", "--secret-file", w])
+        !daemon
+            .run_cli(&["device", "unlock", "--secret-file", w])
             .status
             .success()
     );
@@ -454,7 +446,8 @@ async fn breaker_probe_rotation_with_bound_keys_keeps_the_binding() {
         Err(Error::Service(ServiceError::Locked { .. }))
     ));
     assert!(
-        cli(&daemon, &["device", "unlock", "--secret-file", s])
+        daemon
+            .run_cli(&["device", "unlock", "--secret-file", s])
             .status
             .success()
     );
@@ -555,7 +548,7 @@ async fn breaker_5_a_retried_rotation_never_deletes_the_only_key_the_database_ne
         eprintln!("SKIPPED: chattr +i unsupported here");
         return;
     }
-    let first = cli(&daemon, &["key", "rotate"]);
+    let first = daemon.run_cli(&["key", "rotate"]);
     let _ = Command::new("chattr").arg("-i").arg(&key_file).status();
     eprintln!(
         "rotation 1 (key file immutable): {:?} {}; .next exists: {}",
@@ -586,7 +579,7 @@ async fn breaker_5_a_retried_rotation_never_deletes_the_only_key_the_database_ne
             .expect("read");
         assert_eq!(line.trim(), "locked");
     }
-    let second = cli(&daemon, &["key", "rotate"]);
+    let second = daemon.run_cli(&["key", "rotate"]);
     eprintln!(
         "rotation 2 (database busy): {:?} {}",
         second.status.code(),
@@ -641,18 +634,15 @@ async fn breaker_6_an_import_with_a_value_over_the_limit_imports_nothing() {
     let pass = work.path().join("pass");
     private_file(&pass, b"correct horse");
     let file = work.path().join("backup.ssb");
-    let out = cli(
-        &source,
-        &[
-            "--project",
-            PROJECT,
-            "export",
-            "--passphrase-file",
-            pass.to_str().expect("utf-8"),
-            "-o",
-            file.to_str().expect("utf-8"),
-        ],
-    );
+    let out = source.run_cli(&[
+        "--project",
+        PROJECT,
+        "export",
+        "--passphrase-file",
+        pass.to_str().expect("utf-8"),
+        "-o",
+        file.to_str().expect("utf-8"),
+    ]);
     assert!(
         out.status.success(),
         "{}",
@@ -660,17 +650,14 @@ async fn breaker_6_an_import_with_a_value_over_the_limit_imports_nothing() {
     );
 
     let target = Daemon::start_logging(&["--max-value-bytes", "4096"], "warn");
-    let out = cli(
-        &target,
-        &[
-            "--project",
-            PROJECT,
-            "import",
-            file.to_str().expect("utf-8"),
-            "--passphrase-file",
-            pass.to_str().expect("utf-8"),
-        ],
-    );
+    let out = target.run_cli(&[
+        "--project",
+        PROJECT,
+        "import",
+        file.to_str().expect("utf-8"),
+        "--passphrase-file",
+        pass.to_str().expect("utf-8"),
+    ]);
     let stored = target
         .client(PROJECT)
         .await
@@ -791,7 +778,7 @@ fn breaker_probe_another_uid_cannot_signal_or_rotate() {
         );
     }
     assert_eq!(
-        cli(&daemon, &["device", "status"]).stdout,
+        daemon.run_cli(&["device", "status"]).stdout,
         b"unlocked, passcode set\n"
     );
 }
@@ -832,15 +819,12 @@ async fn breaker_9_an_overlong_unlock_secret_is_refused_with_a_reason() {
     let daemon = Daemon::start();
     let long = daemon.data_dir().with_file_name("long-secret");
     private_file(&long, "s".repeat(5000).as_bytes());
-    let out = cli(
-        &daemon,
-        &[
-            "device",
-            "unlock",
-            "--secret-file",
-            long.to_str().expect("utf-8"),
-        ],
-    );
+    let out = daemon.run_cli(&[
+        "device",
+        "unlock",
+        "--secret-file",
+        long.to_str().expect("utf-8"),
+    ]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         !stderr.contains("connection to the daemon was lost"),
@@ -872,7 +856,7 @@ async fn breaker_10_a_daemon_started_without_a_passcode_serves_no_passcode_items
     daemon.set_args(&["--passcode", "false"]);
     daemon.restart();
     assert_eq!(
-        cli(&daemon, &["device", "status"]).stdout,
+        daemon.run_cli(&["device", "status"]).stdout,
         b"unlocked, passcode not set\n"
     );
     let client = daemon.client(PROJECT).await;
@@ -902,7 +886,8 @@ async fn breaker_probe_passcode_removal_deletes_in_every_project_durably() {
         client.set_item("keep", "k", always()).await.expect("set");
     }
     assert!(
-        cli(&daemon, &["device", "passcode", "removed"])
+        daemon
+            .run_cli(&["device", "passcode", "removed"])
             .status
             .success()
     );
@@ -974,21 +959,19 @@ async fn breaker_11_key_material_copied_before_a_rotation_cannot_read_values_wri
 
     // The owner notices, rotates the key, binds the keys to an unlock secret, writes a new value.
     daemon.spawn().expect("start");
-    assert!(cli(&daemon, &["key", "rotate"]).status.success());
+    assert!(daemon.run_cli(&["key", "rotate"]).status.success());
     let secret = daemon.data_dir().with_file_name("secret");
     private_file(&secret, b"the user's credential");
     assert!(
-        cli(
-            &daemon,
-            &[
+        daemon
+            .run_cli(&[
                 "device",
                 "unlock",
                 "--secret-file",
                 secret.to_str().expect("utf-8")
-            ]
-        )
-        .status
-        .success()
+            ])
+            .status
+            .success()
     );
     let client = daemon.client(PROJECT).await;
     client

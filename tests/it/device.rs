@@ -5,7 +5,6 @@
 //! step and at random moments.
 
 use std::path::Path;
-use std::process::Output;
 use std::time::Duration;
 
 use securestore_client::{
@@ -13,14 +12,10 @@ use securestore_client::{
 };
 use securestore_e2e::{Daemon, PROJECT};
 
-fn cli(daemon: &Daemon, args: &[&str]) -> Output {
-    daemon.cli().args(args).output().expect("run securestore")
-}
-
 fn device(daemon: &Daemon, args: &[&str]) -> String {
     let mut all = vec!["device"];
     all.extend_from_slice(args);
-    let out = cli(daemon, &all);
+    let out = daemon.run_cli(&all);
     assert!(
         out.status.success(),
         "device {args:?}: {}",
@@ -88,7 +83,7 @@ async fn a_locked_device_answers_locked_for_when_unlocked_items_and_the_cli_exit
                 "{class} while locked: {got:?}"
             );
         }
-        let out = cli(&daemon, &["--project", PROJECT, "get", &key_of(class)]);
+        let out = daemon.run_cli(&["--project", PROJECT, "get", &key_of(class)]);
         let expected = if available_when_locked(class) { 0 } else { 7 };
         assert_eq!(out.status.code(), Some(expected), "CLI get of {class}");
     }
@@ -248,18 +243,15 @@ async fn a_backup_restores_on_another_daemon_with_another_key_and_bad_files_impo
     let work = tempfile::tempdir().expect("tempdir");
     let pass = passphrase_file(work.path(), "correct horse battery");
     let backup = work.path().join("backup.ssb");
-    let out = cli(
-        &source,
-        &[
-            "--project",
-            PROJECT,
-            "export",
-            "--passphrase-file",
-            pass.to_str().expect("utf-8"),
-            "-o",
-            backup.to_str().expect("utf-8"),
-        ],
-    );
+    let out = source.run_cli(&[
+        "--project",
+        PROJECT,
+        "export",
+        "--passphrase-file",
+        pass.to_str().expect("utf-8"),
+        "-o",
+        backup.to_str().expect("utf-8"),
+    ]);
     assert!(
         out.status.success(),
         "{}",
@@ -286,7 +278,7 @@ async fn a_backup_restores_on_another_daemon_with_another_key_and_bad_files_impo
             pass.to_str().expect("utf-8"),
         ];
         args.extend_from_slice(extra);
-        cli(&target, &args)
+        target.run_cli(&args)
     };
     let target_client = target.client(PROJECT).await;
 
@@ -383,18 +375,15 @@ async fn a_backup_restores_on_another_daemon_with_another_key_and_bad_files_impo
 
     // Locked: an export refuses rather than leave the WHEN_UNLOCKED item out.
     device(&source, &["lock"]);
-    let out = cli(
-        &source,
-        &[
-            "--project",
-            PROJECT,
-            "export",
-            "--passphrase-file",
-            pass.to_str().expect("utf-8"),
-            "-o",
-            work.path().join("locked.ssb").to_str().expect("utf-8"),
-        ],
-    );
+    let out = source.run_cli(&[
+        "--project",
+        PROJECT,
+        "export",
+        "--passphrase-file",
+        pass.to_str().expect("utf-8"),
+        "-o",
+        work.path().join("locked.ssb").to_str().expect("utf-8"),
+    ]);
     assert_eq!(
         out.status.code(),
         Some(7),
@@ -458,7 +447,7 @@ async fn key_rotation_killed_at_each_step_leaves_every_item_readable() {
         daemon.set_env(&[("SECURESTORE_FAILPOINT", step)]);
         daemon.spawn().expect("start with the failpoint");
         let before = std::fs::read(daemon.key_file()).expect("key");
-        let out = cli(&daemon, &["key", "rotate"]);
+        let out = daemon.run_cli(&["key", "rotate"]);
         assert!(
             !out.status.success(),
             "{step}: the daemon aborted mid-rotation"
@@ -476,7 +465,7 @@ async fn key_rotation_killed_at_each_step_leaves_every_item_readable() {
             "{step}: the new key is in place exactly when the database took it"
         );
     }
-    let out = cli(&daemon, &["key", "rotate"]);
+    let out = daemon.run_cli(&["key", "rotate"]);
     assert!(
         out.status.success(),
         "{}",

@@ -281,6 +281,11 @@ impl Daemon {
             .expect("client connects")
     }
 
+    /// Runs the `securestore` CLI aimed at this daemon with `args`, and returns its output.
+    pub fn run_cli(&self, args: &[&str]) -> Output {
+        self.cli().args(args).output().expect("run securestore")
+    }
+
     /// The `securestore` CLI aimed at this daemon, not started.
     pub fn cli(&self) -> Command {
         let mut cmd = Command::new(bin("securestore"));
