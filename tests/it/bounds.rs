@@ -11,6 +11,7 @@ use securestore_proto::handshake::{Hello, HelloReply};
 use securestore_proto::tarpc::{Response, context};
 use securestore_proto::{
     GetOptions as WireGet, SecureStoreRequest, SecureStoreResponse, ServiceError,
+    SetOptions as WireSet,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
@@ -154,25 +155,47 @@ async fn absurd_field_values_are_contained() {
     daemon.assert_serving().await;
 }
 
+fn set_request(id: u64) -> Vec<u8> {
+    let message = SecureStoreRequest::SetItem {
+        key: format!("k{id}"),
+        value: "v".into(),
+        options: WireSet::default(),
+    };
+    frame(&encode_request(id, message, Duration::from_secs(10)))
+}
+
+/// Reads `count` answers; returns how many were turned away by the in-flight cap.
+async fn count_turned_away(stream: &mut UnixStream, count: u64) -> u64 {
+    let mut turned_away = 0;
+    for _ in 0..count {
+        if let Err(err) = read_response(stream).await.message {
+            assert!(err.detail.contains("throttled"), "{err:?}");
+            turned_away += 1;
+        }
+    }
+    turned_away
+}
+
 #[tokio::test]
 async fn in_flight_requests_per_connection_are_capped_and_every_request_is_answered() {
     let daemon = Daemon::start_with(&["--max-in-flight", "1"]);
     let mut stream = bound_stream(&daemon).await;
     const REQUESTS: u64 = 300;
-    let burst: Vec<u8> = (1..=REQUESTS).flat_map(get_request).collect();
+    // A set waits for its commit, so a burst of sets has many waiting at once.
+    let burst: Vec<u8> = (1..=REQUESTS).flat_map(set_request).collect();
     stream.write_all(&burst).await.expect("write burst");
-
-    let (mut answered, mut turned_away) = (0, 0);
-    while answered < REQUESTS {
-        if read_response(&mut stream).await.message.is_err() {
-            turned_away += 1;
-        }
-        answered += 1;
-    }
+    let turned_away = count_turned_away(&mut stream, REQUESTS).await;
     assert!(
         turned_away > 0,
-        "with one request allowed in flight, a burst of {REQUESTS} must hit the cap"
+        "with one request allowed in flight, a burst of {REQUESTS} sets must hit the cap"
     );
+    assert!(turned_away < REQUESTS, "the first set is served");
+
+    // A get answered from an inline reader is done as soon as it is read, so it never waits and
+    // never counts against the cap: a burst of gets is answered in full.
+    let burst: Vec<u8> = (1..=REQUESTS).flat_map(get_request).collect();
+    stream.write_all(&burst).await.expect("write burst");
+    assert_eq!(count_turned_away(&mut stream, REQUESTS).await, 0);
     daemon.assert_serving().await;
 }
 
@@ -296,5 +319,89 @@ async fn garbage_after_the_handshake_closes_only_that_connection() {
         .await
         .expect("write");
     assert!(closed_within(&mut stream, Duration::from_secs(5)).await);
+    daemon.assert_serving().await;
+}
+
+/// A frame asking the daemon to drop request `request_id` (what tarpc's client sends when a call's
+/// future is dropped).
+fn cancel_frame(request_id: u64) -> Vec<u8> {
+    let cancel: securestore_proto::tarpc::ClientMessage<SecureStoreRequest> =
+        securestore_proto::tarpc::ClientMessage::Cancel {
+            trace_context: context::current().trace_context,
+            request_id,
+        };
+    frame(&securestore_proto::codec::encode(&cancel, LIMIT).expect("encode cancel"))
+}
+
+fn poll_frame(id: u64, watcher: u64, deadline: Duration) -> Vec<u8> {
+    let message = SecureStoreRequest::PollEvents {
+        watcher,
+        wait_millis: 20_000,
+    };
+    frame(&encode_request(id, message, deadline))
+}
+
+/// A request still waiting after it was read holds one of the connection's `--max-in-flight` places
+/// until it is answered, cancelled by the client, or past its deadline; the last two are dropped
+/// unanswered, as tarpc drops them, and free their place.
+#[tokio::test]
+async fn a_waiting_request_ends_on_cancel_or_deadline_and_frees_its_place() {
+    let daemon = Daemon::start_with(&["--max-in-flight", "1"]);
+    let mut stream = bound_stream(&daemon).await;
+    let watch = SecureStoreRequest::Watch {
+        filter: securestore_proto::WatchFilter::default(),
+    };
+    stream
+        .write_all(&frame(&encode_request(1, watch, Duration::from_secs(10))))
+        .await
+        .expect("watch");
+    let answer = read_response(&mut stream).await;
+    assert_eq!(answer.request_id, 1);
+    let Ok(SecureStoreResponse::Watch(Ok(watcher))) = answer.message else {
+        panic!("watch: {:?}", answer.message);
+    };
+
+    // 2 waits for an event; 3 finds no place.
+    let long = Duration::from_secs(20);
+    let mut burst = poll_frame(2, watcher, long);
+    burst.extend(poll_frame(3, watcher, long));
+    stream.write_all(&burst).await.expect("polls");
+    let answer = read_response(&mut stream).await;
+    assert_eq!(answer.request_id, 3);
+    assert!(
+        answer
+            .message
+            .as_ref()
+            .is_err_and(|e| e.detail.contains("throttled")),
+        "{:?}",
+        answer.message
+    );
+    // The client gives up on 2: its place is free again, and 4 takes it until its deadline passes.
+    let mut burst = cancel_frame(2);
+    burst.extend(poll_frame(4, watcher, Duration::from_millis(300)));
+    stream.write_all(&burst).await.expect("cancel, then 4");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    // 4 is past its deadline: 5 takes the place, and is answered by the event of a set made on
+    // another connection.
+    stream
+        .write_all(&poll_frame(5, watcher, long))
+        .await
+        .expect("5");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    daemon
+        .client(PROJECT)
+        .await
+        .set_item("k", "v", SetOptions::default())
+        .await
+        .expect("set");
+    let answer = read_response(&mut stream).await;
+    assert_eq!(answer.request_id, 5, "{:?}", answer.message);
+    let Ok(SecureStoreResponse::PollEvents(Ok(events))) = answer.message else {
+        panic!("5 was not answered with events: {:?}", answer.message);
+    };
+    assert_eq!(events.events.len(), 1, "{events:?}");
+    // Nothing ever came for 2 or 4 (cancelled, expired): the next answer is for the next request.
+    stream.write_all(&get_request(7)).await.expect("a last get");
+    assert_eq!(read_response(&mut stream).await.request_id, 7);
     daemon.assert_serving().await;
 }

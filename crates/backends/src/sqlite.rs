@@ -752,36 +752,33 @@ fn read_item(
 ) -> Result<Found, BackendError> {
     let err = sqlite_error("cannot read item", path);
     // Read the columns as whatever SQLite holds: a damaged class or value is the row's problem
-    // (`CannotDecrypt`, naming the item), not a storage failure.
-    let row: Option<(Option<u8>, Option<Vec<u8>>, i64)> = conn
+    // (`CannotDecrypt`, naming the item), not a storage failure. The sealed value is opened straight
+    // from SQLite's row, with no copy of it first.
+    let mut statement = conn
         .prepare_cached(
             "SELECT accessible, sealed, key_id FROM items WHERE project = ?1 AND service = ?2 AND key = ?3",
         )
-        .map_err(&err)?
-        .query_row(
-            params![
-                project.project().as_str(),
-                name.service.as_str(),
-                name.key.as_str()
-            ],
-            |row| {
-                let class = match row.get_ref(0)? {
-                    ValueRef::Integer(class) => u8::try_from(class).ok(),
-                    _ => None,
-                };
-                let sealed = match row.get_ref(1)? {
-                    ValueRef::Blob(sealed) => Some(sealed.to_vec()),
-                    _ => None,
-                };
-                Ok((class, sealed, row.get(2)?))
-            },
-        )
-        .optional()
         .map_err(&err)?;
-    let Some((class, sealed, key_id)) = row else {
+    let mut rows = statement
+        .query(params![
+            project.project().as_str(),
+            name.service.as_str(),
+            name.key.as_str()
+        ])
+        .map_err(&err)?;
+    let Some(row) = rows.next().map_err(&err)? else {
         return Ok(Found::Absent);
     };
-    open_item(sealer, project, name, class, sealed.as_deref(), key_id)
+    let class = match row.get_ref(0).map_err(&err)? {
+        ValueRef::Integer(class) => u8::try_from(class).ok(),
+        _ => None,
+    };
+    let sealed = match row.get_ref(1).map_err(&err)? {
+        ValueRef::Blob(sealed) => Some(sealed),
+        _ => None,
+    };
+    let key_id = row.get(2).map_err(&err)?;
+    open_item(sealer, project, name, class, sealed, key_id)
 }
 
 /// Opens one stored row of item `name` into its value and class.
@@ -1314,9 +1311,13 @@ impl<S: RowSealer> Backend for SealedStore<S> {
         let Some(sealer) = self.sealer.for_reader() else {
             return Ok(None);
         };
+        // No SQLite mutex: a reader is only ever used by one thread at a time (`&mut self`; the
+        // connection is `Send`, not `Sync`), as rusqlite's own default flags assume.
         let conn = Connection::open_with_flags(
             &self.path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NOFOLLOW,
+            OpenFlags::SQLITE_OPEN_READ_ONLY
+                | OpenFlags::SQLITE_OPEN_NOFOLLOW
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(sqlite_error("cannot open a reader", &self.path))?;
         conn.busy_timeout(std::time::Duration::from_secs(5))

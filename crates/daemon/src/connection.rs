@@ -1,17 +1,14 @@
 //! One connection's life: check the peer, run the handshake, then either answer one registry request
 //! or bind the project and serve requests.
 
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{FutureExt, StreamExt};
 use securestore_backends::ProjectScope;
 use securestore_proto::handshake::{
     self, Accepted, AdminAnswer, AdminRequest, Frames, Hello, HelloReply, PROTOCOL_VERSION, Purpose,
 };
-use securestore_proto::tarpc::server::{self as rpc, Channel};
-use securestore_proto::{ProjectId, SecretString, SecureStore, ServiceError};
+use securestore_proto::{ProjectId, SecretString, ServiceError};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::UnixStream;
 use tokio_util::sync::CancellationToken;
@@ -19,12 +16,12 @@ use tokio_util::task::TaskTracker;
 
 use crate::Config;
 use crate::budget::Budget;
-use crate::handler::{Bound, Handler};
+use crate::handler::Bound;
 use crate::registry::TokenHash;
+use crate::requests::{self, Ended};
 use crate::slots::{Slot, Slots};
 use crate::store::{StoreHandle, Unsettled};
 use crate::watch::{FrameWatch, Socket};
-use securestore_proto::order::Ticketer;
 
 /// After shutdown, how long a connection keeps flushing answers of requests that just finished.
 const FLUSH_AFTER_DRAIN: Duration = Duration::from_millis(100);
@@ -166,50 +163,30 @@ where
     // far (one per read), so no request frame has slipped through unpaid.
     let budget = shared.budget.connection();
     frames.get_mut().pay_from(budget.clone());
-    let transport = handshake::server_transport(frames, shared.config.max_value_bytes);
-    let requests = rpc::BaseChannel::with_defaults(transport)
-        .max_concurrent_requests(shared.config.max_in_flight_per_connection)
-        .requests()
-        .take_while(|request| {
-            if let Err(err) = request {
-                tracing::debug!(%err, "the connection's request stream failed; closing");
-            }
-            std::future::ready(request.is_ok())
-        })
-        .filter_map(|request| std::future::ready(request.ok()));
-
-    // Cancelled when a request of this connection panics: only this connection is closed.
-    let broken = CancellationToken::new();
+    // Owned here and dropped last: dropping it is what sends the goodbye, once one is decided on.
+    let mut transport = handshake::server_transport(frames, shared.config.max_value_bytes);
     let in_flight = TaskTracker::new();
     let slot =
         (origin == Origin::Socket).then(|| shared.slots.enter(stall.clone(), in_flight.clone()));
-    // Turns are taken here, as requests are received, so they reach storage in that order.
-    let mut ticketer = Ticketer::default();
-    let serve = requests.for_each(|request| {
-        let broken = broken.clone();
-        // The request holds its frame's share of the budget until it ends.
-        let grant = budget.take();
-        let handler = Handler {
-            bound: bound.clone(),
-            turn: ticketer.next_turn(),
-        };
-        in_flight.spawn(async move {
-            let _grant = grant;
-            let executed = request.execute(handler.serve());
-            if AssertUnwindSafe(executed).catch_unwind().await.is_err() {
-                tracing::error!("a request handler panicked; closing this connection");
-                broken.cancel();
-            }
-        });
-        async {}
-    });
+    let serve = requests::serve(
+        &mut transport,
+        bound,
+        budget,
+        in_flight.clone(),
+        shared.config.max_in_flight_per_connection,
+    );
     tokio::pin!(serve);
     tokio::select! {
-        () = &mut serve => tracing::debug!("peer closed the connection"),
+        ended = &mut serve => match ended {
+            Ended::Closed => tracing::debug!("peer closed the connection"),
+            Ended::Failed(err) => tracing::debug!(%err, "the connection failed; closing"),
+            Ended::Panicked => {
+                tracing::error!("a request handler panicked; closing this connection");
+            }
+        },
         () = stall.stalled(shared.config.frame_timeout) => {
             tracing::debug!("a frame stayed incomplete too long; closing");
         }
-        () = broken.cancelled() => {}
         () = idle_when_asked(slot.as_ref(), &stall, &in_flight) => {
             // Reads have stopped: let tarpc write the last answers and end; only then may the
             // goodbye go out (as the socket is dropped), since it tells the peer nothing unanswered
@@ -225,7 +202,7 @@ where
             in_flight.close();
             let drain = async {
                 tokio::select! {
-                    () = &mut serve => {}
+                    _ = &mut serve => {}
                     () = in_flight.wait() => {
                         let _ = tokio::time::timeout(FLUSH_AFTER_DRAIN, &mut serve).await;
                     }

@@ -36,6 +36,7 @@ pub mod lock;
 mod open_files;
 mod panics;
 mod registry;
+mod requests;
 mod server;
 mod slots;
 pub mod socket;
