@@ -25,7 +25,8 @@ pub struct Config {
     pub max_request_bytes: usize,
     /// Bytes of requests one connection may hold at once (raised to one whole frame if smaller).
     pub max_request_bytes_per_connection: usize,
-    /// Requests one connection may have under way at once; more are answered with an error.
+    /// Requests one connection may have waiting at once (not answered as soon as they were read);
+    /// more are answered "throttled".
     pub max_in_flight_per_connection: usize,
     /// How long a new connection has to complete its handshake before it is closed.
     pub handshake_timeout: Duration,

@@ -91,7 +91,8 @@ struct Args {
           value_parser = clap::value_parser!(u64).range(1..=4 * 1024 * 1024 * 1024 - 1), hide_short_help = true)]
     max_request_bytes_per_connection: u64,
 
-    /// Requests one connection may have under way at once
+    /// Requests one connection may have waiting at once (for a commit, an event); more are answered
+    /// "throttled". A request answered as soon as it is read, like most gets, never waits
     #[arg(long, value_name = "N", default_value_t = Config::default().max_in_flight_per_connection as u32,
           value_parser = clap::value_parser!(u32).range(1..=4096))]
     max_in_flight: u32,
