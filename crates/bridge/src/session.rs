@@ -1,8 +1,16 @@
 //! [`Session`]: a connection bound to one project, with blocking calls for foreign callers.
+//!
+//! An in-process session (the host is in this process) also holds the daemon's direct lane
+//! ([`securestore_daemon::Direct`]): its gets and contains are answered on the calling thread, with
+//! no pipe and no thread hop, whenever the session has no write in flight. With a write in flight
+//! they go through the pipe, behind it, so a get never overtakes a write sent before it on the same
+//! session (`docs/consistency.md`).
 
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use securestore_client::{Client, ConnectOptions};
+use securestore_daemon::{Direct, Outcome};
 use securestore_proto::backup::{Backup, KdfParams, MAX_BACKUP_BYTES};
 use securestore_proto::{
     BatchOp, ChangeKind, DeleteOptions, Events, ExportedItem, GetOptions, ImportReport,
@@ -16,6 +24,31 @@ use crate::{BridgeError, ErrorCode, HostHandle, runtime};
 #[derive(Debug)]
 pub struct Session {
     client: Client,
+    /// In-process sessions only: the direct lane for gets and contains.
+    direct: Option<DirectLane>,
+}
+
+/// A session's direct lane, and what decides whether a read may take it.
+#[derive(Debug)]
+struct DirectLane {
+    direct: Direct,
+    /// This session's writes sent through the pipe and not yet returned. Raised before a write is
+    /// sent and lowered once its answer is back (it is then durable, or refused): a read that sees
+    /// zero here cannot be ordered before any write of this session that was sent before it.
+    writes: AtomicUsize,
+    /// Set for good once a write ended without a certain outcome (timed out, connection lost, a
+    /// panic): it may still be applied later, behind the pipe, where a direct read would not wait
+    /// for it. Every read then takes the pipe.
+    off: AtomicBool,
+}
+
+impl DirectLane {
+    /// The direct handle when a read may use it now.
+    fn usable(&self) -> Option<&Direct> {
+        let idle =
+            self.writes.load(Ordering::SeqCst) == 0 && !self.off.load(Ordering::SeqCst);
+        idle.then_some(&self.direct)
+    }
 }
 
 impl Session {
@@ -33,7 +66,10 @@ impl Session {
     ) -> Result<Self, BridgeError> {
         let options = options(token, timeout);
         let client = runtime().block_on(Client::connect_with(socket, project, options))?;
-        Ok(Self { client })
+        Ok(Self {
+            client,
+            direct: None,
+        })
     }
 
     /// Connects to the daemon `host` runs in this process, without a socket: same handshake, same
@@ -47,7 +83,7 @@ impl Session {
         token: Option<SecretString>,
         timeout: Option<Duration>,
     ) -> Result<Self, BridgeError> {
-        let options = options(token, timeout);
+        let options = options(token.clone(), timeout);
         let client = runtime().block_on(async {
             let stream = host
                 .host()
@@ -56,7 +92,49 @@ impl Session {
                 .map_err(|err| BridgeError::new(ErrorCode::Unreachable, format!("{err:#}")))?;
             Ok::<_, BridgeError>(Client::connect_stream(stream, project, options).await?)
         })?;
-        Ok(Self { client })
+        // Bound and checked by the handshake already; the direct handle binds the same way.
+        let direct = host.host().open_direct(project, token.as_ref())?;
+        Ok(Self {
+            client,
+            direct: Some(DirectLane {
+                direct,
+                writes: AtomicUsize::new(0),
+                off: AtomicBool::new(false),
+            }),
+        })
+    }
+
+    /// Runs `call`, a write through the pipe, counted as this session's write in flight while it
+    /// runs, so reads take the pipe (behind it) meanwhile.
+    fn write<T>(
+        &self,
+        call: impl FnOnce() -> Result<T, BridgeError>,
+    ) -> Result<T, BridgeError> {
+        let Some(lane) = &self.direct else {
+            return call();
+        };
+        lane.writes.fetch_add(1, Ordering::SeqCst);
+        // No guard: a panic leaves the count raised, which keeps reads on the pipe for good, as an
+        // uncertain outcome must.
+        let result = call();
+        if let Err(err) = &result
+            && matches!(
+                err.code,
+                ErrorCode::TimedOut | ErrorCode::Unreachable | ErrorCode::Internal
+            )
+        {
+            lane.off.store(true, Ordering::SeqCst);
+        }
+        lane.writes.fetch_sub(1, Ordering::SeqCst);
+        result
+    }
+
+    /// A read on the direct lane when this session may take it now; `None` sends it to the pipe.
+    fn direct<T>(&self, read: impl FnOnce(&Direct) -> Outcome<T>) -> Option<Result<T, BridgeError>> {
+        match read(self.direct.as_ref()?.usable()?) {
+            Outcome::Done(answer) => Some(answer.map_err(BridgeError::from)),
+            Outcome::Elsewhere => None,
+        }
     }
 
     /// The project this session is bound to.
@@ -78,6 +156,9 @@ impl Session {
         key: &str,
         service: Option<&str>,
     ) -> Result<Option<SecretString>, BridgeError> {
+        if let Some(answer) = self.direct(|direct| direct.get(key, service)) {
+            return answer.map(|item| item.map(|item| item.value));
+        }
         let options = GetOptions {
             keychain_service: service.map(str::to_owned),
         };
@@ -99,7 +180,7 @@ impl Session {
             keychain_service: service.map(str::to_owned),
             keychain_accessible: accessible,
         };
-        Ok(runtime().block_on(self.client.set_item(key, value, options))?)
+        self.write(|| Ok(runtime().block_on(self.client.set_item(key, value, options))?))
     }
 
     /// `deleteItem`: removes the item; removing a missing item succeeds.
@@ -110,7 +191,7 @@ impl Session {
         let options = DeleteOptions {
             keychain_service: service.map(str::to_owned),
         };
-        Ok(runtime().block_on(self.client.delete_item(key, options))?)
+        self.write(|| Ok(runtime().block_on(self.client.delete_item(key, options))?))
     }
 }
 
@@ -120,6 +201,9 @@ impl Session {
     /// # Errors
     /// As [`Session::get`]; [`ErrorCode::Unsupported`] from an older daemon.
     pub fn contains(&self, key: &str, service: Option<&str>) -> Result<bool, BridgeError> {
+        if let Some(answer) = self.direct(|direct| direct.contains(key, service)) {
+            return answer;
+        }
         Ok(runtime().block_on(self.client.contains(key, service))?)
     }
 
@@ -144,11 +228,13 @@ impl Session {
     /// # Errors
     /// As [`Session::contains`].
     pub fn clear(&self, service: Option<&str>, all_services: bool) -> Result<u64, BridgeError> {
-        if all_services {
-            Ok(runtime().block_on(self.client.clear_all())?)
-        } else {
-            Ok(runtime().block_on(self.client.clear(service))?)
-        }
+        self.write(|| {
+            if all_services {
+                Ok(runtime().block_on(self.client.clear_all())?)
+            } else {
+                Ok(runtime().block_on(self.client.clear(service))?)
+            }
+        })
     }
 
     /// Stores `value` only if the current value equals `expected` (`None`: only if absent).
@@ -167,7 +253,7 @@ impl Session {
             keychain_service: service.map(str::to_owned),
             keychain_accessible: accessible,
         };
-        Ok(runtime().block_on(self.client.set_if(key, expected, value, options))?)
+        self.write(|| Ok(runtime().block_on(self.client.set_if(key, expected, value, options))?))
     }
 
     /// Deletes the item only if its current value equals `expected`.
@@ -183,7 +269,7 @@ impl Session {
         let options = DeleteOptions {
             keychain_service: service.map(str::to_owned),
         };
-        Ok(runtime().block_on(self.client.delete_if(key, expected, options))?)
+        self.write(|| Ok(runtime().block_on(self.client.delete_if(key, expected, options))?))
     }
 }
 
@@ -239,7 +325,7 @@ impl Session {
         items: &[ExportedItem],
         replace: bool,
     ) -> Result<ImportReport, BridgeError> {
-        Ok(runtime().block_on(self.client.import(items, replace))?)
+        self.write(|| Ok(runtime().block_on(self.client.import(items, replace))?))
     }
 
     /// A backup file of this project's exportable items (of `service`, if given), sealed under
@@ -418,7 +504,7 @@ impl Session {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone();
-        Ok(runtime().block_on(self.client.write_batch(ops))?)
+        self.write(|| Ok(runtime().block_on(self.client.write_batch(ops))?))
     }
 }
 
