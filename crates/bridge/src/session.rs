@@ -6,7 +6,7 @@
 //! they go through the pipe, behind it, so a get never overtakes a write sent before it on the same
 //! session (`docs/consistency.md`).
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use securestore_client::{Client, ConnectOptions};
@@ -40,6 +40,8 @@ struct DirectLane {
     /// panic): it may still be applied later, behind the pipe, where a direct read would not wait
     /// for it. Every read then takes the pipe.
     off: AtomicBool,
+    /// Reads answered on the lane, for [`Session::reads_answered_directly`].
+    answered: AtomicU64,
 }
 
 impl DirectLane {
@@ -100,6 +102,7 @@ impl Session {
                 direct,
                 writes: AtomicUsize::new(0),
                 off: AtomicBool::new(false),
+                answered: AtomicU64::new(0),
             }),
         })
     }
@@ -131,10 +134,22 @@ impl Session {
 
     /// A read on the direct lane when this session may take it now; `None` sends it to the pipe.
     fn direct<T>(&self, read: impl FnOnce(&Direct) -> Outcome<T>) -> Option<Result<T, BridgeError>> {
-        match read(self.direct.as_ref()?.usable()?) {
-            Outcome::Done(answer) => Some(answer.map_err(BridgeError::from)),
+        let lane = self.direct.as_ref()?;
+        match read(lane.usable()?) {
+            Outcome::Done(answer) => {
+                lane.answered.fetch_add(1, Ordering::Relaxed);
+                Some(answer.map_err(BridgeError::from))
+            }
             Outcome::Elsewhere => None,
         }
+    }
+
+    /// How many gets and contains this session had answered on the in-process direct lane (the
+    /// rest went through the connection); always 0 for a socket session. For tests and diagnostics.
+    pub fn reads_answered_directly(&self) -> u64 {
+        self.direct
+            .as_ref()
+            .map_or(0, |lane| lane.answered.load(Ordering::Relaxed))
     }
 
     /// The project this session is bound to.

@@ -1270,6 +1270,99 @@ mod tests {
         threads.into_iter().for_each(|t| t.join().expect("join"));
     }
 
+    /// A reader that finds nothing and counts its drops (a closed SQLite connection).
+    struct Counted(Arc<AtomicUsize>);
+
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    impl Reader for Counted {
+        fn get(&mut self, _: &ProjectScope, _: &ItemName) -> Result<Option<Item>, BackendError> {
+            Ok(None)
+        }
+        fn list_keys(
+            &mut self,
+            _: &ProjectScope,
+            _: &ServiceName,
+            _: Option<&Key>,
+            _: usize,
+        ) -> Result<Vec<Key>, BackendError> {
+            Ok(Vec::new())
+        }
+        fn list_services(
+            &mut self,
+            _: &ProjectScope,
+            _: Option<&ServiceName>,
+            _: usize,
+        ) -> Result<Vec<ServiceName>, BackendError> {
+            Ok(Vec::new())
+        }
+    }
+
+    fn pool_of(readers: usize, dropped: &Arc<AtomicUsize>) -> ReaderPool {
+        ReaderPool {
+            state: Mutex::new(PoolState {
+                idle: (0..readers)
+                    .map(|_| Box::new(Counted(dropped.clone())) as Box<dyn Reader>)
+                    .collect(),
+                lent: 0,
+                closed: false,
+            }),
+            returned: std::sync::Condvar::new(),
+        }
+    }
+
+    #[test]
+    fn a_pool_with_no_free_reader_hands_the_query_back() {
+        let dropped = Arc::new(AtomicUsize::new(0));
+        let (project, name) = item("k");
+        let empty = pool_of(0, &dropped);
+        assert!(matches!(
+            empty.try_serve(&project, Query::Get(name.clone())),
+            Served::Busy(Query::Get(_))
+        ));
+        let one = pool_of(1, &dropped);
+        let lent = one.take().ok().expect("one free");
+        assert!(matches!(
+            one.try_serve(&project, Query::Get(name.clone())),
+            Served::Busy(_)
+        ));
+        one.settle(Some(lent));
+        assert!(matches!(
+            one.try_serve(&project, Query::Get(name)),
+            Served::Answered(Ok(Found::Item(None)))
+        ));
+        assert_eq!(dropped.load(Ordering::SeqCst), 0, "lent again, not dropped");
+    }
+
+    #[test]
+    fn closing_the_pool_drops_every_reader_and_waits_for_the_lent_ones() {
+        let dropped = Arc::new(AtomicUsize::new(0));
+        let pool = Arc::new(pool_of(2, &dropped));
+        let lent = pool.take().ok().expect("free");
+        let closer = {
+            let pool = pool.clone();
+            std::thread::spawn(move || pool.close(Duration::from_secs(30)))
+        };
+        // The free reader goes at once; the lent one is waited for.
+        while dropped.load(Ordering::SeqCst) == 0 {
+            std::thread::yield_now();
+        }
+        assert!(!closer.is_finished(), "close waits for the lent reader");
+        let (project, name) = item("k");
+        assert!(matches!(
+            pool.try_serve(&project, Query::Get(name)),
+            Served::Closed(_)
+        ));
+        pool.settle(Some(lent));
+        assert_eq!(closer.join().expect("join"), 0, "none left out");
+        assert_eq!(dropped.load(Ordering::SeqCst), 2, "given back to a closed pool: dropped");
+        assert!(pool.state().idle.is_empty());
+    }
+
     /// A reader that holds each read until the test lets it go.
     struct HeldReader(Arc<Mutex<std::sync::mpsc::Receiver<()>>>);
 
