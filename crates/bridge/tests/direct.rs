@@ -321,3 +321,36 @@ fn many_threads_reading_and_writing_one_session_get_correct_answers() {
     );
     host.stop().expect("stop");
 }
+
+#[test]
+fn a_store_without_pooled_readers_answers_every_read_through_the_pipe() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let memory: securestore_bridge::OpenBackend = Box::new(|_| {
+        Ok(Box::new(securestore_backends::memory::MemoryBackend::default())
+            as Box<dyn securestore_backends::Backend>)
+    });
+    let host = HostHandle::start(
+        HostOptions {
+            socket: dir.path().join("run/securestored.sock"),
+            data_dir: dir.path().join("data"),
+            key_file: dir.path().join("state/master.key"),
+            backend: BackendKind::Sqlite,
+            max_value_bytes: None,
+            policy: Policy::Open,
+            device: DeviceStatus::UNLOCKED,
+        },
+        Some(memory),
+    )
+    .expect("host starts");
+    let session = Session::connect_in_process(&host, "@direct/mem", None, None).expect("c");
+    set(&session, "k", "v");
+    assert_eq!(get(&session, "k"), some("v"));
+    assert!(session.contains("k", None).expect("contains"));
+    assert_eq!(get(&session, "other"), Ok(None));
+    assert_eq!(
+        session.reads_answered_directly(),
+        0,
+        "no reader to borrow: the lane hands every read to the pipe"
+    );
+    host.stop().expect("stop");
+}
