@@ -47,8 +47,7 @@ struct DirectLane {
 impl DirectLane {
     /// The direct handle when a read may use it now.
     fn usable(&self) -> Option<&Direct> {
-        let idle =
-            self.writes.load(Ordering::SeqCst) == 0 && !self.off.load(Ordering::SeqCst);
+        let idle = self.writes.load(Ordering::SeqCst) == 0 && !self.off.load(Ordering::SeqCst);
         idle.then_some(&self.direct)
     }
 }
@@ -109,10 +108,7 @@ impl Session {
 
     /// Runs `call`, a write through the pipe, counted as this session's write in flight while it
     /// runs, so reads take the pipe (behind it) meanwhile.
-    fn write<T>(
-        &self,
-        call: impl FnOnce() -> Result<T, BridgeError>,
-    ) -> Result<T, BridgeError> {
+    fn write<T>(&self, call: impl FnOnce() -> Result<T, BridgeError>) -> Result<T, BridgeError> {
         let Some(lane) = &self.direct else {
             return call();
         };
@@ -133,7 +129,10 @@ impl Session {
     }
 
     /// A read on the direct lane when this session may take it now; `None` sends it to the pipe.
-    fn direct<T>(&self, read: impl FnOnce(&Direct) -> Outcome<T>) -> Option<Result<T, BridgeError>> {
+    fn direct<T>(
+        &self,
+        read: impl FnOnce(&Direct) -> Outcome<T>,
+    ) -> Option<Result<T, BridgeError>> {
         let lane = self.direct.as_ref()?;
         match read(lane.usable()?) {
             Outcome::Done(answer) => {

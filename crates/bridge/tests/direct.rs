@@ -217,8 +217,8 @@ fn wrong_or_needless_tokens_refuse_the_connect() {
             Session::connect_in_process(&host, "@direct/reg", wrong, None).expect_err("refused");
         assert_eq!(refused.code, ErrorCode::Refused, "{refused:?}");
     }
-    let strict = Session::connect_in_process(&host, "@direct/unreg", None, None)
-        .expect_err("strict policy");
+    let strict =
+        Session::connect_in_process(&host, "@direct/unreg", None, None).expect_err("strict policy");
     assert_eq!(strict.code, ErrorCode::Refused);
     let session = Session::connect_in_process(&host, "@direct/reg", Some(token), None).expect("ok");
     set(&session, "k", "v");
@@ -326,8 +326,10 @@ fn many_threads_reading_and_writing_one_session_get_correct_answers() {
 fn a_store_without_pooled_readers_answers_every_read_through_the_pipe() {
     let dir = tempfile::tempdir().expect("tempdir");
     let memory: securestore_bridge::OpenBackend = Box::new(|_| {
-        Ok(Box::new(securestore_backends::memory::MemoryBackend::default())
-            as Box<dyn securestore_backends::Backend>)
+        Ok(
+            Box::new(securestore_backends::memory::MemoryBackend::default())
+                as Box<dyn securestore_backends::Backend>,
+        )
     });
     let host = HostHandle::start(
         HostOptions {

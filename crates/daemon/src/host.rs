@@ -19,8 +19,8 @@ use std::thread::JoinHandle;
 
 use anyhow::Context as _;
 use securestore_backends::Backend;
-use tokio::io::DuplexStream;
 use securestore_proto::{SecretString, ServiceError};
+use tokio::io::DuplexStream;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::backend::BackendPaths;

@@ -1325,7 +1325,7 @@ mod tests {
             Served::Busy(Query::Get(_))
         ));
         let one = pool_of(1, &dropped);
-        let lent = one.take().ok().expect("one free");
+        let lent = one.take().expect("one free");
         assert!(matches!(
             one.try_serve(&project, Query::Get(name.clone())),
             Served::Busy(_)
@@ -1342,7 +1342,7 @@ mod tests {
     fn closing_the_pool_drops_every_reader_and_waits_for_the_lent_ones() {
         let dropped = Arc::new(AtomicUsize::new(0));
         let pool = Arc::new(pool_of(2, &dropped));
-        let lent = pool.take().ok().expect("free");
+        let lent = pool.take().expect("free");
         let closer = {
             let pool = pool.clone();
             std::thread::spawn(move || pool.close(Duration::from_secs(30)))
@@ -1359,7 +1359,11 @@ mod tests {
         ));
         pool.settle(Some(lent));
         assert_eq!(closer.join().expect("join"), 0, "none left out");
-        assert_eq!(dropped.load(Ordering::SeqCst), 2, "given back to a closed pool: dropped");
+        assert_eq!(
+            dropped.load(Ordering::SeqCst),
+            2,
+            "given back to a closed pool: dropped"
+        );
         assert!(pool.state().idle.is_empty());
     }
 
