@@ -566,3 +566,87 @@ pub fn accessible_from(number: i32) -> Result<KeychainAccessible, BridgeError> {
         .and_then(KeychainAccessible::try_from)
         .map_err(BridgeError::invalid_argument)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{BackendKind, DeviceStatus, HostOptions, Policy};
+
+    fn host(dir: &tempfile::TempDir) -> HostHandle {
+        HostHandle::start(
+            HostOptions {
+                socket: dir.path().join("run/s.sock"),
+                data_dir: dir.path().join("data"),
+                key_file: dir.path().join("state/master.key"),
+                backend: BackendKind::Sqlite,
+                max_value_bytes: None,
+                policy: Policy::Open,
+                device: DeviceStatus::UNLOCKED,
+            },
+            None,
+        )
+        .expect("host starts")
+    }
+
+    fn lane(session: &Session) -> &DirectLane {
+        session
+            .direct
+            .as_ref()
+            .expect("an in-process session has a lane")
+    }
+
+    #[test]
+    fn reads_take_the_pipe_while_a_write_is_in_flight_and_after_an_uncertain_one() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let host = host(&dir);
+        let session = Session::connect_in_process(&host, "@unit/lane", None, None).expect("c");
+        session
+            .set("k", "v".into(), None, KeychainAccessible::WhenUnlocked)
+            .expect("set");
+        assert!(session.get("k", None).expect("get").is_some());
+        assert_eq!(session.reads_answered_directly(), 1, "idle: direct");
+
+        // While a write call runs, the lane is closed to reads; it opens again once it returns,
+        // whatever its (certain) outcome.
+        let refused: Result<(), BridgeError> = session.write(|| {
+            assert!(lane(&session).usable().is_none(), "a write is in flight");
+            assert!(session.get("k", None).expect("get").is_some());
+            assert!(session.contains("k", None).expect("contains"));
+            Err(BridgeError::new(ErrorCode::Conflict, "a definite answer"))
+        });
+        assert_eq!(refused.expect_err("passed on").code, ErrorCode::Conflict);
+        assert_eq!(
+            session.reads_answered_directly(),
+            1,
+            "the reads under the write went through the pipe"
+        );
+        assert!(lane(&session).usable().is_some());
+        assert!(session.get("k", None).expect("get").is_some());
+        assert_eq!(session.reads_answered_directly(), 2);
+
+        // A write with no certain outcome may still land behind the pipe: the lane stays closed.
+        let timed_out: Result<(), BridgeError> =
+            session.write(|| Err(BridgeError::new(ErrorCode::TimedOut, "no answer in time")));
+        assert!(timed_out.is_err());
+        assert!(lane(&session).usable().is_none());
+        assert!(session.get("k", None).expect("get").is_some());
+        assert_eq!(
+            session.reads_answered_directly(),
+            2,
+            "through the pipe for good"
+        );
+        host.stop().expect("stop");
+    }
+
+    #[test]
+    fn a_socket_session_has_no_lane() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let host = host(&dir);
+        let socket = host.socket().to_str().expect("utf-8").to_owned();
+        let session = Session::connect(&socket, "@unit/socket", None, None).expect("connect");
+        assert!(session.direct.is_none());
+        assert!(session.get("k", None).expect("get").is_none());
+        assert_eq!(session.reads_answered_directly(), 0);
+        host.stop().expect("stop");
+    }
+}
