@@ -42,7 +42,8 @@ pub struct Results {
     pub stores: Vec<(u64, Creation)>,
     /// 512 connections open, and 512 connections each making a get a second.
     pub crowd: Crowd,
-    /// The in-process pipe's get, when the transports rows measured it.
+    /// The in-process get through the bridge session (direct lane), when the transports rows
+    /// measured it.
     pub in_process: Option<InProcess>,
     /// With `--with-instructions`: the counts on the 1,000-item and on the large store.
     pub instructions: Option<[Counts; 2]>,
@@ -429,8 +430,9 @@ fn targets(results: &Results) -> anyhow::Result<Vec<Target>> {
     Ok(targets)
 }
 
-/// The in-process pipe's get targets: p50 ≤ 10 µs and no context switch per get (counted over the
-/// whole bench process, client and hosted daemon; "none" allows 1 in 100 for a stray timer).
+/// The in-process get targets, on the bridge session's get (the direct lane, what the bindings
+/// call): p50 ≤ 10 µs and no context switch per get (counted over the whole bench process, client
+/// and hosted daemon; "none" allows 1 in 100 for a stray timer).
 fn in_process_targets(in_process: Option<InProcess>) -> Vec<Target> {
     let Some(in_process) = in_process else {
         return Vec::new();

@@ -1,6 +1,8 @@
 //! The transports side by side, on one daemon hosted in this process (`securestore_daemon::Host`):
 //! get and set from one client over the Unix socket, over the in-process pipe, and a get from a
 //! Java client (another process, through JNI and the socket) when the Java bindings are built.
+//! Then the get of an in-process `securestore_bridge::Session` (what the Java, C and Swift hosts
+//! call), which takes the direct lane, on a second hosted daemon of its own.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -33,7 +35,7 @@ pub struct Row {
     pub cost: Option<Cost>,
 }
 
-/// The in-process pipe's 100 B get, for the targets.
+/// The in-process 100 B get through the bridge's session (the direct lane), for the targets.
 #[derive(Debug, Clone, Copy)]
 pub struct InProcess {
     /// Its figures.
@@ -55,7 +57,8 @@ pub fn in_process_get(rows: &[Row]) -> Option<InProcess> {
         })
 }
 
-const IN_PROCESS_GET: &str = "get 100 B, 1 client, in-process";
+/// The row the in-process targets are read from: the session the bindings use.
+const IN_PROCESS_GET: &str = "get 100 B, 1 client, in-process (direct)";
 
 /// A daemon hosted in this process on the default store, in a fresh folder under the bench data
 /// folder (socket at `run/s.sock`). Keep the folder until the host is dropped.
@@ -130,7 +133,99 @@ pub async fn measure(settings: &Settings) -> anyhow::Result<Vec<Row>> {
     tokio::task::spawn_blocking(move || host.stop())
         .await
         .context("the host's stop panicked")??;
+    let (stats, cost) = direct_get(settings).await?;
+    rows.push(Row {
+        label: IN_PROCESS_GET.to_owned(),
+        stats: Ok(stats),
+        cost: Some(cost),
+    });
     Ok(rows)
+}
+
+/// A daemon hosted through the bridge (`HostHandle`, as the bindings start it) and one in-process
+/// `Session` on it, with [`ITEMS`] 100 B items.
+type BridgeSetup = (
+    tempfile::TempDir,
+    securestore_bridge::HostHandle,
+    securestore_bridge::Session,
+);
+
+/// The bridge session's 100 B get, one caller thread: it takes the direct lane (a pooled reader on
+/// the calling thread). Blocking calls, so it runs on its own thread, not on this runtime.
+async fn direct_get(settings: &Settings) -> anyhow::Result<(Stats, Cost)> {
+    let data = settings.data.clone();
+    let setup = tokio::task::spawn_blocking(move || bridge_setup(&data))
+        .await
+        .context("the bridge setup panicked")??;
+    let window = settings.window();
+    let counters = count_over(std::process::id(), window);
+    let measured = tokio::task::spawn_blocking(move || {
+        let mut recorder = Recorder::new(window);
+        let mut i = 0u64;
+        while recorder.running() {
+            let n = i % ITEMS;
+            i += 1;
+            let began = Instant::now();
+            let found = setup.2.get(&fixtures::key(n), None)?;
+            if found.is_none() {
+                bail!("item {n} is missing");
+            }
+            recorder.record(began);
+        }
+        Ok((recorder.into_samples(), setup))
+    })
+    .await
+    .context("the direct get loop panicked")?;
+    let (samples, (dir, host, session)) = measured?;
+    let stats = Stats::from_samples(samples, window)?;
+    let (opened, closed) = counters.await.context("the counter reader panicked")??;
+    drop(session);
+    tokio::task::spawn_blocking(move || host.stop())
+        .await
+        .context("the host's stop panicked")??;
+    drop(dir);
+    let ops = stats.ops_per_sec * window.length().as_secs_f64();
+    Ok((stats, closed.per_op(opened, ops)))
+}
+
+/// Starts a daemon through the bridge in a fresh folder under `data` and fills it.
+fn bridge_setup(data: &Path) -> anyhow::Result<BridgeSetup> {
+    use securestore_bridge::{
+        BackendKind, Batch, Condition, DeviceStatus, HostHandle, HostOptions, KeychainAccessible,
+        Policy, Session,
+    };
+    let dir = tempfile::Builder::new()
+        .prefix("direct")
+        .tempdir_in(data)
+        .context("cannot create the direct bench folder")?;
+    let host = HostHandle::start(
+        HostOptions {
+            socket: dir.path().join("run/s.sock"),
+            data_dir: dir.path().join("data"),
+            key_file: dir.path().join("state/master.key"),
+            backend: BackendKind::Sqlite,
+            max_value_bytes: None,
+            policy: Policy::Open,
+            device: DeviceStatus::UNLOCKED,
+        },
+        None,
+    )?;
+    let session = Session::connect_in_process(&host, PROJECT, None, None)?;
+    let items: Vec<u64> = (0..ITEMS).collect();
+    for chunk in items.chunks(securestore_proto::limits::MAX_BATCH_OPS) {
+        let batch = Batch::default();
+        for &i in chunk {
+            batch.set(
+                &fixtures::key(i),
+                fixtures::value(ValueSize::Small, i).into(),
+                None,
+                KeychainAccessible::default(),
+                Condition::None,
+            );
+        }
+        session.write_batch(&batch)?;
+    }
+    Ok((dir, host, session))
 }
 
 async fn run(client: &Client, write: bool, settings: &Settings) -> anyhow::Result<(Stats, Cost)> {

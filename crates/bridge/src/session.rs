@@ -1,8 +1,16 @@
 //! [`Session`]: a connection bound to one project, with blocking calls for foreign callers.
+//!
+//! An in-process session (the host is in this process) also holds the daemon's direct lane
+//! ([`securestore_daemon::Direct`]): its gets and contains are answered on the calling thread, with
+//! no pipe and no thread hop, whenever the session has no write in flight. With a write in flight
+//! they go through the pipe, behind it, so a get never overtakes a write sent before it on the same
+//! session (`docs/consistency.md`).
 
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use securestore_client::{Client, ConnectOptions};
+use securestore_daemon::{Direct, Outcome};
 use securestore_proto::backup::{Backup, KdfParams, MAX_BACKUP_BYTES};
 use securestore_proto::{
     BatchOp, ChangeKind, DeleteOptions, Events, ExportedItem, GetOptions, ImportReport,
@@ -16,6 +24,32 @@ use crate::{BridgeError, ErrorCode, HostHandle, runtime};
 #[derive(Debug)]
 pub struct Session {
     client: Client,
+    /// In-process sessions only: the direct lane for gets and contains.
+    direct: Option<DirectLane>,
+}
+
+/// A session's direct lane, and what decides whether a read may take it.
+#[derive(Debug)]
+struct DirectLane {
+    direct: Direct,
+    /// This session's writes sent through the pipe and not yet returned. Raised before a write is
+    /// sent and lowered once its answer is back (it is then durable, or refused): a read that sees
+    /// zero here cannot be ordered before any write of this session that was sent before it.
+    writes: AtomicUsize,
+    /// Set for good once a write ended without a certain outcome (timed out, connection lost, a
+    /// panic): it may still be applied later, behind the pipe, where a direct read would not wait
+    /// for it. Every read then takes the pipe.
+    off: AtomicBool,
+    /// Reads answered on the lane, for [`Session::reads_answered_directly`].
+    answered: AtomicU64,
+}
+
+impl DirectLane {
+    /// The direct handle when a read may use it now.
+    fn usable(&self) -> Option<&Direct> {
+        let idle = self.writes.load(Ordering::SeqCst) == 0 && !self.off.load(Ordering::SeqCst);
+        idle.then_some(&self.direct)
+    }
 }
 
 impl Session {
@@ -33,7 +67,10 @@ impl Session {
     ) -> Result<Self, BridgeError> {
         let options = options(token, timeout);
         let client = runtime().block_on(Client::connect_with(socket, project, options))?;
-        Ok(Self { client })
+        Ok(Self {
+            client,
+            direct: None,
+        })
     }
 
     /// Connects to the daemon `host` runs in this process, without a socket: same handshake, same
@@ -47,7 +84,7 @@ impl Session {
         token: Option<SecretString>,
         timeout: Option<Duration>,
     ) -> Result<Self, BridgeError> {
-        let options = options(token, timeout);
+        let options = options(token.clone(), timeout);
         let client = runtime().block_on(async {
             let stream = host
                 .host()
@@ -56,7 +93,62 @@ impl Session {
                 .map_err(|err| BridgeError::new(ErrorCode::Unreachable, format!("{err:#}")))?;
             Ok::<_, BridgeError>(Client::connect_stream(stream, project, options).await?)
         })?;
-        Ok(Self { client })
+        // Bound and checked by the handshake already; the direct handle binds the same way.
+        let direct = host.host().open_direct(project, token.as_ref())?;
+        Ok(Self {
+            client,
+            direct: Some(DirectLane {
+                direct,
+                writes: AtomicUsize::new(0),
+                off: AtomicBool::new(false),
+                answered: AtomicU64::new(0),
+            }),
+        })
+    }
+
+    /// Runs `call`, a write through the pipe, counted as this session's write in flight while it
+    /// runs, so reads take the pipe (behind it) meanwhile.
+    fn write<T>(&self, call: impl FnOnce() -> Result<T, BridgeError>) -> Result<T, BridgeError> {
+        let Some(lane) = &self.direct else {
+            return call();
+        };
+        lane.writes.fetch_add(1, Ordering::SeqCst);
+        // No guard: a panic leaves the count raised, which keeps reads on the pipe for good, as an
+        // uncertain outcome must.
+        let result = call();
+        if let Err(err) = &result
+            && matches!(
+                err.code,
+                ErrorCode::TimedOut | ErrorCode::Unreachable | ErrorCode::Internal
+            )
+        {
+            lane.off.store(true, Ordering::SeqCst);
+        }
+        lane.writes.fetch_sub(1, Ordering::SeqCst);
+        result
+    }
+
+    /// A read on the direct lane when this session may take it now; `None` sends it to the pipe.
+    fn direct<T>(
+        &self,
+        read: impl FnOnce(&Direct) -> Outcome<T>,
+    ) -> Option<Result<T, BridgeError>> {
+        let lane = self.direct.as_ref()?;
+        match read(lane.usable()?) {
+            Outcome::Done(answer) => {
+                lane.answered.fetch_add(1, Ordering::Relaxed);
+                Some(answer.map_err(BridgeError::from))
+            }
+            Outcome::Elsewhere => None,
+        }
+    }
+
+    /// How many gets and contains this session had answered on the in-process direct lane (the
+    /// rest went through the connection); always 0 for a socket session. For tests and diagnostics.
+    pub fn reads_answered_directly(&self) -> u64 {
+        self.direct
+            .as_ref()
+            .map_or(0, |lane| lane.answered.load(Ordering::Relaxed))
     }
 
     /// The project this session is bound to.
@@ -78,6 +170,9 @@ impl Session {
         key: &str,
         service: Option<&str>,
     ) -> Result<Option<SecretString>, BridgeError> {
+        if let Some(answer) = self.direct(|direct| direct.get(key, service)) {
+            return answer.map(|item| item.map(|item| item.value));
+        }
         let options = GetOptions {
             keychain_service: service.map(str::to_owned),
         };
@@ -99,7 +194,7 @@ impl Session {
             keychain_service: service.map(str::to_owned),
             keychain_accessible: accessible,
         };
-        Ok(runtime().block_on(self.client.set_item(key, value, options))?)
+        self.write(|| Ok(runtime().block_on(self.client.set_item(key, value, options))?))
     }
 
     /// `deleteItem`: removes the item; removing a missing item succeeds.
@@ -110,7 +205,7 @@ impl Session {
         let options = DeleteOptions {
             keychain_service: service.map(str::to_owned),
         };
-        Ok(runtime().block_on(self.client.delete_item(key, options))?)
+        self.write(|| Ok(runtime().block_on(self.client.delete_item(key, options))?))
     }
 }
 
@@ -120,6 +215,9 @@ impl Session {
     /// # Errors
     /// As [`Session::get`]; [`ErrorCode::Unsupported`] from an older daemon.
     pub fn contains(&self, key: &str, service: Option<&str>) -> Result<bool, BridgeError> {
+        if let Some(answer) = self.direct(|direct| direct.contains(key, service)) {
+            return answer;
+        }
         Ok(runtime().block_on(self.client.contains(key, service))?)
     }
 
@@ -144,11 +242,13 @@ impl Session {
     /// # Errors
     /// As [`Session::contains`].
     pub fn clear(&self, service: Option<&str>, all_services: bool) -> Result<u64, BridgeError> {
-        if all_services {
-            Ok(runtime().block_on(self.client.clear_all())?)
-        } else {
-            Ok(runtime().block_on(self.client.clear(service))?)
-        }
+        self.write(|| {
+            if all_services {
+                Ok(runtime().block_on(self.client.clear_all())?)
+            } else {
+                Ok(runtime().block_on(self.client.clear(service))?)
+            }
+        })
     }
 
     /// Stores `value` only if the current value equals `expected` (`None`: only if absent).
@@ -167,7 +267,7 @@ impl Session {
             keychain_service: service.map(str::to_owned),
             keychain_accessible: accessible,
         };
-        Ok(runtime().block_on(self.client.set_if(key, expected, value, options))?)
+        self.write(|| Ok(runtime().block_on(self.client.set_if(key, expected, value, options))?))
     }
 
     /// Deletes the item only if its current value equals `expected`.
@@ -183,7 +283,7 @@ impl Session {
         let options = DeleteOptions {
             keychain_service: service.map(str::to_owned),
         };
-        Ok(runtime().block_on(self.client.delete_if(key, expected, options))?)
+        self.write(|| Ok(runtime().block_on(self.client.delete_if(key, expected, options))?))
     }
 }
 
@@ -239,7 +339,7 @@ impl Session {
         items: &[ExportedItem],
         replace: bool,
     ) -> Result<ImportReport, BridgeError> {
-        Ok(runtime().block_on(self.client.import(items, replace))?)
+        self.write(|| Ok(runtime().block_on(self.client.import(items, replace))?))
     }
 
     /// A backup file of this project's exportable items (of `service`, if given), sealed under
@@ -418,7 +518,7 @@ impl Session {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone();
-        Ok(runtime().block_on(self.client.write_batch(ops))?)
+        self.write(|| Ok(runtime().block_on(self.client.write_batch(ops))?))
     }
 }
 
@@ -465,4 +565,88 @@ pub fn accessible_from(number: i32) -> Result<KeychainAccessible, BridgeError> {
         .map_err(|_| format!("unknown keychainAccessible class {number}; expected 0 to 6"))
         .and_then(KeychainAccessible::try_from)
         .map_err(BridgeError::invalid_argument)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{BackendKind, DeviceStatus, HostOptions, Policy};
+
+    fn host(dir: &tempfile::TempDir) -> HostHandle {
+        HostHandle::start(
+            HostOptions {
+                socket: dir.path().join("run/s.sock"),
+                data_dir: dir.path().join("data"),
+                key_file: dir.path().join("state/master.key"),
+                backend: BackendKind::Sqlite,
+                max_value_bytes: None,
+                policy: Policy::Open,
+                device: DeviceStatus::UNLOCKED,
+            },
+            None,
+        )
+        .expect("host starts")
+    }
+
+    fn lane(session: &Session) -> &DirectLane {
+        session
+            .direct
+            .as_ref()
+            .expect("an in-process session has a lane")
+    }
+
+    #[test]
+    fn reads_take_the_pipe_while_a_write_is_in_flight_and_after_an_uncertain_one() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let host = host(&dir);
+        let session = Session::connect_in_process(&host, "@unit/lane", None, None).expect("c");
+        session
+            .set("k", "v".into(), None, KeychainAccessible::WhenUnlocked)
+            .expect("set");
+        assert!(session.get("k", None).expect("get").is_some());
+        assert_eq!(session.reads_answered_directly(), 1, "idle: direct");
+
+        // While a write call runs, the lane is closed to reads; it opens again once it returns,
+        // whatever its (certain) outcome.
+        let refused: Result<(), BridgeError> = session.write(|| {
+            assert!(lane(&session).usable().is_none(), "a write is in flight");
+            assert!(session.get("k", None).expect("get").is_some());
+            assert!(session.contains("k", None).expect("contains"));
+            Err(BridgeError::new(ErrorCode::Conflict, "a definite answer"))
+        });
+        assert_eq!(refused.expect_err("passed on").code, ErrorCode::Conflict);
+        assert_eq!(
+            session.reads_answered_directly(),
+            1,
+            "the reads under the write went through the pipe"
+        );
+        assert!(lane(&session).usable().is_some());
+        assert!(session.get("k", None).expect("get").is_some());
+        assert_eq!(session.reads_answered_directly(), 2);
+
+        // A write with no certain outcome may still land behind the pipe: the lane stays closed.
+        let timed_out: Result<(), BridgeError> =
+            session.write(|| Err(BridgeError::new(ErrorCode::TimedOut, "no answer in time")));
+        assert!(timed_out.is_err());
+        assert!(lane(&session).usable().is_none());
+        assert!(session.get("k", None).expect("get").is_some());
+        assert_eq!(
+            session.reads_answered_directly(),
+            2,
+            "through the pipe for good"
+        );
+        host.stop().expect("stop");
+    }
+
+    #[test]
+    fn a_socket_session_has_no_lane() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let host = host(&dir);
+        let socket = host.socket().to_str().expect("utf-8").to_owned();
+        let session = Session::connect(&socket, "@unit/socket", None, None).expect("connect");
+        assert!(session.direct.is_none());
+        assert!(session.get("k", None).expect("get").is_none());
+        assert_eq!(session.reads_answered_directly(), 0);
+        host.stop().expect("stop");
+    }
 }

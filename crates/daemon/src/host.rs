@@ -6,6 +6,11 @@
 //! loop. In-process peers get one end of a [`tokio::io::duplex`] pipe, served by the same connection
 //! code as a socket peer: the same handshake, the same binding to one project, the same token check.
 //! Their uid is the daemon's own, because they are this process.
+//!
+//! Beside the pipe, [`Host::open_direct`] gives an in-process caller the direct lane
+//! ([`crate::direct`]): gets answered on the caller's own thread from the daemon's reader pool. The
+//! host learns that pool from [`crate::server::serve`], which sends it once the store is open;
+//! [`Host::start`] returns only after it has arrived.
 
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
@@ -14,10 +19,12 @@ use std::thread::JoinHandle;
 
 use anyhow::Context as _;
 use securestore_backends::Backend;
+use securestore_proto::{SecretString, ServiceError};
 use tokio::io::DuplexStream;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::backend::BackendPaths;
+use crate::direct::{Direct, Lane};
 use crate::lock::LockFile;
 use crate::registry::{REGISTRY_FILE, Registry};
 use crate::{Config, socket};
@@ -47,6 +54,8 @@ pub struct Host {
     socket: PathBuf,
     max_value_bytes: u32,
     registry: Arc<Registry>,
+    /// The reader pool and admission state for [`Host::open_direct`].
+    lane: Lane,
     /// Hands the daemon's end of each in-process pipe to the accept loop.
     peers: mpsc::Sender<DuplexStream>,
     /// Fired by [`Host::stop`]: the loop stops accepting and drains.
@@ -70,6 +79,7 @@ impl Host {
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let (peers_tx, peers_rx) = mpsc::channel(PENDING_IN_PROCESS);
+        let (lane_tx, lane_rx) = std::sync::mpsc::channel();
         let socket_path = host.socket.clone();
         let max_value_bytes = host.config.max_value_bytes;
         let thread = std::thread::Builder::new()
@@ -92,33 +102,42 @@ impl Host {
                     let stopped = async {
                         let _ = stop_rx.await;
                     };
-                    let served =
-                        crate::server::serve(listener, Some(peers_rx), backend, config, stopped)
-                            .await;
+                    let served = crate::server::serve(
+                        listener,
+                        Some(peers_rx),
+                        Some(lane_tx),
+                        backend,
+                        config,
+                        stopped,
+                    )
+                    .await;
                     drop(socket_guard);
                     drop(data_lock);
                     served
                 })
             })
             .context("cannot start the host thread")?;
-        let registry = match ready_rx.recv() {
-            Ok(Ok(registry)) => registry,
+        let ready = match ready_rx.recv() {
+            Ok(Ok(registry)) => lane_rx.recv().map(|lane| (registry, lane)).ok(),
             Ok(Err(err)) => {
                 let _ = thread.join();
                 return Err(err);
             }
-            Err(_) => {
-                let outcome = thread.join();
-                return Err(match outcome {
-                    Ok(Err(err)) => err,
-                    _ => anyhow::anyhow!("the host thread ended before it was ready"),
-                });
-            }
+            Err(_) => None,
+        };
+        // No lane: `serve` failed before the store was open (or the thread died).
+        let Some((registry, lane)) = ready else {
+            let outcome = thread.join();
+            return Err(match outcome {
+                Ok(Err(err)) => err,
+                _ => anyhow::anyhow!("the host thread ended before it was ready"),
+            });
         };
         Ok(Self {
             socket: socket_path,
             max_value_bytes,
             registry,
+            lane,
             peers: peers_tx,
             stop: Some(stop_tx),
             thread: Some(thread),
@@ -153,6 +172,24 @@ impl Host {
             .await
             .map_err(|_| anyhow::anyhow!("the securestore host has stopped"))?;
         Ok(ours)
+    }
+
+    /// A direct read handle bound to `project`, answering gets and contains on the calling thread
+    /// (see [`crate::direct`]). It binds exactly as an in-process connection does: same project
+    /// check, same registry, policy and token check. It may outlive the host; it then answers
+    /// [`ServiceError::ShuttingDown`].
+    ///
+    /// The caller must send a get here only when it has no write of its own in flight.
+    ///
+    /// # Errors
+    /// As the handshake refuses a connection: [`ServiceError::InvalidProject`],
+    /// [`ServiceError::Refused`]; [`ServiceError::ShuttingDown`] once the host is stopping.
+    pub fn open_direct(
+        &self,
+        project: &str,
+        token: Option<&SecretString>,
+    ) -> Result<Direct, ServiceError> {
+        Direct::bind(self.lane.clone(), project, token)
     }
 
     /// Stops accepting, lets requests under way finish (up to the drain timeout), closes the store

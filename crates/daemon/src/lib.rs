@@ -26,6 +26,7 @@ mod budget;
 mod changes;
 mod config;
 mod connection;
+mod direct;
 mod error;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
@@ -44,6 +45,7 @@ mod store;
 mod watch;
 
 pub use config::Config;
+pub use direct::{Direct, Outcome};
 pub use harden::harden_process;
 pub use host::{Host, HostConfig};
 pub use open_files::ensure_open_file_limit;

@@ -15,6 +15,7 @@ use tokio_util::task::TaskTracker;
 use crate::Config;
 use crate::budget::Budget;
 use crate::connection::{self, Origin, Shared};
+use crate::direct::Lane;
 use crate::slots::Slots;
 use crate::store;
 
@@ -39,8 +40,11 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    serve(listener, None, backend, config, shutdown).await
+    serve(listener, None, None, backend, config, shutdown).await
 }
+
+/// Longest wait at shutdown for the readers the direct lane has out (each is one indexed read).
+const READERS_BACK: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// A peer waiting for a connection slot.
 enum Peer {
@@ -52,9 +56,14 @@ enum Peer {
 
 /// As [`run`], also serving the in-process peers that arrive on `in_process` (see [`crate::Host`]).
 /// They share the socket peers' connection cap and go through the same connection code.
+///
+/// With `lane`, the in-process direct lane ([`crate::direct`]) is sent there once the store is open:
+/// the reader pool and what admission needs, never a store handle. At shutdown, once the
+/// connections are done, the pool is closed (see `ReaderPool::close`) before the store is.
 pub(crate) async fn serve(
     listener: UnixListener,
     mut in_process: Option<mpsc::Receiver<DuplexStream>>,
+    lane: Option<std::sync::mpsc::Sender<Lane>>,
     backend: Box<dyn Backend>,
     config: Config,
     shutdown: impl Future<Output = ()>,
@@ -78,6 +87,14 @@ pub(crate) async fn serve(
         slots: Arc::new(Slots::default()),
         config,
     });
+    let readers = shared.store.reader_pool();
+    if let Some(lane) = lane {
+        let _ = lane.send(Lane {
+            pool: readers.clone(),
+            shutdown: token.clone(),
+            config: shared.config.clone(),
+        });
+    }
     let limit = Arc::new(Semaphore::new(shared.config.max_connections));
     let connections = TaskTracker::new();
     tracing::info!(
@@ -148,10 +165,18 @@ pub(crate) async fn serve(
     connections.close();
     // Each connection drains within `drain_timeout`; the margin covers the last answers' flush.
     let deadline = shared.config.drain_timeout + std::time::Duration::from_secs(2);
-    if tokio::time::timeout(deadline, connections.wait())
+    let drained = tokio::time::timeout(deadline, connections.wait())
         .await
-        .is_err()
-    {
+        .is_ok();
+    // Direct-lane handles may outlive the daemon: from now on they find no reader, and no reader
+    // is left open on the store files once this returns (bar one stuck past `READERS_BACK`).
+    let still_out = tokio::task::spawn_blocking(move || readers.close(READERS_BACK))
+        .await
+        .unwrap_or(0);
+    if still_out > 0 {
+        tracing::error!(still_out, "direct-lane reads did not finish in time");
+    }
+    if !drained {
         // A connection is stuck past its own bounds (a bug). Its storage handle keeps the owner
         // alive, so do not wait for the storage threads: every acknowledged write is durable already.
         tracing::error!("connections did not finish in time; stopping without closing the store");

@@ -326,6 +326,14 @@ pub(crate) struct StoreHandle {
     pub(crate) changes: Arc<Hub>,
 }
 
+impl StoreHandle {
+    /// The readers lent to callers on their own threads: for the in-process direct lane, which must
+    /// not hold a whole handle (the owner stops only when every handle is dropped).
+    pub(crate) fn reader_pool(&self) -> Arc<ReaderPool> {
+        self.inline.clone()
+    }
+}
+
 /// Starts the owner thread on `backend`, and a reader thread if the backend offers a reader. Join the
 /// returned threads after dropping every handle; the owner closes the backend before it ends.
 pub(crate) fn spawn(backend: Gated) -> std::io::Result<(StoreHandle, Vec<JoinHandle<()>>)> {
@@ -381,10 +389,38 @@ fn spawn_with(
 /// Readers lent to the serving threads: a get or contains from a connection with no write in
 /// line is answered on the thread that decoded it, with no hop to the reader thread and back. A WAL
 /// reader never waits for the writer, so this holds an executor thread only for one indexed read.
-struct ReaderPool(std::sync::Mutex<Vec<Box<dyn Reader>>>);
+///
+/// The in-process direct lane (`crate::direct`) borrows from the same pool on its caller's thread.
+/// So that nothing reads the store files once the daemon has stopped (its data-folder lock is then
+/// released), [`ReaderPool::close`] drops every reader, waits for those lent out to come back, and
+/// drops them too: a closed pool lends nothing.
+pub(crate) struct ReaderPool {
+    state: std::sync::Mutex<PoolState>,
+    /// Signalled when a lent reader comes back to a closed pool.
+    returned: std::sync::Condvar,
+}
+
+struct PoolState {
+    /// Readers free to borrow.
+    idle: Vec<Box<dyn Reader>>,
+    /// Readers borrowed and not yet back.
+    lent: usize,
+    /// Set by [`ReaderPool::close`]: nothing is lent from now on.
+    closed: bool,
+}
 
 /// How many readers the pool opens: one per executor thread, with room to spare.
 const INLINE_READERS: usize = 4;
+
+/// What became of a read offered to the pool.
+pub(crate) enum Served {
+    /// Answered on the calling thread.
+    Answered(Result<Found, Failure>),
+    /// No reader was free (or the backend has none): the query, to send another way.
+    Busy(Query),
+    /// The daemon has stopped and the pool is closed: the query, unread.
+    Closed(Query),
+}
 
 impl ReaderPool {
     fn open(backend: &mut Gated, count: usize) -> Self {
@@ -399,41 +435,100 @@ impl ReaderPool {
                 }
             }
         }
-        Self(std::sync::Mutex::new(readers))
+        Self {
+            state: std::sync::Mutex::new(PoolState {
+                idle: readers,
+                lent: 0,
+                closed: false,
+            }),
+            returned: std::sync::Condvar::new(),
+        }
     }
 
-    fn take(&self) -> Option<Box<dyn Reader>> {
-        self.0
+    fn state(&self) -> std::sync::MutexGuard<'_, PoolState> {
+        self.state
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .pop()
     }
 
-    fn give(&self, reader: Box<dyn Reader>) {
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push(reader);
+    /// A free reader, counted as lent until [`ReaderPool::settle`]; `Err(closed)` when none.
+    fn take(&self) -> Result<Box<dyn Reader>, bool> {
+        let mut state = self.state();
+        if state.closed {
+            return Err(true);
+        }
+        let reader = state.idle.pop().ok_or(false)?;
+        state.lent += 1;
+        Ok(reader)
     }
 
-    /// Runs `query` on a borrowed reader, or hands it back when none is free.
-    fn serve(&self, project: &ProjectScope, query: Query) -> Result<Result<Found, Failure>, Query> {
-        let Some(mut reader) = self.take() else {
-            return Err(query);
+    /// Ends a loan: the reader goes back to the pool, or is dropped (`None`: it panicked and may be
+    /// half-way through a statement; or the pool has closed meanwhile).
+    fn settle(&self, reader: Option<Box<dyn Reader>>) {
+        let mut state = self.state();
+        state.lent -= 1;
+        let dropped = match reader {
+            Some(reader) if !state.closed => {
+                state.idle.push(reader);
+                None
+            }
+            other => other,
+        };
+        let last_back = state.closed && state.lent == 0;
+        drop(state);
+        // Closed outside the lock: closing a SQLite connection does I/O.
+        drop(dropped);
+        if last_back {
+            self.returned.notify_all();
+        }
+    }
+
+    /// Runs `query` on a borrowed reader, on this thread, containing a panic.
+    pub(crate) fn try_serve(&self, project: &ProjectScope, query: Query) -> Served {
+        let mut reader = match self.take() {
+            Ok(reader) => reader,
+            Err(true) => return Served::Closed(query),
+            Err(false) => return Served::Busy(query),
         };
         match catch_unwind(AssertUnwindSafe(|| {
             query.on_reader(reader.as_mut(), project)
         })) {
             Ok(found) => {
-                self.give(reader);
-                Ok(found.map_err(Failure::from))
+                self.settle(Some(reader));
+                Served::Answered(found.map_err(Failure::from))
             }
             // The reader may be half-way through a statement: it is dropped, not lent again.
             Err(_) => {
                 tracing::error!("an inline read panicked; its caller gets an error");
-                Ok(Err(owner_gone()))
+                self.settle(None);
+                Served::Answered(Err(owner_gone()))
             }
         }
+    }
+
+    /// Runs `query` on a borrowed reader, or hands it back when none is free (or the pool is
+    /// closed: the reader thread then answers, or fails once it has stopped).
+    fn serve(&self, project: &ProjectScope, query: Query) -> Result<Result<Found, Failure>, Query> {
+        match self.try_serve(project, query) {
+            Served::Answered(found) => Ok(found),
+            Served::Busy(query) | Served::Closed(query) => Err(query),
+        }
+    }
+
+    /// Closes the pool for good: drops the free readers, then waits up to `wait` for the lent ones
+    /// to come back (each is dropped as it does). Returns how many were still out at the end.
+    pub(crate) fn close(&self, wait: std::time::Duration) -> usize {
+        let mut state = self.state();
+        state.closed = true;
+        let idle = std::mem::take(&mut state.idle);
+        drop(state);
+        drop(idle);
+        let state = self.state();
+        let (state, _) = self
+            .returned
+            .wait_timeout_while(state, wait, |state| state.lent > 0)
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        state.lent
     }
 }
 
@@ -1173,6 +1268,103 @@ mod tests {
         assert!(get(&store, "late").await.is_none(), "never applied");
         drop(store);
         threads.into_iter().for_each(|t| t.join().expect("join"));
+    }
+
+    /// A reader that finds nothing and counts its drops (a closed SQLite connection).
+    struct Counted(Arc<AtomicUsize>);
+
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    impl Reader for Counted {
+        fn get(&mut self, _: &ProjectScope, _: &ItemName) -> Result<Option<Item>, BackendError> {
+            Ok(None)
+        }
+        fn list_keys(
+            &mut self,
+            _: &ProjectScope,
+            _: &ServiceName,
+            _: Option<&Key>,
+            _: usize,
+        ) -> Result<Vec<Key>, BackendError> {
+            Ok(Vec::new())
+        }
+        fn list_services(
+            &mut self,
+            _: &ProjectScope,
+            _: Option<&ServiceName>,
+            _: usize,
+        ) -> Result<Vec<ServiceName>, BackendError> {
+            Ok(Vec::new())
+        }
+    }
+
+    fn pool_of(readers: usize, dropped: &Arc<AtomicUsize>) -> ReaderPool {
+        ReaderPool {
+            state: Mutex::new(PoolState {
+                idle: (0..readers)
+                    .map(|_| Box::new(Counted(dropped.clone())) as Box<dyn Reader>)
+                    .collect(),
+                lent: 0,
+                closed: false,
+            }),
+            returned: std::sync::Condvar::new(),
+        }
+    }
+
+    #[test]
+    fn a_pool_with_no_free_reader_hands_the_query_back() {
+        let dropped = Arc::new(AtomicUsize::new(0));
+        let (project, name) = item("k");
+        let empty = pool_of(0, &dropped);
+        assert!(matches!(
+            empty.try_serve(&project, Query::Get(name.clone())),
+            Served::Busy(Query::Get(_))
+        ));
+        let one = pool_of(1, &dropped);
+        let lent = one.take().expect("one free");
+        assert!(matches!(
+            one.try_serve(&project, Query::Get(name.clone())),
+            Served::Busy(_)
+        ));
+        one.settle(Some(lent));
+        assert!(matches!(
+            one.try_serve(&project, Query::Get(name)),
+            Served::Answered(Ok(Found::Item(None)))
+        ));
+        assert_eq!(dropped.load(Ordering::SeqCst), 0, "lent again, not dropped");
+    }
+
+    #[test]
+    fn closing_the_pool_drops_every_reader_and_waits_for_the_lent_ones() {
+        let dropped = Arc::new(AtomicUsize::new(0));
+        let pool = Arc::new(pool_of(2, &dropped));
+        let lent = pool.take().expect("free");
+        let closer = {
+            let pool = pool.clone();
+            std::thread::spawn(move || pool.close(Duration::from_secs(30)))
+        };
+        // The free reader goes at once; the lent one is waited for.
+        while dropped.load(Ordering::SeqCst) == 0 {
+            std::thread::yield_now();
+        }
+        assert!(!closer.is_finished(), "close waits for the lent reader");
+        let (project, name) = item("k");
+        assert!(matches!(
+            pool.try_serve(&project, Query::Get(name)),
+            Served::Closed(_)
+        ));
+        pool.settle(Some(lent));
+        assert_eq!(closer.join().expect("join"), 0, "none left out");
+        assert_eq!(
+            dropped.load(Ordering::SeqCst),
+            2,
+            "given back to a closed pool: dropped"
+        );
+        assert!(pool.state().idle.is_empty());
     }
 
     /// A reader that holds each read until the test lets it go.
