@@ -114,20 +114,7 @@ where
         }
         Purpose::Project { project, token } => (project, token),
     };
-    let bound = bind(&project, token.as_ref(), &shared.config).and_then(|(scope, hash)| {
-        // A token for a project that has none is a mistake worth saying: the peer believes its
-        // project is protected when it is open to every peer of this uid.
-        if token.is_some() && hash.is_none() {
-            return Err(ServiceError::Refused {
-                reason: format!(
-                    "project '{}' is not registered, so it has no access token; register it \
-                     (securestore project add) or connect without a token",
-                    scope.project()
-                ),
-            });
-        }
-        Ok((scope, hash))
-    });
+    let bound = bind(&project, token.as_ref(), &shared.config);
     let (scope, token_hash) = match bound {
         Ok(bound) => bound,
         Err(refusal) => {
@@ -272,6 +259,16 @@ pub(crate) fn bind(
 ) -> Result<(ProjectScope, Option<TokenHash>), ServiceError> {
     let project = ProjectId::parse(project)?;
     let token_hash = config.registry.admit(&project, token, config.policy)?;
+    // A token for a project that has none is a mistake worth saying: the peer believes its
+    // project is protected when it is open to every peer of this uid.
+    if token.is_some() && token_hash.is_none() {
+        return Err(ServiceError::Refused {
+            reason: format!(
+                "project '{project}' is not registered, so it has no access token; register it \
+                 (securestore project add) or connect without a token"
+            ),
+        });
+    }
     Ok((ProjectScope::bind(project), token_hash))
 }
 

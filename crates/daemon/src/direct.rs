@@ -97,17 +97,6 @@ impl Direct {
             return Err(ServiceError::ShuttingDown);
         }
         let (scope, token_hash) = crate::connection::bind(project, token, &lane.config)?;
-        // The same refusal as the handshake's: a token for a project that has none means the peer
-        // believes its project is protected when it is open to every peer of this uid.
-        if token.is_some() && token_hash.is_none() {
-            return Err(ServiceError::Refused {
-                reason: format!(
-                    "project '{}' is not registered, so it has no access token; register it \
-                     (securestore project add) or connect without a token",
-                    scope.project()
-                ),
-            });
-        }
         Ok(Self {
             lane,
             scope,
@@ -170,23 +159,12 @@ impl Direct {
     /// The connection's per-request checks (`handler::Bound::item_name`), in the same order and
     /// words: shutting down, still admitted, then the names.
     fn item_name(&self, key: &str, service: Option<&str>) -> Result<ItemName, ServiceError> {
-        if self.lane.shutdown.is_cancelled() {
-            return Err(ServiceError::ShuttingDown);
-        }
-        // Registration can change while a handle is open: re-checked on every call.
-        if !self
-            .lane
-            .config
-            .registry
-            .still_admits(self.scope.project(), self.token_hash.as_ref())
-        {
-            return Err(ServiceError::Refused {
-                reason: format!(
-                    "project '{}' was registered, removed or re-registered since this connection opened; reconnect",
-                    self.scope.project()
-                ),
-            });
-        }
+        crate::handler::admit(
+            &self.lane.shutdown,
+            &self.lane.config.registry,
+            &self.scope,
+            self.token_hash.as_ref(),
+        )?;
         Ok(ItemName {
             key: Key::parse(key)?,
             service: ServiceName::parse(service)?,

@@ -51,6 +51,29 @@ pub(crate) struct Bound {
     pub(crate) watchers: std::sync::Mutex<Watchers>,
 }
 
+/// What every request of a bound connection (or of an in-process [`crate::Direct`]) passes first:
+/// the daemon is not shutting down, and the registry still admits `scope`'s project as it was
+/// admitted (registration can change while a connection is open).
+pub(crate) fn admit(
+    shutdown: &CancellationToken,
+    registry: &Registry,
+    scope: &ProjectScope,
+    token_hash: Option<&TokenHash>,
+) -> Result<(), ServiceError> {
+    if shutdown.is_cancelled() {
+        return Err(ServiceError::ShuttingDown);
+    }
+    if !registry.still_admits(scope.project(), token_hash) {
+        return Err(ServiceError::Refused {
+            reason: format!(
+                "project '{}' was registered, removed or re-registered since this connection opened; reconnect",
+                scope.project()
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// A connection's watchers.
 #[derive(Debug, Default)]
 pub(crate) struct Watchers {
@@ -69,22 +92,12 @@ impl Bound {
 
     /// The checks every request passes first: not shutting down, and still admitted.
     fn admit(&self) -> Result<(), ServiceError> {
-        if self.shutdown.is_cancelled() {
-            return Err(ServiceError::ShuttingDown);
-        }
-        // Registration can change while a connection is open: re-check it on every request.
-        if !self
-            .registry
-            .still_admits(self.scope.project(), self.token_hash.as_ref())
-        {
-            return Err(ServiceError::Refused {
-                reason: format!(
-                    "project '{}' was registered, removed or re-registered since this connection opened; reconnect",
-                    self.scope.project()
-                ),
-            });
-        }
-        Ok(())
+        admit(
+            &self.shutdown,
+            &self.registry,
+            &self.scope,
+            self.token_hash.as_ref(),
+        )
     }
 
     fn check_size(&self, value: &SecretString) -> Result<(), ServiceError> {
