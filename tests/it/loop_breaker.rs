@@ -562,3 +562,88 @@ async fn a_stopped_client_with_unread_answers_does_not_hold_the_last_slot_foreve
     );
     drop(stopped);
 }
+
+/// A `Cancel` removes the request's cancel handle at once, while the aborted request leaves the
+/// waiting set only when that set is next polled. If the next frame, reusing the id, were read
+/// before that (the waiting set yielding early, e.g. with the task's coop budget spent), the new
+/// request would be accepted and the old one's end would then remove the *new* one's handle: the
+/// client's cancel of it would be lost, and it would keep its place and be answered later. Rounds of
+/// `set, set, set, cancel P, poll P (reused id), cancel P` in one long burst; afterwards no poll P
+/// may be answered by an event. (Not seen to fail: a guard for the race described.)
+#[tokio::test]
+async fn a_cancel_of_a_reused_id_is_never_lost() {
+    let daemon = Daemon::start_with(&["--max-in-flight", "4096"]);
+    let mut stream = bound_stream(&daemon).await;
+    let watcher = watcher(&mut stream, 1, Some("never")).await;
+    const ROUNDS: u64 = 1000;
+    let poll_id = |r: u64| 1_000_000 + r;
+    let long = Duration::from_secs(50);
+    let first: Vec<u8> = (0..ROUNDS)
+        .flat_map(|r| poll_frame(poll_id(r), watcher, long))
+        .collect();
+    stream.write_all(&first).await.expect("polls");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut burst = Vec::new();
+    for r in 0..ROUNDS {
+        burst.extend(set_frame(10 * r + 10, "a", "v", Duration::from_secs(30)));
+        burst.extend(set_frame(10 * r + 11, "b", "v", Duration::from_secs(30)));
+        burst.extend(set_frame(10 * r + 12, "c", "v", Duration::from_secs(30)));
+        burst.extend(cancel_frame(poll_id(r)));
+        burst.extend(poll_frame(poll_id(r), watcher, long));
+        burst.extend(cancel_frame(poll_id(r)));
+    }
+    let (mut read, mut write) = stream.into_split();
+    let writer = tokio::spawn(async move {
+        write.write_all(&burst).await.expect("burst");
+        write
+    });
+    let mut refused = 0;
+    let mut sets = 0;
+    while sets < 3 * ROUNDS {
+        let mut len = [0u8; 4];
+        tokio::time::timeout(Duration::from_secs(20), read.read_exact(&mut len))
+            .await
+            .expect("answers within 20 s")
+            .expect("answer");
+        let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+        read.read_exact(&mut body).await.expect("body");
+        let answer: Response<SecureStoreResponse> =
+            securestore_proto::codec::decode(&body, LIMIT).expect("decode");
+        if answer.request_id >= 1_000_000 {
+            // A reused id refused as still under way: the old request had not left yet.
+            assert!(is_refusal(&answer, "already under way"), "{answer:?}");
+            refused += 1;
+        } else {
+            sets += 1;
+        }
+    }
+    let _write = writer.await.expect("writer");
+    // An event for the watched key: any poll still waiting is answered now.
+    daemon
+        .client(PROJECT)
+        .await
+        .set_item("never", "v", securestore_client::SetOptions::default())
+        .await
+        .expect("set");
+    let mut answered_after_cancel = Vec::new();
+    while let Ok(Some(len)) = tokio::time::timeout(Duration::from_secs(1), async {
+        let mut len = [0u8; 4];
+        read.read_exact(&mut len).await.ok().map(|_| len)
+    })
+    .await
+    {
+        let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+        read.read_exact(&mut body).await.expect("body");
+        let answer: Response<SecureStoreResponse> =
+            securestore_proto::codec::decode(&body, LIMIT).expect("decode");
+        answered_after_cancel.push(answer.request_id);
+    }
+    println!(
+        "{ROUNDS} rounds: {refused} reused ids refused as under way, {} cancelled polls answered",
+        answered_after_cancel.len()
+    );
+    assert!(
+        answered_after_cancel.is_empty(),
+        "cancelled requests were answered (their cancel was lost): {answered_after_cancel:?}"
+    );
+}
