@@ -647,3 +647,124 @@ async fn a_cancel_of_a_reused_id_is_never_lost() {
         "cancelled requests were answered (their cancel was lost): {answered_after_cancel:?}"
     );
 }
+
+/// Two connections flood pipelined gets (answered inline, in their connection's own task) while a
+/// third client makes single gets: prints the third one's latencies, with and without the flood.
+/// The daemon runs one thread, and a connection's loop answers every get it can read before it
+/// yields, so this shows how long a flood can hold the others up. Asserts only that all are served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_inline_gets_and_the_latency_of_another_client() {
+    let daemon = Daemon::start();
+    let client = daemon.client(PROJECT).await;
+    client
+        .set_item("k", "v", securestore_client::SetOptions::default())
+        .await
+        .expect("set");
+    async fn probe(client: &securestore_client::Client) -> (Duration, Duration) {
+        let mut times = Vec::new();
+        for _ in 0..200 {
+            let started = Instant::now();
+            assert_eq!(
+                securestore_e2e::value_of(client, "k", None)
+                    .await
+                    .as_deref(),
+                Some("v")
+            );
+            times.push(started.elapsed());
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        times.sort_unstable();
+        (times[times.len() / 2], times[times.len() - 1])
+    }
+    let quiet = probe(&client).await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut flooders = Vec::new();
+    for _ in 0..2 {
+        let stream = bound_stream(&daemon).await;
+        let (mut read, mut write) = stream.into_split();
+        let stop = stop.clone();
+        let burst: Vec<u8> = (0..2000).flat_map(|id| get_frame(id, "k")).collect();
+        flooders.push(tokio::spawn(async move {
+            let writer = async {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    if write.write_all(&burst).await.is_err() {
+                        break;
+                    }
+                }
+            };
+            let reader = async {
+                let mut buf = vec![0u8; 64 * 1024];
+                let mut total = 0usize;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    match read.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => total += n,
+                    }
+                }
+                total
+            };
+            let ((), total) = tokio::join!(writer, reader);
+            total
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let flooded = probe(&client).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut answered_bytes = 0;
+    for flooder in flooders {
+        answered_bytes += tokio::time::timeout(Duration::from_secs(10), flooder)
+            .await
+            .map(|r| r.expect("flooder"))
+            .unwrap_or(0);
+    }
+    println!(
+        "probe get latency, median / max: quiet {:?} / {:?}; with 2 connections flooding gets \
+         ({answered_bytes} bytes of answers) {:?} / {:?}",
+        quiet.0, quiet.1, flooded.0, flooded.1
+    );
+}
+
+/// One connection pipelines 20 000 gets (answered inline) while reading its answers: prints the
+/// time they take. Asserts only that every one is answered, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipelined_burst_of_gets_is_answered_in_full() {
+    let daemon = Daemon::start();
+    daemon
+        .client(PROJECT)
+        .await
+        .set_item("k", "v", securestore_client::SetOptions::default())
+        .await
+        .expect("set");
+    const GETS: u64 = 20_000;
+    let stream = bound_stream(&daemon).await;
+    let (mut read, mut write) = stream.into_split();
+    let burst: Vec<u8> = (0..GETS).flat_map(|id| get_frame(id, "k")).collect();
+    let started = Instant::now();
+    let writer = tokio::spawn(async move {
+        write.write_all(&burst).await.expect("burst");
+        write
+    });
+    let mut seen = vec![false; GETS as usize];
+    for _ in 0..GETS {
+        let mut len = [0u8; 4];
+        tokio::time::timeout(Duration::from_secs(30), read.read_exact(&mut len))
+            .await
+            .expect("an answer within 30 s")
+            .expect("answer");
+        let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+        read.read_exact(&mut body).await.expect("body");
+        let answer: Response<SecureStoreResponse> =
+            securestore_proto::codec::decode(&body, LIMIT).expect("decode");
+        assert_eq!(got_value(&answer).as_deref(), Some("v"), "{answer:?}");
+        assert!(!std::mem::replace(
+            &mut seen[answer.request_id as usize],
+            true
+        ));
+    }
+    let took = started.elapsed();
+    let _write = writer.await.expect("writer");
+    println!(
+        "{GETS} pipelined gets on one connection answered in {took:?} ({:.0} per second)",
+        GETS as f64 / took.as_secs_f64()
+    );
+}
