@@ -25,7 +25,9 @@ async fn bound_stream(daemon: &Daemon) -> UnixStream {
 }
 
 /// The next answer, or `None` at the end of the stream.
-async fn next_response(stream: &mut UnixStream) -> Option<Response<SecureStoreResponse>> {
+async fn next_response(
+    stream: &mut (impl tokio::io::AsyncRead + Unpin),
+) -> Option<Response<SecureStoreResponse>> {
     let mut len = [0u8; 4];
     stream.read_exact(&mut len).await.ok()?;
     let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
@@ -767,4 +769,88 @@ async fn a_pipelined_burst_of_gets_is_answered_in_full() {
         "{GETS} pipelined gets on one connection answered in {took:?} ({:.0} per second)",
         GETS as f64 / took.as_secs_f64()
     );
+}
+
+/// With one connection slot and another process taking it again and again, a raw client trickles
+/// pipelined sets (each to its own key) and reads until its connection ends. When the daemon said
+/// goodbye, exactly the sets it answered were applied: none unanswered ran (a client would send
+/// those again, and they would run twice). Without a goodbye, every answered set was applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_goodbye_exactly_the_answered_sets_were_applied() {
+    let daemon = Daemon::start_with(&["--max-connections", "1"]);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let churn = {
+        let (stop, mut cli) = (stop.clone(), daemon.cli());
+        cli.args(["--project", "@tests/other", "get", "nothing"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = cli.status();
+            }
+        })
+    };
+    const SETS: u64 = 200;
+    // Per connection: the ids sent, those answered "set", whether it said goodbye.
+    let mut connections = Vec::new();
+    for c in 0..10u64 {
+        let stream = bound_stream(&daemon).await;
+        let (mut read, mut write) = stream.into_split();
+        let writer = tokio::spawn(async move {
+            let mut sent = Vec::new();
+            for i in 0..SETS {
+                let id = c * 10_000 + i;
+                let bytes = set_frame(id, &format!("k{id}"), "v", Duration::from_secs(30));
+                if write.write_all(&bytes).await.is_err() {
+                    break;
+                }
+                sent.push(id);
+                if i % 5 == 4 {
+                    tokio::time::sleep(Duration::from_millis(15)).await;
+                }
+            }
+            (write, sent)
+        });
+        let mut answered = Vec::new();
+        let mut goodbye = false;
+        while let Ok(Some(answer)) =
+            tokio::time::timeout(Duration::from_secs(5), next_response(&mut read)).await
+        {
+            if answer.request_id == securestore_proto::goodbye::GOODBYE_REQUEST_ID {
+                goodbye = true;
+                continue;
+            }
+            if matches!(answer.message, Ok(SecureStoreResponse::SetItem(Ok(())))) {
+                answered.push(answer.request_id);
+            }
+        }
+        let (_write, sent) = writer.await.expect("writer");
+        connections.push((sent, answered, goodbye));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    churn.join().expect("churn");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let client = daemon.client(PROJECT).await;
+    let mut wrong = Vec::new();
+    let mut goodbyes = 0;
+    for (sent, answered, goodbye) in &connections {
+        goodbyes += usize::from(*goodbye);
+        for id in sent {
+            let applied = securestore_e2e::value_of(&client, &format!("k{id}"), None)
+                .await
+                .is_some();
+            let was_answered = answered.contains(id);
+            if (was_answered && !applied) || (*goodbye && applied && !was_answered) {
+                wrong.push(format!(
+                    "set {id}: answered {was_answered}, applied {applied}, goodbye {goodbye}"
+                ));
+            }
+        }
+    }
+    let summary: Vec<_> = connections
+        .iter()
+        .map(|(sent, answered, goodbye)| (sent.len(), answered.len(), *goodbye))
+        .collect();
+    println!("(sent, answered, goodbye) per connection: {summary:?}");
+    assert!(wrong.is_empty(), "{wrong:?}");
 }
