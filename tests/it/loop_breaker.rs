@@ -853,4 +853,8 @@ async fn after_a_goodbye_exactly_the_answered_sets_were_applied() {
         .collect();
     println!("(sent, answered, goodbye) per connection: {summary:?}");
     assert!(wrong.is_empty(), "{wrong:?}");
+    assert!(
+        goodbyes > 0,
+        "no connection was closed with a goodbye: nothing was checked"
+    );
 }
