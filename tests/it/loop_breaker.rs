@@ -858,3 +858,48 @@ async fn after_a_goodbye_exactly_the_answered_sets_were_applied() {
         "no connection was closed with a goodbye: nothing was checked"
     );
 }
+
+/// A client that sent its gets two at a time and stopped reading: the answer to its last get cannot
+/// be written (the earlier ones fill the socket), but that get has run and nothing of the client's
+/// is half-read or waiting. It is idle, so with `--max-connections 1` it is asked to make
+/// room and closed (without a goodbye: an answer is unsent), and a newcomer is served. A request
+/// answered at once must not count as under way while its answer waits for the peer.
+#[tokio::test]
+async fn a_client_stuck_on_an_unread_answer_makes_room_for_a_newcomer() {
+    let daemon = Daemon::start_with(&["--max-connections", "1"]);
+    {
+        let client = daemon.client(PROJECT).await;
+        client
+            .set_item(
+                "big",
+                "y".repeat(60 * 1024).as_str(),
+                securestore_client::SetOptions::default(),
+            )
+            .await
+            .expect("set");
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut stopped = bound_stream(&daemon).await;
+    // Two at a time, a large answer then a small one: once the socket is nearly full, the second
+    // get has run and its answer waits behind the first one's, which cannot be written.
+    for id in 0..8 {
+        let mut pair = get_frame(2 * id, "big");
+        pair.extend(get_frame(2 * id + 1, "absent"));
+        stopped.write_all(&pair).await.expect("two gets");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let newcomer = tokio::time::timeout(Duration::from_secs(10), async {
+        let client = securestore_client::Client::connect(daemon.socket(), PROJECT).await?;
+        client
+            .get_item("big", securestore_client::GetOptions::default())
+            .await
+    })
+    .await;
+    let served = matches!(&newcomer, Ok(Ok(Some(v))) if v.expose_secret().len() == 60 * 1024);
+    assert!(
+        served,
+        "the newcomer was not served: the stopped client kept the only slot ({:?})",
+        newcomer.map(|r| r.map(|v| v.map(|v| v.expose_secret().len())))
+    );
+    drop(stopped);
+}
