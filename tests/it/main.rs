@@ -27,6 +27,7 @@ mod identity;
 mod isolation;
 mod keyring_store;
 mod lifecycle;
+mod loop_breaker;
 mod protocol;
 mod removal;
 mod systemd;

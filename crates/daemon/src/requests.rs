@@ -57,9 +57,11 @@ type Outcome = Option<Result<SecureStoreResponse, ServerError>>;
 type Waiting = Pin<Box<dyn Future<Output = (u64, std::thread::Result<Outcome>)> + Send>>;
 
 /// Serves `transport`'s requests for `bound` until the peer leaves, reading fails or a handler
-/// panics. `in_flight` counts every request from decoding to answer (the slot table asks it whether
-/// the connection is idle). The transport is borrowed, not taken: the caller drops the socket, and
-/// only after it has decided whether the socket says goodbye as it goes (`watch::FrameWatch`).
+/// panics. `in_flight` counts every request from decoding until it ends (the slot table asks it
+/// whether the connection is idle, shutdown waits for it); an answer still to be written is not
+/// counted, so a peer that does not read cannot make the connection look busy. The transport is
+/// borrowed, not taken: the caller drops the socket, and only after it has decided whether the
+/// socket says goodbye as it goes (`watch::FrameWatch`).
 pub(crate) async fn serve<S>(
     transport: &mut ServerTransport<S>,
     bound: Arc<Bound>,
@@ -126,8 +128,12 @@ where
                 };
                 let mut run =
                     Box::pin(in_flight.track_future(AssertUnwindSafe(run).catch_unwind()));
-                match futures::poll!(run.as_mut()) {
+                let polled = futures::poll!(run.as_mut());
+                match polled {
                     std::task::Poll::Ready(Ok(message)) => {
+                        // Ended: no longer under way (nor holding its grant) while the answer
+                        // waits for a peer that may not read it, as for a request that waited.
+                        drop(run);
                         if let Err(err) = answer(transport, id, message).await {
                             return Ended::Failed(err);
                         }
