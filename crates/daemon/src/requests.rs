@@ -158,7 +158,10 @@ where
             }
             Event::Message(Some(Ok(ClientMessage::Cancel { request_id, .. }))) => {
                 budget.release_unclaimed();
-                if let Some(handle) = cancels.remove(&request_id) {
+                // The handle stays until the aborted request leaves the waiting set (`Done`), so
+                // its id counts as under way until then, and a new request reusing the id before
+                // that is refused rather than losing its own handle to the old one's end.
+                if let Some(handle) = cancels.get(&request_id) {
                     tracing::trace!(request_id, "request cancelled by the client");
                     handle.abort();
                 }
