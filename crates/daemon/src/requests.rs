@@ -12,7 +12,8 @@
 //!   `Cancel`. At most `max_in_flight` wait at once; a request beyond that is answered "throttled"
 //!   (`WouldBlock`), as tarpc's `max_concurrent_requests` answered.
 //! - A request whose deadline passes or that the client cancels is dropped unanswered, as tarpc
-//!   drops it: a write not yet taken by the storage owner is then not applied (`store.rs`).
+//!   drops it: a write not yet taken by the storage owner is then not applied (`store.rs`). One
+//!   already past its deadline when it is decoded is not run at all.
 //! - Answers are written as they come and flushed when nothing else is ready, so a burst of
 //!   requests is answered with few writes.
 //! - A panicking request ends this connection only (the caller logs it); the daemon goes on.
@@ -94,6 +95,13 @@ where
             Event::Message(Some(Ok(ClientMessage::Request(request)))) => {
                 let id = request.id;
                 let grant = budget.take();
+                // Past its deadline already: its caller has given up, so it is not run at all
+                // (rather than run and left unanswered), as one that expires while waiting.
+                if request.context.deadline <= std::time::Instant::now() {
+                    drop(grant);
+                    tracing::trace!(id, "request past its deadline on arrival; dropped");
+                    continue;
+                }
                 if waiting.len() >= max_in_flight || cancels.contains_key(&id) {
                     let refusal = if cancels.contains_key(&id) {
                         ServerError::new(
