@@ -160,7 +160,10 @@ where
         bound,
         budget,
         in_flight.clone(),
-        shared.config.max_in_flight_per_connection,
+        requests::Limits {
+            max_in_flight: shared.config.max_in_flight_per_connection,
+            write_timeout: shared.config.frame_timeout,
+        },
     );
     tokio::pin!(serve);
     tokio::select! {

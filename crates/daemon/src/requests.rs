@@ -40,6 +40,16 @@ use tokio_util::task::TaskTracker;
 use crate::budget::ConnectionBudget;
 use crate::handler::{Bound, Handler};
 
+/// A connection's bounds, from the daemon's `Config`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    /// Requests that may wait at once (`--max-in-flight`).
+    pub(crate) max_in_flight: usize,
+    /// How long the peer may take none of its answers before the connection is closed (the frame
+    /// timeout: a peer must keep both directions moving).
+    pub(crate) write_timeout: std::time::Duration,
+}
+
 /// Why a connection's request loop ended.
 #[derive(Debug)]
 pub(crate) enum Ended {
@@ -68,7 +78,7 @@ pub(crate) async fn serve<S>(
     bound: Arc<Bound>,
     budget: ConnectionBudget,
     in_flight: TaskTracker,
-    max_in_flight: usize,
+    limits: Limits,
 ) -> Ended
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -83,7 +93,7 @@ where
         let event = match next_event(transport, &mut waiting, reading).now_or_never() {
             Some(event) => event,
             None if unflushed => {
-                if let Err(err) = transport.flush().await {
+                if let Err(err) = bounded(limits.write_timeout, transport.flush()).await {
                     return Ended::Failed(err);
                 }
                 unflushed = false;
@@ -102,7 +112,7 @@ where
                     tracing::trace!(id, "request past its deadline on arrival; dropped");
                     continue;
                 }
-                if waiting.len() >= max_in_flight || cancels.contains_key(&id) {
+                if waiting.len() >= limits.max_in_flight || cancels.contains_key(&id) {
                     let refusal = if cancels.contains_key(&id) {
                         ServerError::new(
                             std::io::ErrorKind::AlreadyExists,
@@ -115,7 +125,9 @@ where
                         )
                     };
                     drop(grant);
-                    if let Err(err) = answer(transport, id, Err(refusal)).await {
+                    if let Err(err) =
+                        bounded(limits.write_timeout, answer(transport, id, Err(refusal))).await
+                    {
                         return Ended::Failed(err);
                     }
                     unflushed = true;
@@ -142,7 +154,9 @@ where
                         // Ended: no longer under way (nor holding its grant) while the answer
                         // waits for a peer that may not read it, as for a request that waited.
                         drop(run);
-                        if let Err(err) = answer(transport, id, message).await {
+                        if let Err(err) =
+                            bounded(limits.write_timeout, answer(transport, id, message)).await
+                        {
                             return Ended::Failed(err);
                         }
                         unflushed = true;
@@ -184,7 +198,9 @@ where
                 cancels.remove(&id);
                 match outcome {
                     Ok(Some(message)) => {
-                        if let Err(err) = answer(transport, id, message).await {
+                        if let Err(err) =
+                            bounded(limits.write_timeout, answer(transport, id, message)).await
+                        {
                             return Ended::Failed(err);
                         }
                         unflushed = true;
@@ -199,7 +215,9 @@ where
             Event::Idle => {
                 // Nothing more to read and nothing waiting: write what is left and end.
                 tracing::trace!(unflushed, "every request answered");
-                if unflushed && let Err(err) = transport.flush().await {
+                if unflushed
+                    && let Err(err) = bounded(limits.write_timeout, transport.flush()).await
+                {
                     return Ended::Failed(err);
                 }
                 return Ended::Closed;
@@ -229,6 +247,27 @@ where
         Some(done) = waiting.next(), if !waiting.is_empty() => Event::Done(done),
         message = transport.next(), if reading => Event::Message(message),
         else => Event::Idle,
+    }
+}
+
+/// Runs a write of the loop, and fails it if the peer takes nothing for `limit`: a peer that stopped
+/// reading would otherwise keep its connection (and its slot) for good, as nothing of it is ever
+/// half-read or under way. The timer is set only when the write has to wait.
+async fn bounded(
+    limit: std::time::Duration,
+    write: impl Future<Output = std::io::Result<()>>,
+) -> std::io::Result<()> {
+    let mut write = std::pin::pin!(write);
+    match futures::poll!(write.as_mut()) {
+        std::task::Poll::Ready(written) => written,
+        std::task::Poll::Pending => tokio::time::timeout(limit, write)
+            .await
+            .unwrap_or_else(|_| {
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "the peer took none of its answers within the frame timeout",
+                ))
+            }),
     }
 }
 
