@@ -30,6 +30,23 @@ use zeroize::Zeroizing;
 /// File name of the database inside the data folder.
 pub const DATABASE_FILE: &str = "securestore.db";
 
+/// A database's format as found when it was opened (`PRAGMA user_version`; 0 for a new database).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Format(pub(crate) i64);
+
+impl Format {
+    /// The schema was created by this open.
+    pub(crate) fn created(self) -> bool {
+        self.0 < 1
+    }
+
+    /// Rows may still be sealed by the master key itself (formats 1 and 2, before data keys and
+    /// `items.key_id`).
+    fn before_data_keys(self) -> bool {
+        self.0 < 3
+    }
+}
+
 /// The format version this build writes, recorded in `PRAGMA user_version`.
 ///
 /// - 1: `meta` (the key check) and `items`.
@@ -183,12 +200,12 @@ pub(crate) trait RowSealer: Send {
     }
 
     /// Runs inside the transaction that opens the database: records this sealer's check in `meta`
-    /// when the schema was just `created`, and verifies it otherwise, so a store is never opened with
-    /// the wrong keys.
+    /// when the schema was just created (`found` is the format the database had before this open, 0
+    /// for a new one), and verifies it otherwise, so a store is never opened with the wrong keys.
     fn check_store(
         &mut self,
         tx: &Transaction<'_>,
-        created: bool,
+        found: Format,
         database: &Path,
     ) -> Result<(), BackendError>;
 
@@ -275,7 +292,12 @@ impl MasterKey {
 
     /// Makes the data keys a new database (or one from format 2) lacks, loads those the master key
     /// alone opens, and re-seals rows sealed directly by the master key under their data keys.
-    fn prepare_data_keys(&self, tx: &Transaction<'_>, database: &Path) -> Result<(), BackendError> {
+    fn prepare_data_keys(
+        &self,
+        tx: &Transaction<'_>,
+        found: Format,
+        database: &Path,
+    ) -> Result<(), BackendError> {
         let err = sqlite_error("cannot prepare the data keys", database);
         for group in Availability::ALL {
             let opened = match self.unwrapped(tx, database, group)? {
@@ -298,7 +320,12 @@ impl MasterKey {
             }
         }
         // Rows of formats 1 and 2 were sealed by the master key itself: seal them under their
-        // group's data key, in this (the migration's) transaction.
+        // group's data key, in this (the migration's) transaction. Only a database that had one of
+        // those formats can hold such rows (the scan reads every row: at 1,000,000 items it was most
+        // of a start-up's work).
+        if !found.before_data_keys() {
+            return Ok(());
+        }
         let legacy: Vec<(String, String, String, u8, Vec<u8>)> = tx
             .prepare("SELECT project, service, key, accessible, sealed FROM items WHERE key_id = 0")
             .and_then(|mut stmt| {
@@ -398,12 +425,12 @@ impl RowSealer for MasterKey {
     fn check_store(
         &mut self,
         tx: &Transaction<'_>,
-        created: bool,
+        found: Format,
         database: &Path,
     ) -> Result<(), BackendError> {
         let err = sqlite_error("cannot check the master key", database);
         let master = self.master()?;
-        if created {
+        if found.created() {
             let check = master.seal(KEY_CHECK_AAD, KEY_CHECK_PLAINTEXT)?;
             tx.execute(
                 "INSERT INTO meta (name, value) VALUES ('key_check', ?1)",
@@ -417,7 +444,7 @@ impl RowSealer for MasterKey {
                 database: database.to_owned(),
             });
         }
-        self.prepare_data_keys(tx, database)
+        self.prepare_data_keys(tx, found, database)
     }
 
     fn device_changed(
@@ -719,7 +746,7 @@ impl<S: RowSealer> SealedStore<S> {
         }
         tx.pragma_update(None, "user_version", FORMAT_VERSION)
             .map_err(&err)?;
-        self.sealer.check_store(&tx, version < 1, &path)?;
+        self.sealer.check_store(&tx, Format(version), &path)?;
         tx.commit().map_err(&err)
     }
 }

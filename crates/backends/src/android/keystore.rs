@@ -21,7 +21,7 @@ use super::java::{
 };
 use super::{KeystoreKind, key_alias, project_alias_prefix, unlocked_key_alias};
 use crate::paths;
-use crate::sqlite::{Opened, Row, RowSealer, sqlite_error};
+use crate::sqlite::{Format, Opened, Row, RowSealer, sqlite_error};
 use crate::{BackendError, KeychainAccessible};
 use securestore_proto::Availability;
 
@@ -432,11 +432,11 @@ impl RowSealer for KeystoreSealer {
     fn check_store(
         &mut self,
         tx: &Transaction<'_>,
-        created: bool,
+        found: Format,
         database: &Path,
     ) -> Result<(), BackendError> {
         let err = sqlite_error("cannot check the database's sealer", database);
-        if created {
+        if found.created() {
             tx.execute(
                 "INSERT INTO meta (name, value) VALUES ('sealer', ?1)",
                 params![SEALER_MARK],
