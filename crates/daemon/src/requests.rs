@@ -112,18 +112,7 @@ where
                     tracing::trace!(id, "request past its deadline on arrival; dropped");
                     continue;
                 }
-                if waiting.len() >= limits.max_in_flight || cancels.contains_key(&id) {
-                    let refusal = if cancels.contains_key(&id) {
-                        ServerError::new(
-                            std::io::ErrorKind::AlreadyExists,
-                            "a request with this id is already under way".to_owned(),
-                        )
-                    } else {
-                        ServerError::new(
-                            std::io::ErrorKind::WouldBlock,
-                            "server throttled the request.".to_owned(),
-                        )
-                    };
+                if let Some(refusal) = refusal(id, &cancels, waiting.len(), limits.max_in_flight) {
                     drop(grant);
                     if let Err(err) =
                         bounded(limits.write_timeout, answer(transport, id, Err(refusal))).await
@@ -163,18 +152,9 @@ where
                     }
                     std::task::Poll::Ready(Err(_)) => return Ended::Panicked,
                     std::task::Poll::Pending => {
-                        let (handle, registration) = AbortHandle::new_pair();
+                        let (handle, waits) = wait(id, deadline, run);
                         cancels.insert(id, handle);
-                        let deadline = tokio::time::Instant::from_std(deadline);
-                        waiting.push(Box::pin(async move {
-                            let run = Abortable::new(run, registration);
-                            let outcome = match tokio::time::timeout_at(deadline, run).await {
-                                Ok(Ok(Ok(message))) => Ok(Some(message)),
-                                Ok(Ok(Err(panic))) => Err(panic),
-                                Ok(Err(Aborted)) | Err(_) => Ok(None),
-                            };
-                            (id, outcome)
-                        }));
+                        waiting.push(waits);
                     }
                 }
             }
@@ -224,6 +204,52 @@ where
             }
         }
     }
+}
+
+/// Why request `id` is refused before it runs, if it is: its id is already under way, or
+/// `max_in_flight` requests already wait.
+fn refusal(
+    id: u64,
+    cancels: &HashMap<u64, AbortHandle>,
+    waiting: usize,
+    max_in_flight: usize,
+) -> Option<ServerError> {
+    if cancels.contains_key(&id) {
+        Some(ServerError::new(
+            std::io::ErrorKind::AlreadyExists,
+            "a request with this id is already under way".to_owned(),
+        ))
+    } else if waiting >= max_in_flight {
+        Some(ServerError::new(
+            std::io::ErrorKind::WouldBlock,
+            "server throttled the request.".to_owned(),
+        ))
+    } else {
+        None
+    }
+}
+
+/// A request that did not finish on its first poll, made to end by `deadline` or by the returned
+/// handle (the client's `Cancel`), whichever comes first: it then ends unanswered.
+fn wait(
+    id: u64,
+    deadline: std::time::Instant,
+    run: impl Future<Output = std::thread::Result<Result<SecureStoreResponse, ServerError>>>
+    + Send
+    + 'static,
+) -> (AbortHandle, Waiting) {
+    let (handle, registration) = AbortHandle::new_pair();
+    let deadline = tokio::time::Instant::from_std(deadline);
+    let waits = Box::pin(async move {
+        let run = Abortable::new(run, registration);
+        let outcome = match tokio::time::timeout_at(deadline, run).await {
+            Ok(Ok(Ok(message))) => Ok(Some(message)),
+            Ok(Ok(Err(panic))) => Err(panic),
+            Ok(Err(Aborted)) | Err(_) => Ok(None),
+        };
+        (id, outcome)
+    });
+    (handle, waits)
 }
 
 enum Event {
