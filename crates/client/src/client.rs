@@ -16,10 +16,12 @@ use securestore_proto::goodbye::GoodbyeWatch;
 use securestore_proto::handshake::{
     self, Frames, Hello, HelloReply, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, Purpose,
 };
-use securestore_proto::limits::{MAX_BATCH_OPS, MAX_EXPORT_ITEMS, MAX_REQUEST_DEADLINE};
+use securestore_proto::limits::{
+    MAX_BATCH_OPS, MAX_EXPORT_ITEMS, MAX_REQUEST_DEADLINE, max_frame_len,
+};
 use securestore_proto::order::Ticketer;
 use securestore_proto::tarpc::client::RpcError;
-use securestore_proto::tarpc::{self, context};
+use securestore_proto::tarpc::context;
 use securestore_proto::{
     BatchOp, DeleteOptions, Events, ExportPage, ExportedItem, GetOptions, ImportReport, Item,
     ItemRef, Key, Page, ProjectId, SecretString, SecureStoreClient, ServiceError, ServiceName,
@@ -29,6 +31,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::UnixStream;
 
 use crate::Error;
+use crate::exchange::Exchange;
 
 /// How a [`Client`] connects and how long it waits.
 #[derive(Debug, Clone)]
@@ -87,10 +90,13 @@ enum Redial {
     Never,
 }
 
+/// The generated client for the service, over this crate's own [`Exchange`].
+type Rpc = SecureStoreClient<Exchange>;
+
 /// One open connection.
 #[derive(Clone)]
 struct Connection {
-    rpc: SecureStoreClient,
+    rpc: Rpc,
     /// Set when the daemon closed this connection for being idle, with nothing of ours read.
     said_goodbye: Arc<AtomicBool>,
     /// The protocol version the daemon accepted this connection in; no newer call is sent on it.
@@ -241,8 +247,10 @@ impl Client {
                 accepted.protocol_version
             )));
         }
-        let transport = handshake::client_transport(frames, accepted);
-        let rpc = SecureStoreClient::new(tarpc::client::Config::default(), transport).spawn();
+        let limit = max_frame_len(accepted.max_value_bytes);
+        let mut frames = frames;
+        frames.codec_mut().set_max_frame_length(limit);
+        let rpc = SecureStoreClient::from(Exchange::new(frames, limit));
         let connection = Connection {
             rpc,
             said_goodbye,
@@ -288,7 +296,7 @@ impl Client {
     /// Runs `call` on the current connection; if the daemon closed it for being idle, on a new one.
     async fn call<T, F, Fut>(&self, call: F) -> Result<T, Error>
     where
-        F: Fn(SecureStoreClient) -> Fut,
+        F: Fn(Rpc) -> Fut,
         Fut: Future<Output = Result<Result<T, ServiceError>, RpcError>>,
     {
         self.call_since(("", 1), call).await
@@ -302,7 +310,7 @@ impl Client {
         call: F,
     ) -> Result<T, Error>
     where
-        F: Fn(SecureStoreClient) -> Fut,
+        F: Fn(Rpc) -> Fut,
         Fut: Future<Output = Result<Result<T, ServiceError>, RpcError>>,
     {
         // Taken in the same poll that sends the request, so turns follow the order of sending.

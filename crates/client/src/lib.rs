@@ -20,6 +20,7 @@ pub mod backup;
 pub mod blocking;
 mod client;
 mod error;
+mod exchange;
 
 pub use client::{Client, ConnectOptions};
 pub use error::Error;
