@@ -73,15 +73,18 @@ struct State {
 enum Broken {
     /// The daemon closed the connection.
     Closed,
-    /// Reading or writing failed.
-    Failed(Arc<dyn StdError + Send + Sync>),
+    /// Reading failed, or an answer could not be decoded.
+    Read(Arc<dyn StdError + Send + Sync>),
+    /// Writing failed.
+    Write(Arc<dyn StdError + Send + Sync>),
 }
 
 impl Broken {
     fn error(&self) -> RpcError {
         match self {
             Self::Closed => RpcError::Shutdown,
-            Self::Failed(source) => RpcError::Channel(ChannelError::Read(source.clone())),
+            Self::Read(source) => RpcError::Channel(ChannelError::Read(source.clone())),
+            Self::Write(source) => RpcError::Channel(ChannelError::Write(source.clone())),
         }
     }
 }
@@ -168,7 +171,7 @@ impl Shared {
             writer.as_mut().poll_flush(cx)
         })
         .await;
-        sent.map_err(|e| self.break_with(Broken::Failed(Arc::new(e))))
+        sent.map_err(|e| self.break_with(Broken::Write(Arc::new(e))))
     }
 
     /// Marks the connection unusable and tells every waiting call; returns the error for the caller.
@@ -193,9 +196,35 @@ struct Call {
 }
 
 impl Call {
+    /// Sends the queued requests (ours among them) while waiting for our answer, so that a caller
+    /// waiting to send still reads: a daemon that stops reading while its answers are not taken
+    /// could otherwise wait on us while we wait on it.
     async fn finish(&mut self) -> Answer {
-        self.shared.send_queued().await?;
-        let answer = tokio::select! {
+        let shared = self.shared.clone();
+        let send = shared.send_queued();
+        tokio::pin!(send);
+        let mut sent = false;
+        let answer = {
+            let receive = self.receive();
+            tokio::pin!(receive);
+            loop {
+                tokio::select! {
+                    biased;
+                    answer = &mut receive => break answer,
+                    result = &mut send, if !sent => match result {
+                        Ok(()) => sent = true,
+                        Err(error) => break Err(error),
+                    },
+                }
+            }
+        };
+        self.done = true;
+        answer
+    }
+
+    /// Waits for our answer: handed over by whoever reads it, or read by us once the reader is ours.
+    async fn receive(&mut self) -> Answer {
+        tokio::select! {
             biased;
             answer = &mut self.answer => answer.unwrap_or(Err(RpcError::Shutdown)),
             mut reader = self.shared.reader.lock() => match self.answer.try_recv() {
@@ -203,9 +232,7 @@ impl Call {
                 Ok(answer) => answer,
                 Err(_) => self.read_until_answered(&mut reader).await,
             },
-        };
-        self.done = true;
-        answer
+        }
     }
 
     /// Reads answers, handing over the others', until this call's arrives.
@@ -214,13 +241,13 @@ impl Call {
         loop {
             let frame = match reader.next().await {
                 Some(Ok(frame)) => frame,
-                Some(Err(e)) => return Err(shared.break_with(Broken::Failed(Arc::new(e)))),
+                Some(Err(e)) => return Err(shared.break_with(Broken::Read(Arc::new(e)))),
                 None => return Err(shared.break_with(Broken::Closed)),
             };
             let response: Response<SecureStoreResponse> = match codec::decode(&frame, shared.limit)
             {
                 Ok(response) => response,
-                Err(e) => return Err(shared.break_with(Broken::Failed(Arc::new(e)))),
+                Err(e) => return Err(shared.break_with(Broken::Read(Arc::new(e)))),
             };
             let answer = response.message.map_err(RpcError::Server);
             let mut state = shared.state();
@@ -265,8 +292,8 @@ mod tests {
     use std::time::{Duration, Instant};
 
     use futures::SinkExt;
-    use securestore_proto::SecureStoreClient;
     use securestore_proto::handshake;
+    use securestore_proto::{SecretString, SecureStoreClient, ServiceError, SetOptions};
     use tokio::io::DuplexStream;
 
     use super::*;
@@ -275,13 +302,20 @@ mod tests {
 
     type Server = Frames<DuplexStream>;
 
+    /// Frames with the limit of calls, as after the handshake.
+    fn framed(io: DuplexStream) -> Server {
+        let mut frames = handshake::frames(io);
+        frames.codec_mut().set_max_frame_length(LIMIT);
+        frames
+    }
+
     fn connected() -> (SecureStoreClient<Exchange>, Exchange, Server) {
         let (client, server) = tokio::io::duplex(LIMIT);
-        let exchange = Exchange::new(handshake::frames(client), LIMIT);
+        let exchange = Exchange::new(framed(client), LIMIT);
         (
             SecureStoreClient::from(exchange.clone()),
             exchange,
-            handshake::frames(server),
+            framed(server),
         )
     }
 
@@ -417,5 +451,49 @@ mod tests {
         let answer = rpc.clear(within(5_000), Some("s1".to_owned())).await;
         let _server = daemon.await.expect("the fake daemon");
         assert!(matches!(answer, Err(RpcError::Channel(_))), "{answer:?}");
+    }
+
+    #[tokio::test]
+    async fn callers_waiting_to_send_still_read_so_a_daemon_blocked_on_its_answers_is_not_waited_on_forever()
+     {
+        // A pipe smaller than one request and one answer: the fake daemon, like the real one, stops
+        // reading while an answer of its cannot be written.
+        let (client, server) = tokio::io::duplex(1024);
+        let rpc = SecureStoreClient::from(Exchange::new(framed(client), LIMIT));
+        let mut server = framed(server);
+        let daemon = tokio::spawn(async move {
+            for _ in 0..8 {
+                let id = match received(&mut server).await {
+                    ClientMessage::Request(request) => request.id,
+                    other => panic!("expected a request, got {other:?}"),
+                };
+                let response = Response {
+                    request_id: id,
+                    message: Ok(SecureStoreResponse::SetItem(Err(ServiceError::Refused {
+                        reason: "x".repeat(4096),
+                    }))),
+                };
+                let frame = codec::encode(&response, LIMIT).expect("encode");
+                server.send(Bytes::from(frame)).await.expect("answer");
+            }
+            server
+        });
+        let calls = (0..8).map(|i| {
+            rpc.set_item(
+                within(2_000),
+                format!("k{i}"),
+                SecretString::from("v".repeat(4096)),
+                SetOptions::default(),
+            )
+        });
+        let answers = futures::future::join_all(calls).await;
+        for answer in answers {
+            assert!(
+                matches!(answer, Ok(Err(ServiceError::Refused { .. }))),
+                "every call is answered, none waits for its deadline: {:?}",
+                answer.map(|_| "answered")
+            );
+        }
+        let _server = daemon.await.expect("the fake daemon");
     }
 }
