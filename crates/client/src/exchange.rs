@@ -15,8 +15,8 @@
 //!
 //! With one call at a time on a connection, a call is one write and one read on the caller's task.
 //! A call given up (dropped, or past its deadline) before it was sent is never sent; one given up
-//! after is cancelled with the next request sent on the connection, as tarpc does it; its answer, if
-//! it comes, is dropped. Any failure to read or write breaks the connection for every call, present
+//! after is cancelled, as tarpc does it: at once where the runtime runs tasks on its own, else with
+//! the next request sent on the connection. Its answer, if it comes, is dropped. Any failure to read or write breaks the connection for every call, present
 //! and future, as a lost connection: [`crate::Client`] decides from the daemon's goodbye whether a
 //! call may be sent again.
 
@@ -284,6 +284,13 @@ impl Drop for Call {
         if let Ok(frame) = codec::encode(&cancel, self.shared.limit) {
             state.outbox.push_back((self.id, frame.into()));
         }
+        drop(state);
+        // Sent now where the runtime runs tasks on its own (the async client); the blocking
+        // client's runtime runs it with its next call.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let shared = self.shared.clone();
+            runtime.spawn(async move { shared.send_queued().await });
+        }
     }
 }
 
@@ -398,15 +405,17 @@ mod tests {
         assert!(matches!(late, Err(RpcError::DeadlineExceeded)), "{late:?}");
         let (late_id, service) = clear_request(&mut server).await;
         assert_eq!(service, "s2", "the dropped call was sent");
-        // The next call carries the cancel ahead of its own request; the late answer is ignored.
+        // Its cancel follows at once, with no other call to carry it.
+        let cancel = tokio::time::timeout(Duration::from_secs(5), received(&mut server)).await;
+        match cancel.expect("the cancel is sent without waiting for another call") {
+            ClientMessage::Cancel { request_id, .. } => assert_eq!(request_id, late_id),
+            other => panic!("expected the cancel, got {other:?}"),
+        }
+        // The late answer, if it comes, reaches nobody.
         let next = tokio::spawn({
             let rpc = rpc.clone();
             async move { rpc.clear(within(5_000), Some("s3".to_owned())).await }
         });
-        match received(&mut server).await {
-            ClientMessage::Cancel { request_id, .. } => assert_eq!(request_id, late_id),
-            other => panic!("expected the cancel, got {other:?}"),
-        }
         let (id, service) = clear_request(&mut server).await;
         assert_eq!(service, "s3");
         answer(&mut server, late_id, 99).await;
