@@ -16,9 +16,9 @@
 //! With one call at a time on a connection, a call is one write and one read on the caller's task.
 //! A call given up (dropped, or past its deadline) before it was sent is never sent; one given up
 //! after is cancelled, as tarpc does it: at once where the runtime runs tasks on its own, else with
-//! the next request sent on the connection. Its answer, if it comes, is dropped. Any failure to read or write breaks the connection for every call, present
-//! and future, as a lost connection: [`crate::Client`] decides from the daemon's goodbye whether a
-//! call may be sent again.
+//! the next request sent on the connection. Its answer, if it comes, is dropped. Any failure to
+//! read or write breaks the connection for every call, present and future, as a lost connection:
+//! [`crate::Client`] decides from the daemon's goodbye whether a call may be sent again.
 
 use std::collections::{HashMap, VecDeque};
 use std::error::Error as StdError;
