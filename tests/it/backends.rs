@@ -208,6 +208,8 @@ async fn android_failure_policies_through_the_daemon() {
         value_of(&client, "intact", None).await.as_deref(),
         Some("still here")
     );
+    // A running daemon holds its database exclusively (SQLite's `unix-excl`): read it stopped.
+    daemon.stop();
     let db =
         rusqlite::Connection::open(daemon.data_dir().join("securestore-android.db")).expect("db");
     let left: i64 = db

@@ -31,7 +31,8 @@ fn in_service(service: &str) -> SetOptions {
     }
 }
 
-/// Rows of `project` in the daemon's database, read directly from the file.
+/// Rows of `project` in the daemon's database, read directly from the file. Only while the daemon
+/// is stopped: a running daemon holds the database exclusively (SQLite's `unix-excl`).
 fn rows_of(daemon: &Daemon, database: &str, project: &str) -> i64 {
     let db = rusqlite::Connection::open_with_flags(
         daemon.data_dir().join(database),
@@ -363,12 +364,14 @@ async fn an_interrupted_removal_is_finished_at_start(backend: &[&str], database:
     assert_eq!(rows_of(&daemon, database, "@o/doomed"), 3);
 
     daemon.spawn().expect("restart");
+    daemon.stop();
     assert_eq!(
         rows_of(&daemon, database, "@o/doomed"),
         0,
         "finished at start"
     );
     assert_eq!(rows_of(&daemon, database, "@o/kept"), 3);
+    daemon.spawn().expect("restart");
     let listed = admin::list_projects(&socket, &ConnectOptions::default())
         .await
         .expect("list");
@@ -551,6 +554,7 @@ async fn strict_policy_can_remove_items_of_an_unregistered_project() {
         .await
         .expect("strict policy removes the orphaned items");
     assert!(!existed);
+    daemon.stop();
     assert_eq!(rows_of(&daemon, "securestore.db", "@o/orphan"), 0);
 }
 

@@ -30,6 +30,13 @@ use zeroize::Zeroizing;
 /// File name of the database inside the data folder.
 pub const DATABASE_FILE: &str = "securestore.db";
 
+/// SQLite's `unix-excl` VFS: the store's own read-write connection takes an exclusive lock on the
+/// database file once and holds it, so no other process can open the database while the store is
+/// open (one daemon per data folder is already the rule, `daemon/src/lock.rs`), and every lock
+/// between this process's own connections — the WAL's read and write locks taken by each
+/// transaction — is kept in memory, with no `fcntl` call, and no `-shm` file.
+const VFS: &str = "unix-excl";
+
 /// A database's format as found when it was opened (`PRAGMA user_version`; 0 for a new database).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Format(pub(crate) i64);
@@ -660,9 +667,10 @@ impl<S: RowSealer> SealedStore<S> {
             side.push(suffix);
             paths::open_private_file(Path::new(&side))?;
         }
-        let conn = Connection::open_with_flags(
+        let conn = Connection::open_with_flags_and_vfs(
             &path,
             OpenFlags::default() | OpenFlags::SQLITE_OPEN_NOFOLLOW,
+            VFS,
         )
         .map_err(sqlite_error("cannot open database", &path))?;
         let mut store = Self { conn, sealer, path };
@@ -1340,11 +1348,12 @@ impl<S: RowSealer> Backend for SealedStore<S> {
         };
         // No SQLite mutex: a reader is only ever used by one thread at a time (`&mut self`; the
         // connection is `Send`, not `Sync`), as rusqlite's own default flags assume.
-        let conn = Connection::open_with_flags(
+        let conn = Connection::open_with_flags_and_vfs(
             &self.path,
             OpenFlags::SQLITE_OPEN_READ_ONLY
                 | OpenFlags::SQLITE_OPEN_NOFOLLOW
                 | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            VFS,
         )
         .map_err(sqlite_error("cannot open a reader", &self.path))?;
         conn.busy_timeout(std::time::Duration::from_secs(5))
@@ -1702,6 +1711,53 @@ mod tests {
             SqliteBackend::open(&f.config),
             Err(BackendError::WrongMasterKey { .. })
         ));
+    }
+
+    /// Breaker finding 5, at the backend: a rotation that committed but could not install its key
+    /// leaves `.next` as the only key the database opens with; a retry that then fails before its
+    /// own commit (here the database is busy) must not have discarded it. (The e2e version held
+    /// the lock from another process; a running daemon now holds its database exclusively.)
+    #[test]
+    fn a_retried_rotation_keeps_the_key_of_one_that_committed_but_was_not_installed() {
+        if !rustix::process::geteuid().is_root() {
+            eprintln!("SKIPPED: needs root for chattr");
+            return;
+        }
+        let f = fixture();
+        let mut backend = SqliteBackend::open(&f.config).expect("open");
+        put(&mut backend, "k", "precious");
+        let chattr = |flag: &str| {
+            std::process::Command::new("chattr")
+                .arg(flag)
+                .arg(&f.config.key_file)
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        if !chattr("+i") {
+            eprintln!("SKIPPED: chattr +i unsupported here");
+            return;
+        }
+        let first = backend.rotate_master_key();
+        chattr("-i");
+        assert!(first.is_err(), "the immutable key file cannot be replaced");
+        assert!(keyfile::next_path(&f.config.key_file).exists());
+        // Another connection of this process holds the write lock: the retry cannot commit.
+        let holder = Connection::open_with_flags_and_vfs(
+            f.config.data_dir.join(DATABASE_FILE),
+            OpenFlags::default(),
+            VFS,
+        )
+        .expect("holder");
+        holder.execute_batch("BEGIN IMMEDIATE").expect("lock");
+        assert!(
+            backend.rotate_master_key().is_err(),
+            "the retry fails while the database is busy"
+        );
+        drop(holder);
+        Box::new(backend).close().expect("close");
+        let mut backend =
+            SqliteBackend::open(&f.config).expect("the store still opens with a key it has");
+        assert!(backend.get(&scope("p"), &item("k")).expect("get").is_some());
     }
 
     #[test]
