@@ -1038,32 +1038,7 @@ mod tests {
         let (_dir, path, listener) = listen();
         let daemon = tokio::spawn(async move {
             say_goodbye(accept(&listener).await).await;
-            let mut frames = accept(&listener).await;
-            let limit = max_frame_len(MAX_VALUE);
-            let mut order = Vec::new();
-            while let Some(frame) = frames.next().await {
-                let message: ClientMessage<SecureStoreRequest> =
-                    codec::decode(&frame.expect("read"), limit).expect("a message");
-                let ClientMessage::Request(Request {
-                    id,
-                    message: SecureStoreRequest::Clear { service },
-                    ..
-                }) = message
-                else {
-                    continue;
-                };
-                order.push(service.expect("a service"));
-                let response = Response {
-                    request_id: id,
-                    message: Ok(SecureStoreResponse::Clear(Ok(0))),
-                };
-                let frame = codec::encode(&response, limit).expect("encode");
-                frames
-                    .send(bytes::Bytes::from(frame))
-                    .await
-                    .expect("answer");
-            }
-            order
+            record_clears(&listener).await
         });
         let client = connect(&path, Duration::from_secs(5)).await;
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -1085,5 +1060,78 @@ mod tests {
             order, sorted,
             "requests reached the new connection out of order"
         );
+    }
+
+    /// A fake daemon's next connection: the services of the `clear` requests it reads, each answered.
+    async fn record_clears(listener: &UnixListener) -> Vec<String> {
+        let mut frames = accept(listener).await;
+        let limit = max_frame_len(MAX_VALUE);
+        let mut order = Vec::new();
+        while let Some(Ok(frame)) = frames.next().await {
+            let message: ClientMessage<SecureStoreRequest> =
+                codec::decode(&frame, limit).expect("a message");
+            let ClientMessage::Request(Request {
+                id,
+                message: SecureStoreRequest::Clear { service },
+                ..
+            }) = message
+            else {
+                continue;
+            };
+            order.push(service.expect("a service"));
+            let response = Response {
+                request_id: id,
+                message: Ok(SecureStoreResponse::Clear(Ok(7))),
+            };
+            let frame = codec::encode(&response, limit).expect("encode");
+            frames
+                .send(bytes::Bytes::from(frame))
+                .await
+                .expect("answer");
+        }
+        order
+    }
+
+    #[tokio::test]
+    async fn an_answer_there_before_the_goodbye_reaches_its_call_which_is_not_sent_again() {
+        let (_dir, path, listener) = listen();
+        let daemon = tokio::spawn(async move {
+            let mut frames = accept(&listener).await;
+            let limit = max_frame_len(MAX_VALUE);
+            let frame = frames.next().await.expect("a request").expect("read");
+            let Ok(ClientMessage::Request(Request { id, .. })) =
+                codec::decode::<ClientMessage<SecureStoreRequest>>(&frame, limit)
+            else {
+                panic!("expected a request");
+            };
+            let response = Response {
+                request_id: id,
+                message: Ok(SecureStoreResponse::Clear(Ok(1))),
+            };
+            let frame = codec::encode(&response, limit).expect("encode");
+            frames
+                .send(bytes::Bytes::from(frame))
+                .await
+                .expect("answer");
+            // Idle now: closed with the goodbye, to make room.
+            say_goodbye(frames).await;
+            record_clears(&listener).await
+        });
+        let client = connect(&path, Duration::from_secs(5)).await;
+        {
+            // Sent, then not polled while the answer and the goodbye arrive.
+            let first = client.clear(Some("first"));
+            tokio::pin!(first);
+            assert!(futures::poll!(&mut first).is_pending());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            // The next call writes on the closed connection (before the first is polled again),
+            // then is sent again on a new one.
+            let (second, first) = futures::join!(client.clear(Some("second")), first);
+            assert_eq!(second.expect("cleared on the new connection"), 7);
+            assert_eq!(first.expect("answered before the goodbye"), 1);
+        }
+        drop(client);
+        let resent = daemon.await.expect("the fake daemon");
+        assert_eq!(resent, ["second"], "only the unanswered call is sent again");
     }
 }

@@ -293,15 +293,21 @@ impl Call {
             .lock()
             .insert(self.id, cx.waker().clone());
         let mut socket = Context::from_waker(&self.shared.wake_all);
+        // Reading first: a write that fails on a connection closed with a goodbye reads what is
+        // left on the socket to find it, and answers still there would be lost with it.
+        if let Poll::Ready(answer) = self
+            .shared
+            .poll_read(self.id, &mut self.answer, &mut socket)
+        {
+            return Poll::Ready(answer);
+        }
         if !self.sent {
-            match self.shared.poll_send(&mut socket) {
-                Poll::Ready(Ok(())) => self.sent = true,
-                Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
-                Poll::Pending => {}
+            match ready!(self.shared.poll_send(&mut socket)) {
+                Ok(()) => self.sent = true,
+                Err(error) => return Poll::Ready(Err(error)),
             }
         }
-        self.shared
-            .poll_read(self.id, &mut self.answer, &mut socket)
+        Poll::Pending
     }
 }
 
