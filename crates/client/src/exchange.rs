@@ -656,10 +656,20 @@ mod tests {
                 while !pending.is_empty() && !next_random(&mut seed).is_multiple_of(3) {
                     let at = (next_random(&mut seed) % pending.len() as u64) as usize;
                     let (id, n) = pending.swap_remove(at);
-                    answer(&mut server, id, n).await;
+                    let mut answers = vec![(id, n)];
                     if next_random(&mut seed).is_multiple_of(8) {
-                        answer(&mut server, id, n + 1).await;
-                        answer(&mut server, u64::MAX - 1, 0).await;
+                        answers.extend([(id, n + 1), (u64::MAX - 1, 0)]);
+                    }
+                    for (id, n) in answers {
+                        let response = Response {
+                            request_id: id,
+                            message: Ok(SecureStoreResponse::Clear(Ok(n))),
+                        };
+                        let frame = codec::encode(&response, LIMIT).expect("encode");
+                        if server.send(Bytes::from(frame)).await.is_err() {
+                            // The client is gone: the test is over.
+                            return seen.len();
+                        }
                     }
                 }
             }
@@ -729,5 +739,51 @@ mod tests {
         drop((rpc, exchange));
         let requests = daemon.await.expect("the fake daemon");
         assert!(requests >= answered);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_connection_lost_under_many_tasks_ends_every_call_at_once() {
+        let (client, server) = tokio::io::duplex(512);
+        let exchange = Exchange::new(framed(client), LIMIT);
+        let rpc = SecureStoreClient::from(exchange.clone());
+        let mut server = framed(server);
+        let daemon = tokio::spawn(async move {
+            // Answers a hundred requests, then reads a few more and goes away in the middle of it
+            // all.
+            let mut requests = 0;
+            while requests < 104 {
+                if let ClientMessage::Request(request) = received(&mut server).await {
+                    requests += 1;
+                    if requests <= 100 {
+                        answer(&mut server, request.id, request.id).await;
+                    }
+                }
+            }
+        });
+        let started = Instant::now();
+        let tasks: Vec<_> = (0..8)
+            .map(|_| {
+                let rpc = rpc.clone();
+                tokio::spawn(async move {
+                    loop {
+                        match rpc.clear(within(30_000), Some("s".to_owned())).await {
+                            Ok(cleared) => assert!(cleared.is_ok()),
+                            Err(RpcError::Shutdown | RpcError::Channel(_)) => return,
+                            Err(other) => panic!("{other:?}"),
+                        }
+                    }
+                })
+            })
+            .collect();
+        daemon.await.expect("the fake daemon");
+        for task in tasks {
+            task.await.expect("a task");
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "calls waited for their deadlines"
+        );
+        let state = exchange.shared.state();
+        assert!(state.waiting.is_empty() && state.outbox.is_empty());
     }
 }
