@@ -12,10 +12,15 @@
 //!   rely on it). Whoever holds the writer sends everything queued.
 //! - Whoever holds the reader reads answers, keeps its own, and hands the others to their callers,
 //!   who wait for either their answer or their turn to read.
+//! - Each half of the socket is held only within one poll of a call, never across a wait, and the
+//!   socket wakes every waiting call: a call kept pending without being polled (a future pinned
+//!   across a `select!` loop) holds up nobody, as the dispatch task never did. A call reads before
+//!   it writes, so answers already there are taken before a write can find the connection closed.
 //!
 //! With one call at a time on a connection, a call is one write and one read on the caller's task.
-//! A call given up (dropped, or past its deadline) before it was sent is never sent; one given up
-//! after is cancelled with the next request sent on the connection, as tarpc does it; its answer, if
+//! A call given up (dropped, or past its deadline) before it was sent is never sent (sent: handed to
+//! the sink, which keeps one frame and a few kilobytes of them before the socket takes them); one
+//! given up after is cancelled with the next request sent on the connection, as tarpc does it; its answer, if
 //! it comes, is dropped. Any failure to read or write breaks the connection for every call, present
 //! and future, as a lost connection: [`crate::Client`] decides from the daemon's goodbye whether a
 //! call may be sent again.
@@ -785,5 +790,26 @@ mod tests {
         );
         let state = exchange.shared.state();
         assert!(state.waiting.is_empty() && state.outbox.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_frame_past_the_limit_breaks_the_connection_without_being_read() {
+        use tokio::io::AsyncWriteExt;
+        let (rpc, _, mut server) = connected();
+        let daemon = tokio::spawn(async move {
+            let _ = clear_request(&mut server).await;
+            // A length prefix of 4 GiB, then nothing.
+            server
+                .get_mut()
+                .write_all(&u32::MAX.to_be_bytes())
+                .await
+                .expect("send");
+            server
+        });
+        let answer = rpc.clear(within(5_000), Some("s1".to_owned())).await;
+        let _server = daemon.await.expect("the fake daemon");
+        assert!(matches!(answer, Err(RpcError::Channel(_))), "{answer:?}");
+        let later = rpc.clear(within(5_000), Some("s2".to_owned())).await;
+        assert!(matches!(later, Err(RpcError::Channel(_))), "{later:?}");
     }
 }
