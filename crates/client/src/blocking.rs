@@ -217,3 +217,125 @@ impl Client {
         self.runtime.block_on(self.inner.import(items, replace))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use futures::{SinkExt, StreamExt};
+    use securestore_proto::handshake::{self, Accepted, HelloReply, PROTOCOL_VERSION};
+    use securestore_proto::limits::max_frame_len;
+    use securestore_proto::tarpc::{ClientMessage, Request, Response};
+    use securestore_proto::{SecureStoreRequest, SecureStoreResponse, codec};
+    use tokio::net::UnixListener;
+
+    use super::*;
+
+    const MAX_VALUE: u32 = 64 * 1024;
+
+    /// A fake daemon on its own thread: one connection; the `clear` of service "slow" is answered
+    /// late (after `late`), every other at once with the number in its service name.
+    fn fake_daemon(path: std::path::PathBuf, late: Duration) -> std::thread::JoinHandle<()> {
+        let listener = {
+            let std = std::os::unix::net::UnixListener::bind(&path).expect("bind");
+            std.set_nonblocking(true).expect("nonblocking");
+            std
+        };
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async move {
+                let listener = UnixListener::from_std(listener).expect("listener");
+                let (stream, _) = listener.accept().await.expect("accept");
+                let mut frames = handshake::frames(stream);
+                handshake::recv_hello(&mut frames)
+                    .await
+                    .expect("hello")
+                    .expect("a project hello");
+                let accepted = HelloReply::Accepted(Accepted {
+                    protocol_version: PROTOCOL_VERSION,
+                    max_value_bytes: MAX_VALUE,
+                });
+                handshake::send(&mut frames, &accepted)
+                    .await
+                    .expect("reply");
+                let limit = max_frame_len(MAX_VALUE);
+                frames.codec_mut().set_max_frame_length(limit);
+                let (mut tx, mut rx) = frames.split();
+                let (answers, mut to_send) = tokio::sync::mpsc::unbounded_channel::<(u64, u64)>();
+                let writer = tokio::spawn(async move {
+                    while let Some((id, n)) = to_send.recv().await {
+                        let response = Response {
+                            request_id: id,
+                            message: Ok(SecureStoreResponse::Clear(Ok(n))),
+                        };
+                        let frame = codec::encode(&response, limit).expect("encode");
+                        if tx.send(bytes::Bytes::from(frame)).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+                while let Some(Ok(frame)) = rx.next().await {
+                    let message: ClientMessage<SecureStoreRequest> =
+                        codec::decode(&frame, limit).expect("a message");
+                    let ClientMessage::Request(Request {
+                        id,
+                        message: SecureStoreRequest::Clear { service },
+                        ..
+                    }) = message
+                    else {
+                        continue;
+                    };
+                    let service = service.expect("a service");
+                    if service == "slow" {
+                        let answers = answers.clone();
+                        tokio::spawn(async move {
+                            tokio::time::sleep(late).await;
+                            let _ = answers.send((id, 999));
+                        });
+                    } else {
+                        let n = service[1..].parse().expect("a number");
+                        let _ = answers.send((id, n));
+                    }
+                }
+                drop(answers);
+                let _ = writer.await;
+            });
+        })
+    }
+
+    #[test]
+    fn blocking_calls_from_many_threads_time_out_alone_and_get_their_own_answers() {
+        let dir = tempfile::tempdir().expect("a folder");
+        let path = dir.path().join("daemon.sock");
+        let daemon = fake_daemon(path.clone(), Duration::from_millis(700));
+        let options = ConnectOptions {
+            timeout: Duration::from_millis(500),
+            ..ConnectOptions::default()
+        };
+        let client = Client::connect_with(&path, "@tests/blocking", options).expect("connect");
+        std::thread::scope(|threads| {
+            for thread in 0..4u64 {
+                let client = &client;
+                threads.spawn(move || {
+                    for i in 0..50u64 {
+                        if i % 10 == 3 {
+                            let started = Instant::now();
+                            let slow = client.clear(Some("slow"));
+                            assert!(matches!(slow, Err(Error::TimedOut)), "{slow:?}");
+                            assert!(started.elapsed() < Duration::from_secs(2));
+                            continue;
+                        }
+                        let n = thread * 1000 + i;
+                        let cleared = client.clear(Some(&format!("s{n}"))).expect("cleared");
+                        assert_eq!(cleared, n, "another call's answer");
+                    }
+                });
+            }
+        });
+        drop(client);
+        daemon.join().expect("the fake daemon");
+    }
+}

@@ -19,7 +19,7 @@ use securestore_proto::handshake::{
 use securestore_proto::limits::{
     MAX_BATCH_OPS, MAX_EXPORT_ITEMS, MAX_REQUEST_DEADLINE, max_frame_len,
 };
-use securestore_proto::order::Ticketer;
+use securestore_proto::order::{Ticketer, Turn};
 use securestore_proto::tarpc::client::RpcError;
 use securestore_proto::tarpc::context;
 use securestore_proto::{
@@ -69,12 +69,22 @@ pub struct Client {
     /// Numbers calls in the order they begin, so calls resent after a goodbye reach the new
     /// connection in the order they were first sent (the daemon keeps each connection's order).
     order: Arc<Mutex<Ticketer>>,
+    /// Set when a connection replaces one that said goodbye: calls begun on the new one wait for it,
+    /// so that the calls sent again are not overtaken by calls begun after them.
+    resends_first: Arc<Mutex<Option<Resends>>>,
     /// How to open a new connection when the daemon closed an idle one.
     redial: Redial,
     token: Option<SecretString>,
     project: ProjectId,
     max_value_bytes: u32,
     timeout: Duration,
+}
+
+/// The turn after every call begun on a closed connection, for the calls begun on its replacement.
+struct Resends {
+    /// The replacement (its goodbye flag, which identifies it).
+    connection: Arc<AtomicBool>,
+    turn: Arc<Turn>,
 }
 
 /// Where a [`Client`] opens its next connection.
@@ -169,6 +179,7 @@ impl Client {
                 current: Arc::new(Mutex::new(connection)),
                 reopening: Arc::default(),
                 order: Arc::default(),
+                resends_first: Arc::default(),
                 redial: Redial::Never,
                 token: options.token,
                 project,
@@ -197,6 +208,7 @@ impl Client {
             current: Arc::new(Mutex::new(connection)),
             reopening: Arc::default(),
             order: Arc::default(),
+            resends_first: Arc::default(),
             redial: Redial::Socket {
                 path: socket.to_owned(),
                 expected_daemon_uid: options.expected_daemon_uid,
@@ -289,8 +301,47 @@ impl Client {
         let (connection, _) = tokio::time::timeout(self.timeout, dial)
             .await
             .map_err(|_| Error::TimedOut)??;
+        // Under the order lock: every call that took its turn before this saw the old connection,
+        // every call after it sees the new one and lets the old one's calls go first.
+        let mut order = self.order.lock().unwrap_or_else(PoisonError::into_inner);
         *self.current.lock().unwrap_or_else(PoisonError::into_inner) = connection.clone();
+        *self
+            .resends_first
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(Resends {
+            connection: connection.said_goodbye.clone(),
+            turn: Arc::new(order.next_turn()),
+        });
+        drop(order);
         Ok(connection)
+    }
+
+    /// For a call that took its turn on `connection`: waits until the calls begun on the connection
+    /// it replaced have finished, sent again on it if they had to be.
+    async fn after_resends(&self, connection: &Connection) {
+        let resends = {
+            let resends = self
+                .resends_first
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            match &*resends {
+                Some(resends) if Arc::ptr_eq(&resends.connection, &connection.said_goodbye) => {
+                    resends.turn.clone()
+                }
+                _ => return,
+            }
+        };
+        resends.wait().await;
+        let mut current = self
+            .resends_first
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if current
+            .as_ref()
+            .is_some_and(|current| Arc::ptr_eq(&current.turn, &resends))
+        {
+            *current = None;
+        }
     }
 
     /// Runs `call` on the current connection; if the daemon closed it for being idle, on a new one.
@@ -313,19 +364,37 @@ impl Client {
         F: Fn(Rpc) -> Fut,
         Fut: Future<Output = Result<Result<T, ServiceError>, RpcError>>,
     {
-        // Taken in the same poll that sends the request, so turns follow the order of sending.
-        let turn = self
-            .order
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .next_turn();
-        let mut connection = self.connection();
+        // Taken in the same poll that sends the request, so turns follow the order of sending; with
+        // the connection, so a call sees a new connection only after the calls begun before it.
+        let (turn, mut connection) = {
+            let mut order = self.order.lock().unwrap_or_else(PoisonError::into_inner);
+            (order.next_turn(), self.connection())
+        };
+        // On the connection its turn came with (not one it was sent again on).
+        let mut first = true;
         for _ in 0..MAX_REOPENS {
-            if connection.said_goodbye.load(Ordering::Acquire) {
+            let goodbye = connection.said_goodbye.load(Ordering::Acquire);
+            if goodbye || first {
                 // Every call sent before this one has finished (answered, failed, or resent and
-                // answered): resending now keeps the order in which they were first sent.
-                turn.wait().await;
-                connection = self.reopen(&connection).await?;
+                // answered): resending now keeps the order in which they were first sent. Not
+                // past this call's own timeout: an earlier call may be kept pending unpolled.
+                let wait = async {
+                    if first {
+                        self.after_resends(&connection).await;
+                    }
+                    if goodbye {
+                        turn.wait().await;
+                        return self.reopen(&connection).await.map(Some);
+                    }
+                    Ok(None)
+                };
+                if let Some(reopened) = tokio::time::timeout(self.timeout, wait)
+                    .await
+                    .map_err(|_| Error::TimedOut)??
+                {
+                    connection = reopened;
+                    first = false;
+                }
             }
             if connection.version < needs {
                 return Err(Error::Unsupported {
@@ -877,4 +946,192 @@ fn check(key: &str, service: Option<&str>) -> Result<(), ServiceError> {
     Key::parse(key)?;
     ServiceName::parse(service)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::{SinkExt, StreamExt};
+    use securestore_proto::handshake::Accepted;
+    use securestore_proto::tarpc::{ClientMessage, Request, Response};
+    use securestore_proto::{SecureStoreRequest, SecureStoreResponse, codec, goodbye};
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::UnixListener;
+
+    use super::*;
+
+    const MAX_VALUE: u32 = 64 * 1024;
+    const PROJECT: &str = "@tests/exchange";
+
+    /// A fake daemon's socket in a fresh folder.
+    fn listen() -> (tempfile::TempDir, PathBuf, UnixListener) {
+        let dir = tempfile::tempdir().expect("a folder");
+        let path = dir.path().join("daemon.sock");
+        let listener = UnixListener::bind(&path).expect("bind");
+        (dir, path, listener)
+    }
+
+    /// Accepts one connection and accepts its hello, as the daemon does.
+    async fn accept(listener: &UnixListener) -> Frames<UnixStream> {
+        let (stream, _) = listener.accept().await.expect("accept");
+        let mut frames = handshake::frames(stream);
+        handshake::recv_hello(&mut frames)
+            .await
+            .expect("a hello")
+            .expect("a project hello");
+        let accepted = HelloReply::Accepted(Accepted {
+            protocol_version: PROTOCOL_VERSION,
+            max_value_bytes: MAX_VALUE,
+        });
+        handshake::send(&mut frames, &accepted)
+            .await
+            .expect("reply");
+        frames
+            .codec_mut()
+            .set_max_frame_length(max_frame_len(MAX_VALUE));
+        frames
+    }
+
+    /// Closes `frames` with the goodbye, having read nothing, as the daemon closes an idle connection.
+    async fn say_goodbye(frames: Frames<UnixStream>) {
+        let mut stream = frames.into_inner();
+        stream.write_all(&goodbye::frame()).await.expect("goodbye");
+    }
+
+    async fn connect(path: &Path, timeout: Duration) -> Client {
+        let options = ConnectOptions {
+            timeout,
+            ..ConnectOptions::default()
+        };
+        Client::connect_with(path, PROJECT, options)
+            .await
+            .expect("connect")
+    }
+
+    #[tokio::test]
+    async fn a_call_waiting_for_its_turn_to_be_resent_still_times_out() {
+        let (_dir, path, listener) = listen();
+        let daemon = tokio::spawn(async move {
+            say_goodbye(accept(&listener).await).await;
+            // The next connection is taken and never answered.
+            let next = listener.accept().await.expect("accept");
+            std::future::pending::<()>().await;
+            drop(next);
+        });
+        let client = connect(&path, Duration::from_millis(500)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // The first call finds the goodbye and waits for a new connection; then it is kept pending,
+        // no longer polled (a future pinned across a select! loop).
+        let first = client.clear(Some("first"));
+        tokio::pin!(first);
+        let early = tokio::time::timeout(Duration::from_millis(100), &mut first).await;
+        assert!(early.is_err(), "no new connection yet");
+        // The second waits for the first to be resent before its own resend, but not forever.
+        let second = tokio::time::timeout(Duration::from_secs(5), client.clear(Some("second")))
+            .await
+            .expect("the call gives up within its timeout");
+        assert!(matches!(second, Err(Error::TimedOut)), "{second:?}");
+        daemon.abort();
+    }
+
+    #[tokio::test]
+    async fn calls_resent_after_a_goodbye_are_not_overtaken_by_calls_begun_after_them() {
+        let (_dir, path, listener) = listen();
+        let daemon = tokio::spawn(async move {
+            say_goodbye(accept(&listener).await).await;
+            record_clears(&listener).await
+        });
+        let client = connect(&path, Duration::from_secs(5)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // Pipelined: a call begins as soon as an earlier one is answered.
+        let client_ref = &client;
+        let answers: Vec<_> = futures::stream::iter(0..12)
+            .map(|n| async move { client_ref.clear(Some(&format!("s{n:02}"))).await })
+            .buffered(4)
+            .collect()
+            .await;
+        for answer in answers {
+            answer.expect("cleared");
+        }
+        drop(client);
+        let order = daemon.await.expect("the fake daemon");
+        let mut sorted = order.clone();
+        sorted.sort();
+        assert_eq!(
+            order, sorted,
+            "requests reached the new connection out of order"
+        );
+    }
+
+    /// A fake daemon's next connection: the services of the `clear` requests it reads, each answered.
+    async fn record_clears(listener: &UnixListener) -> Vec<String> {
+        let mut frames = accept(listener).await;
+        let limit = max_frame_len(MAX_VALUE);
+        let mut order = Vec::new();
+        while let Some(Ok(frame)) = frames.next().await {
+            let message: ClientMessage<SecureStoreRequest> =
+                codec::decode(&frame, limit).expect("a message");
+            let ClientMessage::Request(Request {
+                id,
+                message: SecureStoreRequest::Clear { service },
+                ..
+            }) = message
+            else {
+                continue;
+            };
+            order.push(service.expect("a service"));
+            let response = Response {
+                request_id: id,
+                message: Ok(SecureStoreResponse::Clear(Ok(7))),
+            };
+            let frame = codec::encode(&response, limit).expect("encode");
+            frames
+                .send(bytes::Bytes::from(frame))
+                .await
+                .expect("answer");
+        }
+        order
+    }
+
+    #[tokio::test]
+    async fn an_answer_there_before_the_goodbye_reaches_its_call_which_is_not_sent_again() {
+        let (_dir, path, listener) = listen();
+        let daemon = tokio::spawn(async move {
+            let mut frames = accept(&listener).await;
+            let limit = max_frame_len(MAX_VALUE);
+            let frame = frames.next().await.expect("a request").expect("read");
+            let Ok(ClientMessage::Request(Request { id, .. })) =
+                codec::decode::<ClientMessage<SecureStoreRequest>>(&frame, limit)
+            else {
+                panic!("expected a request");
+            };
+            let response = Response {
+                request_id: id,
+                message: Ok(SecureStoreResponse::Clear(Ok(1))),
+            };
+            let frame = codec::encode(&response, limit).expect("encode");
+            frames
+                .send(bytes::Bytes::from(frame))
+                .await
+                .expect("answer");
+            // Idle now: closed with the goodbye, to make room.
+            say_goodbye(frames).await;
+            record_clears(&listener).await
+        });
+        let client = connect(&path, Duration::from_secs(5)).await;
+        {
+            // Sent, then not polled while the answer and the goodbye arrive.
+            let first = client.clear(Some("first"));
+            tokio::pin!(first);
+            assert!(futures::poll!(&mut first).is_pending());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            // The next call writes on the closed connection (before the first is polled again),
+            // then is sent again on a new one.
+            let (second, first) = futures::join!(client.clear(Some("second")), first);
+            assert_eq!(second.expect("cleared on the new connection"), 7);
+            assert_eq!(first.expect("answered before the goodbye"), 1);
+        }
+        drop(client);
+        let resent = daemon.await.expect("the fake daemon");
+        assert_eq!(resent, ["second"], "only the unanswered call is sent again");
+    }
 }

@@ -12,24 +12,30 @@
 //!   rely on it). Whoever holds the writer sends everything queued.
 //! - Whoever holds the reader reads answers, keeps its own, and hands the others to their callers,
 //!   who wait for either their answer or their turn to read.
+//! - Each half of the socket is held only within one poll of a call, never across a wait, and the
+//!   socket wakes every waiting call: a call kept pending without being polled (a future pinned
+//!   across a `select!` loop) holds up nobody, as the dispatch task never did. A call reads before
+//!   it writes, so answers already there are taken before a write can find the connection closed.
 //!
 //! With one call at a time on a connection, a call is one write and one read on the caller's task.
-//! A call given up (dropped, or past its deadline) before it was sent is never sent; one given up
-//! after is cancelled, as tarpc does it: at once where the runtime runs tasks on its own, else with
-//! the next request sent on the connection. Its answer, if it comes, is dropped. Any failure to
-//! read or write breaks the connection for every call, present and future, as a lost connection:
-//! [`crate::Client`] decides from the daemon's goodbye whether a call may be sent again.
+//! A call given up (dropped, or past its deadline) before it was sent is never sent (sent: handed to
+//! the sink, which keeps one frame and a few kilobytes of them before the socket takes them); one
+//! given up after is cancelled, as tarpc does it: at once where the runtime runs tasks on its own
+//! (the async client), else with the next request sent on the connection. Its answer, if it comes,
+//! is dropped. Any failure to read or write breaks the connection for every call, present and
+//! future, as a lost connection: [`crate::Client`] decides from the daemon's goodbye whether a call
+//! may be sent again.
 
 use std::collections::{HashMap, VecDeque};
 use std::error::Error as StdError;
-use std::future::poll_fn;
+use std::future::{Future, poll_fn};
 use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::task::ready;
+use std::task::{Context, Poll, Wake, Waker, ready};
 
 use bytes::{Bytes, BytesMut};
-use futures::{Sink, Stream, StreamExt};
+use futures::{Sink, Stream};
 use securestore_proto::codec;
 use securestore_proto::handshake::Frames;
 use securestore_proto::tarpc::client::RpcError;
@@ -53,8 +59,39 @@ struct Shared {
     /// The largest frame either way, as the handshake set it.
     limit: usize,
     state: Mutex<State>,
-    writer: tokio::sync::Mutex<Outgoing>,
-    reader: tokio::sync::Mutex<Incoming>,
+    /// The socket's halves, each locked only within one poll of a call, never across a wait: a
+    /// call kept pending without being polled (a future pinned across a `select!` loop) must not
+    /// keep the others from sending or reading.
+    writer: Mutex<Outgoing>,
+    reader: Mutex<Incoming>,
+    /// The calls waiting on the socket.
+    waiters: Arc<Waiters>,
+    /// What the socket wakes when it can be read or written: every waiting call, so that whichever
+    /// is still polled goes on for all.
+    wake_all: Waker,
+}
+
+/// The wakers of the calls waiting on the socket, by request id.
+#[derive(Default)]
+struct Waiters(Mutex<HashMap<u64, Waker>>);
+
+impl Waiters {
+    fn lock(&self) -> MutexGuard<'_, HashMap<u64, Waker>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Wake for Waiters {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        let waiting = std::mem::take(&mut *self.lock());
+        for waker in waiting.into_values() {
+            waker.wake();
+        }
+    }
 }
 
 #[derive(Default)]
@@ -95,13 +132,16 @@ impl Exchange {
     where
         S: AsyncRead + AsyncWrite + Send + 'static,
     {
-        let (writer, reader) = frames.split::<Bytes>();
+        let (writer, reader) = futures::StreamExt::split::<Bytes>(frames);
+        let waiters = Arc::<Waiters>::default();
         Self {
             shared: Arc::new(Shared {
                 limit,
                 state: Mutex::default(),
-                writer: tokio::sync::Mutex::new(Box::pin(writer)),
-                reader: tokio::sync::Mutex::new(Box::pin(reader)),
+                writer: Mutex::new(Box::pin(writer)),
+                reader: Mutex::new(Box::pin(reader)),
+                wake_all: Waker::from(waiters.clone()),
+                waiters,
             }),
         }
     }
@@ -120,9 +160,14 @@ impl Stub for Exchange {
     }
 }
 
+/// Locks one half of the socket, for the length of one poll.
+fn lock<T>(half: &Mutex<T>) -> MutexGuard<'_, T> {
+    half.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 impl Shared {
     fn state(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.state)
     }
 
     /// Numbers, encodes and queues the request, before the caller's first await.
@@ -152,15 +197,16 @@ impl Shared {
             id,
             trace_context,
             answer,
+            sent: false,
             done: false,
         })
     }
 
     /// Sends every queued frame. A frame leaves the queue only when the socket can take it at
-    /// once, so a caller that gives up while waiting for the writer loses nobody's request.
-    async fn send_queued(&self) -> Result<(), RpcError> {
-        let mut writer = self.writer.lock().await;
-        let sent = poll_fn(|cx| {
+    /// once, so a caller that gives up while the socket is full loses nobody's request.
+    fn poll_send(&self, cx: &mut Context<'_>) -> Poll<Result<(), RpcError>> {
+        let mut writer = lock(&self.writer);
+        let sent = (|| {
             loop {
                 ready!(writer.as_mut().poll_ready(cx))?;
                 let Some((_, frame)) = self.state().outbox.pop_front() else {
@@ -169,9 +215,45 @@ impl Shared {
                 writer.as_mut().start_send(frame)?;
             }
             writer.as_mut().poll_flush(cx)
-        })
-        .await;
+        })();
         sent.map_err(|e| self.break_with(Broken::Write(Arc::new(e))))
+    }
+
+    /// Reads answers, handing over the others', until call `id`'s arrives or nothing is left to read.
+    fn poll_read(
+        &self,
+        id: u64,
+        answer: &mut oneshot::Receiver<Answer>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Answer> {
+        let mut reader = lock(&self.reader);
+        // Whoever read before us may have read ours.
+        if let Ok(answer) = answer.try_recv() {
+            return Poll::Ready(answer);
+        }
+        loop {
+            let frame = match ready!(reader.as_mut().poll_next(cx)) {
+                Some(Ok(frame)) => frame,
+                Some(Err(e)) => {
+                    return Poll::Ready(Err(self.break_with(Broken::Read(Arc::new(e)))));
+                }
+                None => return Poll::Ready(Err(self.break_with(Broken::Closed))),
+            };
+            let response: Response<SecureStoreResponse> = match codec::decode(&frame, self.limit) {
+                Ok(response) => response,
+                Err(e) => return Poll::Ready(Err(self.break_with(Broken::Read(Arc::new(e))))),
+            };
+            let answer = response.message.map_err(RpcError::Server);
+            let mut state = self.state();
+            let waiting = state.waiting.remove(&response.request_id);
+            if response.request_id == id {
+                return Poll::Ready(answer);
+            }
+            // Nobody waits for the daemon's goodbye or for the answer to a call given up.
+            if let Some(waiting) = waiting {
+                let _ = waiting.send(answer);
+            }
+        }
     }
 
     /// Marks the connection unusable and tells every waiting call; returns the error for the caller.
@@ -192,80 +274,53 @@ struct Call {
     id: u64,
     trace_context: trace::Context,
     answer: oneshot::Receiver<Answer>,
+    /// Our request, and everything queued before it, has been handed to the socket.
+    sent: bool,
     done: bool,
 }
 
 impl Call {
-    /// Sends the queued requests (ours among them) while waiting for our answer, so that a caller
-    /// waiting to send still reads: a daemon that stops reading while its answers are not taken
-    /// could otherwise wait on us while we wait on it.
     async fn finish(&mut self) -> Answer {
-        let shared = self.shared.clone();
-        let send = shared.send_queued();
-        tokio::pin!(send);
-        let mut sent = false;
-        let answer = {
-            let receive = self.receive();
-            tokio::pin!(receive);
-            loop {
-                tokio::select! {
-                    biased;
-                    answer = &mut receive => break answer,
-                    result = &mut send, if !sent => match result {
-                        Ok(()) => sent = true,
-                        Err(error) => break Err(error),
-                    },
-                }
-            }
-        };
+        let answer = poll_fn(|cx| self.poll_finish(cx)).await;
         self.done = true;
         answer
     }
 
-    /// Waits for our answer: handed over by whoever reads it, or read by us once the reader is ours.
-    async fn receive(&mut self) -> Answer {
-        tokio::select! {
-            biased;
-            answer = &mut self.answer => answer.unwrap_or(Err(RpcError::Shutdown)),
-            mut reader = self.shared.reader.lock() => match self.answer.try_recv() {
-                // Whoever read before us may have read ours.
-                Ok(answer) => answer,
-                Err(_) => self.read_until_answered(&mut reader).await,
-            },
+    /// Waits for our answer, handed over by whoever read it, while sending the queued requests
+    /// (ours among them) and reading answers. A call waiting to send still reads: a daemon that
+    /// stops reading while its answers are not taken could otherwise wait on us while we wait on it.
+    fn poll_finish(&mut self, cx: &mut Context<'_>) -> Poll<Answer> {
+        if let Poll::Ready(answer) = Pin::new(&mut self.answer).poll(cx) {
+            return Poll::Ready(answer.unwrap_or(Err(RpcError::Shutdown)));
         }
-    }
-
-    /// Reads answers, handing over the others', until this call's arrives.
-    async fn read_until_answered(&self, reader: &mut Incoming) -> Answer {
-        let shared = &self.shared;
-        loop {
-            let frame = match reader.next().await {
-                Some(Ok(frame)) => frame,
-                Some(Err(e)) => return Err(shared.break_with(Broken::Read(Arc::new(e)))),
-                None => return Err(shared.break_with(Broken::Closed)),
-            };
-            let response: Response<SecureStoreResponse> = match codec::decode(&frame, shared.limit)
-            {
-                Ok(response) => response,
-                Err(e) => return Err(shared.break_with(Broken::Read(Arc::new(e)))),
-            };
-            let answer = response.message.map_err(RpcError::Server);
-            let mut state = shared.state();
-            let waiting = state.waiting.remove(&response.request_id);
-            if response.request_id == self.id {
-                return answer;
-            }
-            // Nobody waits for the daemon's goodbye or for the answer to a call given up.
-            if let Some(waiting) = waiting {
-                let _ = waiting.send(answer);
+        // Woken by the socket whoever polled it last, so no call waits on one that is not polled.
+        self.shared
+            .waiters
+            .lock()
+            .insert(self.id, cx.waker().clone());
+        let mut socket = Context::from_waker(&self.shared.wake_all);
+        // Reading first: a write that fails on a connection closed with a goodbye reads what is
+        // left on the socket to find it, and answers still there would be lost with it.
+        if let Poll::Ready(answer) = self
+            .shared
+            .poll_read(self.id, &mut self.answer, &mut socket)
+        {
+            return Poll::Ready(answer);
+        }
+        if !self.sent {
+            match ready!(self.shared.poll_send(&mut socket)) {
+                Ok(()) => self.sent = true,
+                Err(error) => return Poll::Ready(Err(error)),
             }
         }
+        Poll::Pending
     }
 }
 
 impl Drop for Call {
     /// A call given up: unsent, it is taken out of the queue; sent, it is cancelled.
     fn drop(&mut self) {
+        self.shared.waiters.lock().remove(&self.id);
         if self.done {
             return;
         }
@@ -289,7 +344,7 @@ impl Drop for Call {
         // client's runtime runs it with its next call.
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             let shared = self.shared.clone();
-            runtime.spawn(async move { shared.send_queued().await });
+            runtime.spawn(poll_fn(move |cx| shared.poll_send(cx)));
         }
     }
 }
@@ -298,7 +353,7 @@ impl Drop for Call {
 mod tests {
     use std::time::{Duration, Instant};
 
-    use futures::SinkExt;
+    use futures::{SinkExt, StreamExt};
     use securestore_proto::handshake;
     use securestore_proto::{SecretString, SecureStoreClient, ServiceError, SetOptions};
     use tokio::io::DuplexStream;
@@ -390,38 +445,75 @@ mod tests {
 
     #[tokio::test]
     async fn a_call_given_up_unsent_is_never_sent_and_one_given_up_after_is_cancelled() {
-        let (rpc, exchange, mut server) = connected();
-        // Unsent: the writer is busy when the call begins, and the call is dropped meanwhile.
-        let writer = exchange.shared.writer.lock().await;
+        // A pipe smaller than the first request, which the fake daemon does not read at first: the
+        // request fills the pipe and the writer's buffer, and holds back every frame after it.
+        let (client, server) = tokio::io::duplex(1024);
+        let rpc = SecureStoreClient::from(Exchange::new(framed(client), LIMIT));
+        let mut server = framed(server);
+        let blocker = rpc.set_item(
+            within(5_000),
+            "big".to_owned(),
+            SecretString::from("v".repeat(16 * 1024)),
+            SetOptions::default(),
+        );
+        tokio::pin!(blocker);
+        let early = tokio::time::timeout(Duration::from_millis(20), &mut blocker).await;
+        assert!(early.is_err(), "the first request cannot leave whole");
+        // The sink takes one more frame than the socket (it keeps it aside until the socket takes
+        // it): this call's, which is given up and cancelled.
+        let filler = tokio::time::timeout(
+            Duration::from_millis(20),
+            rpc.clear(within(5_000), Some("filler".to_owned())),
+        )
+        .await;
+        assert!(
+            filler.is_err(),
+            "the call cannot finish while the socket is full"
+        );
+        // Unsent: the socket is full when the call begins, and the call is dropped meanwhile.
         let unsent = tokio::time::timeout(
             Duration::from_millis(20),
             rpc.clear(within(5_000), Some("s1".to_owned())),
         )
         .await;
-        assert!(unsent.is_err(), "the call cannot finish without the writer");
-        drop(writer);
-        // Sent, then past its deadline without an answer.
-        let late = rpc.clear(within(50), Some("s2".to_owned())).await;
-        assert!(matches!(late, Err(RpcError::DeadlineExceeded)), "{late:?}");
-        let (late_id, service) = clear_request(&mut server).await;
-        assert_eq!(service, "s2", "the dropped call was sent");
-        // Its cancel follows at once, with no other call to carry it.
-        let cancel = tokio::time::timeout(Duration::from_secs(5), received(&mut server)).await;
-        match cancel.expect("the cancel is sent without waiting for another call") {
-            ClientMessage::Cancel { request_id, .. } => assert_eq!(request_id, late_id),
-            other => panic!("expected the cancel, got {other:?}"),
-        }
-        // The late answer, if it comes, reaches nobody.
-        let next = tokio::spawn({
-            let rpc = rpc.clone();
-            async move { rpc.clear(within(5_000), Some("s3".to_owned())).await }
+        assert!(
+            unsent.is_err(),
+            "the call cannot finish while the socket is full"
+        );
+        let daemon = tokio::spawn(async move {
+            let mut late = None;
+            let mut cancelled = Vec::new();
+            loop {
+                match received(&mut server).await {
+                    ClientMessage::Request(Request {
+                        id,
+                        message: SecureStoreRequest::Clear { service },
+                        ..
+                    }) => match service.as_deref() {
+                        Some("s1") => panic!("the call given up unsent was sent"),
+                        Some("s2") => late = Some(id),
+                        Some("s3") => {
+                            let late = late.expect("s2 before s3");
+                            assert!(cancelled.contains(&late), "s2 cancelled before s3");
+                            // The late answer is ignored.
+                            answer(&mut server, late, 99).await;
+                            answer(&mut server, id, 3).await;
+                            return server;
+                        }
+                        _ => {}
+                    },
+                    ClientMessage::Cancel { request_id, .. } => cancelled.push(request_id),
+                    _ => {}
+                }
+            }
         });
-        let (id, service) = clear_request(&mut server).await;
-        assert_eq!(service, "s3");
-        answer(&mut server, late_id, 99).await;
-        answer(&mut server, id, 3).await;
-        let next = next.await.expect("the call").expect("answered");
-        assert_eq!(next.expect("cleared"), 3);
+        // Sent, then past its deadline without an answer.
+        let late = rpc.clear(within(200), Some("s2".to_owned())).await;
+        assert!(matches!(late, Err(RpcError::DeadlineExceeded)), "{late:?}");
+        // The next call carries the cancel ahead of its own request.
+        let next = rpc.clear(within(5_000), Some("s3".to_owned())).await;
+        assert_eq!(next.expect("answered").expect("cleared"), 3);
+        let _server = daemon.await.expect("the fake daemon");
     }
 
     #[tokio::test]
@@ -504,5 +596,228 @@ mod tests {
             );
         }
         let _server = daemon.await.expect("the fake daemon");
+    }
+
+    #[tokio::test]
+    async fn a_call_left_pending_unpolled_does_not_keep_other_calls_from_their_answers() {
+        // The usual select loop: a long poll kept pinned across iterations, and another call made
+        // in a branch while the long poll is not polled.
+        let (rpc, _, mut server) = connected();
+        let daemon = tokio::spawn(async move {
+            let (slow, _) = clear_request(&mut server).await;
+            let (fast, _) = clear_request(&mut server).await;
+            answer(&mut server, fast, 2).await;
+            let _ = received(&mut server).await;
+            answer(&mut server, slow, 1).await;
+            server
+        });
+        let slow = rpc.clear(within(5_000), Some("slow".to_owned()));
+        tokio::pin!(slow);
+        let early = tokio::time::timeout(Duration::from_millis(20), &mut slow).await;
+        assert!(early.is_err(), "the slow call is not answered yet");
+        let fast = rpc.clear(within(1_000), Some("fast".to_owned())).await;
+        assert_eq!(fast.expect("answered in time").expect("cleared"), 2);
+        let again = rpc.clear(within(1_000), Some("again".to_owned()));
+        let (slow, _) = tokio::join!(slow, again);
+        assert_eq!(slow.expect("answered").expect("cleared"), 1);
+        let _server = daemon.await.expect("the fake daemon");
+    }
+
+    /// A small deterministic generator, so the stress test needs no dependency.
+    fn next_random(seed: &mut u64) -> u64 {
+        *seed ^= *seed << 13;
+        *seed ^= *seed >> 7;
+        *seed ^= *seed << 17;
+        *seed
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn many_tasks_dropping_calls_anywhere_each_get_their_own_answer_and_leave_nothing_behind()
+    {
+        // A pipe smaller than a handful of frames, so sending and reading wait on each other.
+        let (client, server) = tokio::io::duplex(512);
+        let exchange = Exchange::new(framed(client), LIMIT);
+        let rpc = SecureStoreClient::from(exchange.clone());
+        let mut server = framed(server);
+        let daemon = tokio::spawn(async move {
+            let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+            let mut seen = std::collections::HashSet::new();
+            let mut pending: Vec<(u64, u64)> = Vec::new();
+            loop {
+                let next = tokio::time::timeout(Duration::from_millis(1), server.next()).await;
+                match next {
+                    Ok(None) => return seen.len(),
+                    Ok(Some(frame)) => {
+                        let frame = frame.expect("read");
+                        match codec::decode(&frame, LIMIT).expect("a client message") {
+                            ClientMessage::Request(Request {
+                                id,
+                                message: SecureStoreRequest::Clear { service },
+                                ..
+                            }) => {
+                                assert!(seen.insert(id), "request {id} sent twice");
+                                let n = service.expect("a service")[1..].parse().expect("n");
+                                pending.push((id, n));
+                            }
+                            ClientMessage::Cancel { .. } => {}
+                            other => panic!("unexpected {other:?}"),
+                        }
+                    }
+                    Err(_) => {}
+                }
+                // Answer some of what is pending, in any order, with the odd stray answer.
+                while !pending.is_empty() && !next_random(&mut seed).is_multiple_of(3) {
+                    let at = (next_random(&mut seed) % pending.len() as u64) as usize;
+                    let (id, n) = pending.swap_remove(at);
+                    let mut answers = vec![(id, n)];
+                    if next_random(&mut seed).is_multiple_of(8) {
+                        answers.extend([(id, n + 1), (u64::MAX - 1, 0)]);
+                    }
+                    for (id, n) in answers {
+                        let response = Response {
+                            request_id: id,
+                            message: Ok(SecureStoreResponse::Clear(Ok(n))),
+                        };
+                        let frame = codec::encode(&response, LIMIT).expect("encode");
+                        if server.send(Bytes::from(frame)).await.is_err() {
+                            // The client is gone: the test is over.
+                            return seen.len();
+                        }
+                    }
+                }
+            }
+        });
+        let tasks: Vec<_> = (0..8u64)
+            .map(|task| {
+                let rpc = rpc.clone();
+                tokio::spawn(async move {
+                    let mut seed = 0x2545_f491_4f6c_dd1d_u64 ^ (task + 1);
+                    let mut answered = 0;
+                    for i in 0..150u64 {
+                        let n = task * 1_000_000 + i;
+                        let call = rpc.clear(within(10_000), Some(format!("c{n}")));
+                        let answer = match next_random(&mut seed) % 4 {
+                            0 => {
+                                let micros = next_random(&mut seed) % 2_000;
+                                match tokio::time::timeout(Duration::from_micros(micros), call)
+                                    .await
+                                {
+                                    Ok(answer) => answer,
+                                    Err(_) => continue,
+                                }
+                            }
+                            1 => {
+                                tokio::pin!(call);
+                                tokio::select! {
+                                    answer = &mut call => answer,
+                                    () = tokio::task::yield_now() => continue,
+                                }
+                            }
+                            _ => call.await,
+                        };
+                        let cleared = answer.expect("answered before the deadline");
+                        assert_eq!(cleared.expect("cleared"), n, "another call's answer");
+                        answered += 1;
+                    }
+                    answered
+                })
+            })
+            .collect();
+        let mut answered = 0;
+        for task in tasks {
+            answered += task.await.expect("a task");
+        }
+        assert!(answered > 0);
+        {
+            let state = exchange.shared.state();
+            assert!(
+                state.waiting.is_empty(),
+                "{} calls left waiting",
+                state.waiting.len()
+            );
+            assert!(
+                state.outbox.iter().all(|(id, frame)| {
+                    matches!(
+                        codec::decode::<ClientMessage<SecureStoreRequest>>(frame, LIMIT),
+                        Ok(ClientMessage::Cancel { request_id, .. }) if request_id == *id
+                    )
+                }),
+                "only cancels may be left queued"
+            );
+            assert!(
+                exchange.shared.waiters.lock().is_empty(),
+                "wakers left behind"
+            );
+        }
+        drop((rpc, exchange));
+        let requests = daemon.await.expect("the fake daemon");
+        assert!(requests >= answered);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_connection_lost_under_many_tasks_ends_every_call_at_once() {
+        let (client, server) = tokio::io::duplex(512);
+        let exchange = Exchange::new(framed(client), LIMIT);
+        let rpc = SecureStoreClient::from(exchange.clone());
+        let mut server = framed(server);
+        let daemon = tokio::spawn(async move {
+            // Answers a hundred requests, then reads a few more and goes away in the middle of it
+            // all.
+            let mut requests = 0;
+            while requests < 104 {
+                if let ClientMessage::Request(request) = received(&mut server).await {
+                    requests += 1;
+                    if requests <= 100 {
+                        answer(&mut server, request.id, request.id).await;
+                    }
+                }
+            }
+        });
+        let started = Instant::now();
+        let tasks: Vec<_> = (0..8)
+            .map(|_| {
+                let rpc = rpc.clone();
+                tokio::spawn(async move {
+                    loop {
+                        match rpc.clear(within(30_000), Some("s".to_owned())).await {
+                            Ok(cleared) => assert!(cleared.is_ok()),
+                            Err(RpcError::Shutdown | RpcError::Channel(_)) => return,
+                            Err(other) => panic!("{other:?}"),
+                        }
+                    }
+                })
+            })
+            .collect();
+        daemon.await.expect("the fake daemon");
+        for task in tasks {
+            task.await.expect("a task");
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "calls waited for their deadlines"
+        );
+        let state = exchange.shared.state();
+        assert!(state.waiting.is_empty() && state.outbox.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_frame_past_the_limit_breaks_the_connection_without_being_read() {
+        use tokio::io::AsyncWriteExt;
+        let (rpc, _, mut server) = connected();
+        let daemon = tokio::spawn(async move {
+            let _ = clear_request(&mut server).await;
+            // A length prefix of 4 GiB, then nothing.
+            server
+                .get_mut()
+                .write_all(&u32::MAX.to_be_bytes())
+                .await
+                .expect("send");
+            server
+        });
+        let answer = rpc.clear(within(5_000), Some("s1".to_owned())).await;
+        let _server = daemon.await.expect("the fake daemon");
+        assert!(matches!(answer, Err(RpcError::Channel(_))), "{answer:?}");
+        let later = rpc.clear(within(5_000), Some("s2".to_owned())).await;
+        assert!(matches!(later, Err(RpcError::Channel(_))), "{later:?}");
     }
 }
