@@ -223,7 +223,6 @@ mod tests {
     use std::time::{Duration, Instant};
 
     use futures::{SinkExt, StreamExt};
-    use securestore_proto::handshake::{self, Accepted, HelloReply, PROTOCOL_VERSION};
     use securestore_proto::limits::max_frame_len;
     use securestore_proto::tarpc::{ClientMessage, Request, Response};
     use securestore_proto::{SecureStoreRequest, SecureStoreResponse, codec};
@@ -231,7 +230,7 @@ mod tests {
 
     use super::*;
 
-    const MAX_VALUE: u32 = 64 * 1024;
+    use crate::client::tests::MAX_VALUE;
 
     /// A fake daemon on its own thread: one connection; the `clear` of service "slow" is answered
     /// late (after `late`), every other at once with the number in its service name.
@@ -248,21 +247,8 @@ mod tests {
                 .expect("runtime");
             runtime.block_on(async move {
                 let listener = UnixListener::from_std(listener).expect("listener");
-                let (stream, _) = listener.accept().await.expect("accept");
-                let mut frames = handshake::frames(stream);
-                handshake::recv_hello(&mut frames)
-                    .await
-                    .expect("hello")
-                    .expect("a project hello");
-                let accepted = HelloReply::Accepted(Accepted {
-                    protocol_version: PROTOCOL_VERSION,
-                    max_value_bytes: MAX_VALUE,
-                });
-                handshake::send(&mut frames, &accepted)
-                    .await
-                    .expect("reply");
+                let frames = crate::client::tests::accept(&listener).await;
                 let limit = max_frame_len(MAX_VALUE);
-                frames.codec_mut().set_max_frame_length(limit);
                 let (mut tx, mut rx) = frames.split();
                 let (answers, mut to_send) = tokio::sync::mpsc::unbounded_channel::<(u64, u64)>();
                 let writer = tokio::spawn(async move {

@@ -949,7 +949,7 @@ fn check(key: &str, service: Option<&str>) -> Result<(), ServiceError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use futures::{SinkExt, StreamExt};
     use securestore_proto::handshake::Accepted;
     use securestore_proto::tarpc::{ClientMessage, Request, Response};
@@ -959,7 +959,7 @@ mod tests {
 
     use super::*;
 
-    const MAX_VALUE: u32 = 64 * 1024;
+    pub(crate) const MAX_VALUE: u32 = 64 * 1024;
     const PROJECT: &str = "@tests/exchange";
 
     /// A fake daemon's socket in a fresh folder.
@@ -971,7 +971,7 @@ mod tests {
     }
 
     /// Accepts one connection and accepts its hello, as the daemon does.
-    async fn accept(listener: &UnixListener) -> Frames<UnixStream> {
+    pub(crate) async fn accept(listener: &UnixListener) -> Frames<UnixStream> {
         let (stream, _) = listener.accept().await.expect("accept");
         let mut frames = handshake::frames(stream);
         handshake::recv_hello(&mut frames)

@@ -20,9 +20,9 @@
 //! With one call at a time on a connection, a call is one write and one read on the caller's task.
 //! A call given up (dropped, or past its deadline) before it was sent is never sent (sent: handed to
 //! the sink, which keeps one frame and a few kilobytes of them before the socket takes them); one
-//! given up after is cancelled, as tarpc does it: at once where the runtime runs tasks on its own
-//! (the async client), else with the next request sent on the connection. Its answer, if it comes,
-//! is dropped. Any failure to read or write breaks the connection for every call, present and
+//! given up after is cancelled with the next request sent on the connection (tarpc's dispatch task
+//! sent it at once; a task spawned here to do so would take over the socket's waker from the
+//! waiting calls). Its answer, if it comes, is dropped. Any failure to read or write breaks the connection for every call, present and
 //! future, as a lost connection: [`crate::Client`] decides from the daemon's goodbye whether a call
 //! may be sent again.
 
@@ -338,13 +338,6 @@ impl Drop for Call {
         };
         if let Ok(frame) = codec::encode(&cancel, self.shared.limit) {
             state.outbox.push_back((self.id, frame.into()));
-        }
-        drop(state);
-        // Sent now where the runtime runs tasks on its own (the async client); the blocking
-        // client's runtime runs it with its next call.
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            let shared = self.shared.clone();
-            runtime.spawn(poll_fn(move |cx| shared.poll_send(cx)));
         }
     }
 }
