@@ -216,7 +216,29 @@ impl Shared {
             }
             writer.as_mut().poll_flush(cx)
         })();
-        sent.map_err(|e| self.break_with(Broken::Write(Arc::new(e))))
+        drop(writer);
+        sent.map_err(|e| {
+            self.hand_over_what_is_left();
+            self.break_with(Broken::Write(Arc::new(e)))
+        })
+    }
+
+    /// After a failed write: hands every whole answer already received to its call, without
+    /// waiting. A write fails on a connection the daemon closed with a goodbye, and answers it sent
+    /// before the goodbye (kept by `GoodbyeWatch` when it looked for it) belong to calls that must
+    /// get them rather than be sent again.
+    fn hand_over_what_is_left(&self) {
+        let mut reader = lock(&self.reader);
+        let mut cx = Context::from_waker(&self.wake_all);
+        while let Poll::Ready(Some(Ok(frame))) = reader.as_mut().poll_next(&mut cx) {
+            let Ok(response) = codec::decode::<Response<SecureStoreResponse>>(&frame, self.limit)
+            else {
+                return;
+            };
+            if let Some(waiting) = self.state().waiting.remove(&response.request_id) {
+                let _ = waiting.send(response.message.map_err(RpcError::Server));
+            }
+        }
     }
 
     /// Reads answers, handing over the others', until call `id`'s arrives or nothing is left to read.
@@ -310,7 +332,8 @@ impl Call {
         if !self.sent {
             match ready!(self.shared.poll_send(&mut socket)) {
                 Ok(()) => self.sent = true,
-                Err(error) => return Poll::Ready(Err(error)),
+                // Our own answer may have been handed over as the connection broke.
+                Err(error) => return Poll::Ready(self.answer.try_recv().unwrap_or(Err(error))),
             }
         }
         Poll::Pending
@@ -381,13 +404,17 @@ mod tests {
     }
 
     /// The next message the client sent.
-    async fn received(server: &mut Server) -> ClientMessage<SecureStoreRequest> {
+    async fn received<S: AsyncRead + AsyncWrite + Unpin>(
+        server: &mut Frames<S>,
+    ) -> ClientMessage<SecureStoreRequest> {
         let frame = server.next().await.expect("a frame").expect("read");
         codec::decode(&frame, LIMIT).expect("a client message")
     }
 
     /// The next request, as its id and the service name of its `clear` call.
-    async fn clear_request(server: &mut Server) -> (u64, String) {
+    async fn clear_request<S: AsyncRead + AsyncWrite + Unpin>(
+        server: &mut Frames<S>,
+    ) -> (u64, String) {
         match received(server).await {
             ClientMessage::Request(Request {
                 id,
@@ -399,7 +426,11 @@ mod tests {
     }
 
     /// Answers request `id` with `count` items cleared.
-    async fn answer(server: &mut Server, id: u64, count: u64) {
+    async fn answer<S: AsyncRead + AsyncWrite + Unpin>(
+        server: &mut Frames<S>,
+        id: u64,
+        count: u64,
+    ) {
         let response = Response {
             request_id: id,
             message: Ok(SecureStoreResponse::Clear(Ok(count))),
@@ -812,5 +843,43 @@ mod tests {
         assert!(matches!(answer, Err(RpcError::Channel(_))), "{answer:?}");
         let later = rpc.clear(within(5_000), Some("s2".to_owned())).await;
         assert!(matches!(later, Err(RpcError::Channel(_))), "{later:?}");
+    }
+
+    #[tokio::test]
+    async fn answers_received_before_a_failed_write_reach_their_calls() {
+        use securestore_proto::goodbye::{self, GoodbyeWatch};
+        let (ours, theirs) = tokio::net::UnixStream::pair().expect("pair");
+        let watch = GoodbyeWatch::new(ours);
+        let said_goodbye = watch.said_goodbye();
+        let mut frames = handshake::frames(watch);
+        frames.codec_mut().set_max_frame_length(LIMIT);
+        let exchange = Exchange::new(frames, LIMIT);
+        let shared = exchange.shared.clone();
+        let request = |service: &str| SecureStoreRequest::Clear {
+            service: Some(service.to_owned()),
+        };
+        let mut first = shared.begin(within(5_000), request("s1")).expect("begin");
+        poll_fn(|cx| shared.poll_send(cx)).await.expect("sent");
+        // The daemon answers it, says goodbye and closes; nothing of ours reads meanwhile.
+        let mut daemon = handshake::frames(theirs);
+        daemon.codec_mut().set_max_frame_length(LIMIT);
+        let (id, _) = clear_request(&mut daemon).await;
+        answer(&mut daemon, id, 7).await;
+        let mut daemon = daemon.into_inner();
+        tokio::io::AsyncWriteExt::write_all(&mut daemon, &goodbye::frame())
+            .await
+            .expect("goodbye");
+        drop(daemon);
+        // The next write fails on the closed socket: the answer before the goodbye still reaches
+        // its call, so it is not sent again.
+        let _second = shared.begin(within(5_000), request("s2")).expect("begin");
+        let failed = poll_fn(|cx| shared.poll_send(cx)).await;
+        assert!(failed.is_err(), "the socket is closed");
+        assert!(said_goodbye.load(std::sync::atomic::Ordering::Acquire));
+        match first.answer.try_recv() {
+            Ok(Ok(SecureStoreResponse::Clear(Ok(7)))) => {}
+            other => panic!("the answer before the goodbye was lost: {other:?}"),
+        }
+        first.done = true;
     }
 }

@@ -59,6 +59,9 @@ pub struct GoodbyeWatch<S> {
     body_left: u64,
     /// Bytes of the current frame that matched the goodbye so far; `None` once it cannot be one.
     matched: Option<usize>,
+    /// Bytes taken from the socket after a failed write (to look for the goodbye) and not yet read
+    /// by the client: answers that came before the goodbye are among them.
+    unread: Vec<u8>,
 }
 
 impl<S> GoodbyeWatch<S> {
@@ -71,6 +74,7 @@ impl<S> GoodbyeWatch<S> {
             header_len: 0,
             body_left: 0,
             matched: None,
+            unread: Vec::new(),
         }
     }
 
@@ -116,6 +120,13 @@ impl<S: AsyncRead + Unpin> AsyncRead for GoodbyeWatch<S> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        // Already looked at for the goodbye when they were taken: handed on as they are.
+        if !this.unread.is_empty() {
+            let n = this.unread.len().min(buf.remaining());
+            buf.put_slice(&this.unread[..n]);
+            this.unread.drain(..n);
+            return Poll::Ready(Ok(()));
+        }
         let before = buf.filled().len();
         let result = Pin::new(&mut this.inner).poll_read(cx, buf);
         if let Poll::Ready(Ok(())) = result {
@@ -135,6 +146,9 @@ impl<S: AsFd> GoodbyeWatch<S> {
             && n > 0
         {
             self.advance(&scratch[..n]);
+            // Kept for the reader: an answer that came before the goodbye belongs to a call that
+            // must get it, not be sent again. (At most what the socket's buffer held.)
+            self.unread.extend_from_slice(&scratch[..n]);
         }
     }
 }
@@ -211,5 +225,29 @@ mod tests {
         drop(daemon);
         assert!(watch.write_all(b"a request").await.is_err(), "broken pipe");
         assert!(said.load(Ordering::Acquire), "found without a read");
+    }
+
+    #[tokio::test]
+    async fn what_came_before_the_goodbye_is_still_read_after_a_failed_write() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (ours, daemon) = tokio::net::UnixStream::pair().expect("pair");
+        let mut watch = GoodbyeWatch::new(ours);
+        let said = watch.said_goodbye();
+        let mut stream = 6u32.to_be_bytes().to_vec();
+        stream.extend_from_slice(b"answer");
+        stream.extend_from_slice(&frame());
+        let mut sent = 0;
+        while sent < stream.len() {
+            sent += daemon.try_write(&stream[sent..]).unwrap_or(0);
+        }
+        drop(daemon);
+        assert!(watch.write_all(b"a request").await.is_err(), "broken pipe");
+        assert!(said.load(Ordering::Acquire), "found without a read");
+        let mut read = Vec::new();
+        watch.read_to_end(&mut read).await.expect("read");
+        assert_eq!(
+            read, stream,
+            "the answer and the goodbye, in order, then the end"
+        );
     }
 }
