@@ -112,6 +112,47 @@ fn got_value(answer: &Response<SecureStoreResponse>) -> Option<String> {
     }
 }
 
+/// Stores a 60 KiB value under "big".
+async fn set_big(client: &securestore_client::Client) {
+    client
+        .set_item(
+            "big",
+            "y".repeat(60 * 1024).as_str(),
+            securestore_client::SetOptions::default(),
+        )
+        .await
+        .expect("set");
+}
+
+/// Stores a 60 KiB value under "big" (on a connection closed again), then binds a raw stream:
+/// the one slot's holder in the tests below.
+async fn big_value_then_a_bound_stream(daemon: &Daemon) -> UnixStream {
+    {
+        let client = daemon.client(PROJECT).await;
+        set_big(&client).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    bound_stream(daemon).await
+}
+
+/// A new client connects and reads "big" whole within 10 s, though a stopped client holds the
+/// daemon's only slot.
+async fn assert_a_newcomer_is_served(daemon: &Daemon) {
+    let newcomer = tokio::time::timeout(Duration::from_secs(10), async {
+        let client = securestore_client::Client::connect(daemon.socket(), PROJECT).await?;
+        client
+            .get_item("big", securestore_client::GetOptions::default())
+            .await
+    })
+    .await;
+    let served = matches!(&newcomer, Ok(Ok(Some(v))) if v.expose_secret().len() == 60 * 1024);
+    assert!(
+        served,
+        "the newcomer was not served: the stopped client kept the only slot ({:?})",
+        newcomer.map(|r| r.map(|v| v.map(|v| v.expose_secret().len())))
+    );
+}
+
 /// A set whose frame costs the whole request budget (the per-connection share is raised to one
 /// frame, then capped at the whole budget): it is read only once no byte of the budget is held by
 /// anyone. So it answering proves no earlier frame's grant was left behind.
@@ -407,14 +448,7 @@ async fn sigterm_with_requests_waiting_exits_within_the_drain_timeout() {
 async fn a_client_that_never_reads_holds_nothing_and_does_not_hold_up_shutdown() {
     let mut daemon = Daemon::start();
     let client = daemon.client(PROJECT).await;
-    client
-        .set_item(
-            "big",
-            "y".repeat(60 * 1024).as_str(),
-            securestore_client::SetOptions::default(),
-        )
-        .await
-        .expect("set");
+    set_big(&client).await;
     let rss = |pid: u32| -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
         status
@@ -477,14 +511,7 @@ async fn a_client_reading_its_answers_late_is_not_closed_for_a_stalled_frame() {
         "securestore_daemon::connection=debug",
     );
     let client = daemon.client(PROJECT).await;
-    client
-        .set_item(
-            "big",
-            "y".repeat(60 * 1024).as_str(),
-            securestore_client::SetOptions::default(),
-        )
-        .await
-        .expect("set");
+    set_big(&client).await;
     let stream = bound_stream(&daemon).await;
     let (mut read, mut write) = stream.into_split();
     const GETS: u64 = 600;
@@ -532,36 +559,12 @@ async fn a_client_reading_its_answers_late_is_not_closed_for_a_stalled_frame() {
 #[tokio::test]
 async fn a_stopped_client_with_unread_answers_does_not_hold_the_last_slot_forever() {
     let daemon = Daemon::start_with(&["--max-connections", "1", "--frame-timeout-ms", "500"]);
-    {
-        let client = daemon.client(PROJECT).await;
-        client
-            .set_item(
-                "big",
-                "y".repeat(60 * 1024).as_str(),
-                securestore_client::SetOptions::default(),
-            )
-            .await
-            .expect("set");
-    }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let mut stopped = bound_stream(&daemon).await;
+    let mut stopped = big_value_then_a_bound_stream(&daemon).await;
     let burst: Vec<u8> = (0..40).flat_map(|id| get_frame(id, "big")).collect();
     stopped.write_all(&burst).await.expect("burst");
     // Well past the frame timeout, then a newcomer.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let newcomer = tokio::time::timeout(Duration::from_secs(10), async {
-        let client = securestore_client::Client::connect(daemon.socket(), PROJECT).await?;
-        client
-            .get_item("big", securestore_client::GetOptions::default())
-            .await
-    })
-    .await;
-    let served = matches!(&newcomer, Ok(Ok(Some(v))) if v.expose_secret().len() == 60 * 1024);
-    assert!(
-        served,
-        "the newcomer was not served: the stopped client kept the only slot ({:?})",
-        newcomer.map(|r| r.map(|v| v.map(|v| v.expose_secret().len())))
-    );
+    assert_a_newcomer_is_served(&daemon).await;
     drop(stopped);
 }
 
@@ -867,19 +870,7 @@ async fn after_a_goodbye_exactly_the_answered_sets_were_applied() {
 #[tokio::test]
 async fn a_client_stuck_on_an_unread_answer_makes_room_for_a_newcomer() {
     let daemon = Daemon::start_with(&["--max-connections", "1"]);
-    {
-        let client = daemon.client(PROJECT).await;
-        client
-            .set_item(
-                "big",
-                "y".repeat(60 * 1024).as_str(),
-                securestore_client::SetOptions::default(),
-            )
-            .await
-            .expect("set");
-    }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let mut stopped = bound_stream(&daemon).await;
+    let mut stopped = big_value_then_a_bound_stream(&daemon).await;
     // Two at a time, a large answer then a small one: once the socket is nearly full, the second
     // get has run and its answer waits behind the first one's, which cannot be written.
     for id in 0..8 {
@@ -888,18 +879,6 @@ async fn a_client_stuck_on_an_unread_answer_makes_room_for_a_newcomer() {
         stopped.write_all(&pair).await.expect("two gets");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let newcomer = tokio::time::timeout(Duration::from_secs(10), async {
-        let client = securestore_client::Client::connect(daemon.socket(), PROJECT).await?;
-        client
-            .get_item("big", securestore_client::GetOptions::default())
-            .await
-    })
-    .await;
-    let served = matches!(&newcomer, Ok(Ok(Some(v))) if v.expose_secret().len() == 60 * 1024);
-    assert!(
-        served,
-        "the newcomer was not served: the stopped client kept the only slot ({:?})",
-        newcomer.map(|r| r.map(|v| v.map(|v| v.expose_secret().len())))
-    );
+    assert_a_newcomer_is_served(&daemon).await;
     drop(stopped);
 }

@@ -191,8 +191,7 @@ async fn direct_get(settings: &Settings) -> anyhow::Result<(Stats, Cost)> {
 /// Starts a daemon through the bridge in a fresh folder under `data` and fills it.
 fn bridge_setup(data: &Path) -> anyhow::Result<BridgeSetup> {
     use securestore_bridge::{
-        BackendKind, Batch, Condition, DeviceStatus, HostHandle, HostOptions, KeychainAccessible,
-        Policy, Session,
+        Batch, Condition, HostHandle, HostOptions, KeychainAccessible, Session,
     };
     let dir = tempfile::Builder::new()
         .prefix("direct")
@@ -200,13 +199,9 @@ fn bridge_setup(data: &Path) -> anyhow::Result<BridgeSetup> {
         .context("cannot create the direct bench folder")?;
     let host = HostHandle::start(
         HostOptions {
+            // Short: the bench folder is deep, and a socket path is at most 108 bytes.
             socket: dir.path().join("run/s.sock"),
-            data_dir: dir.path().join("data"),
-            key_file: dir.path().join("state/master.key"),
-            backend: BackendKind::Sqlite,
-            max_value_bytes: None,
-            policy: Policy::Open,
-            device: DeviceStatus::UNLOCKED,
+            ..HostOptions::under(dir.path())
         },
         None,
     )?;

@@ -1,7 +1,7 @@
 //! [`HostHandle`]: the daemon started inside the binding's process, with the same start-up as
 //! `securestored` (socket, data-folder lock, backend, registry).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use securestore_backends::Backend;
@@ -43,6 +43,24 @@ pub struct HostOptions {
     /// [`DeviceStatus::BEFORE_FIRST_UNLOCK`] (or what it knows) and calls [`HostHandle::unlock`]
     /// and the others as the device changes.
     pub device: DeviceStatus,
+}
+
+impl HostOptions {
+    /// Everything kept under one private `folder`: the socket at `run/securestored.sock`, the
+    /// data in `data/`, the master key at `state/master.key`; the SQLite backend, the daemon's
+    /// value limit, the open policy and an unlocked device. Change a field with struct update
+    /// syntax (`HostOptions { policy, ..HostOptions::under(folder) }`).
+    pub fn under(folder: &Path) -> Self {
+        Self {
+            socket: folder.join("run/securestored.sock"),
+            data_dir: folder.join("data"),
+            key_file: folder.join("state/master.key"),
+            backend: BackendKind::Sqlite,
+            max_value_bytes: None,
+            policy: Policy::Open,
+            device: DeviceStatus::UNLOCKED,
+        }
+    }
 }
 
 /// The daemon running in this process.

@@ -570,22 +570,10 @@ pub fn accessible_from(number: i32) -> Result<KeychainAccessible, BridgeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{BackendKind, DeviceStatus, HostOptions, Policy};
+    use crate::HostOptions;
 
     fn host(dir: &tempfile::TempDir) -> HostHandle {
-        HostHandle::start(
-            HostOptions {
-                socket: dir.path().join("run/s.sock"),
-                data_dir: dir.path().join("data"),
-                key_file: dir.path().join("state/master.key"),
-                backend: BackendKind::Sqlite,
-                max_value_bytes: None,
-                policy: Policy::Open,
-                device: DeviceStatus::UNLOCKED,
-            },
-            None,
-        )
-        .expect("host starts")
+        HostHandle::start(HostOptions::under(dir.path()), None).expect("host starts")
     }
 
     fn lane(session: &Session) -> &DirectLane {

@@ -2,8 +2,8 @@
 //! them: a real in-process daemon, a real SQLite store, real files.
 
 use securestore_bridge::{
-    BackendKind, DeviceStatus, ErrorCode, HostHandle, HostOptions, KdfParams, KeychainAccessible,
-    LockState, Policy, SecretString, Session,
+    DeviceStatus, ErrorCode, HostHandle, HostOptions, KdfParams, KeychainAccessible, LockState,
+    SecretString, Session,
 };
 use tempfile::TempDir;
 
@@ -17,13 +17,8 @@ const CHEAP: KdfParams = KdfParams {
 fn host(dir: &TempDir, device: DeviceStatus) -> HostHandle {
     HostHandle::start(
         HostOptions {
-            socket: dir.path().join("run/securestored.sock"),
-            data_dir: dir.path().join("data"),
-            key_file: dir.path().join("state/master.key"),
-            backend: BackendKind::Sqlite,
-            max_value_bytes: None,
-            policy: Policy::Open,
             device,
+            ..HostOptions::under(dir.path())
         },
         None,
     )

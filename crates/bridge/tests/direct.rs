@@ -6,8 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use securestore_bridge::{
-    BackendKind, DeviceStatus, ErrorCode, HostHandle, HostOptions, KeychainAccessible, Policy,
-    SecretString, Session, runtime,
+    ErrorCode, HostHandle, HostOptions, KeychainAccessible, Policy, SecretString, Session, runtime,
 };
 use securestore_client::ConnectOptions;
 use tempfile::TempDir;
@@ -15,13 +14,8 @@ use tempfile::TempDir;
 fn start(dir: &TempDir, policy: Policy) -> HostHandle {
     HostHandle::start(
         HostOptions {
-            socket: dir.path().join("run/securestored.sock"),
-            data_dir: dir.path().join("data"),
-            key_file: dir.path().join("state/master.key"),
-            backend: BackendKind::Sqlite,
-            max_value_bytes: None,
             policy,
-            device: DeviceStatus::UNLOCKED,
+            ..HostOptions::under(dir.path())
         },
         None,
     )
@@ -331,19 +325,8 @@ fn a_store_without_pooled_readers_answers_every_read_through_the_pipe() {
                 as Box<dyn securestore_backends::Backend>,
         )
     });
-    let host = HostHandle::start(
-        HostOptions {
-            socket: dir.path().join("run/securestored.sock"),
-            data_dir: dir.path().join("data"),
-            key_file: dir.path().join("state/master.key"),
-            backend: BackendKind::Sqlite,
-            max_value_bytes: None,
-            policy: Policy::Open,
-            device: DeviceStatus::UNLOCKED,
-        },
-        Some(memory),
-    )
-    .expect("host starts");
+    let host =
+        HostHandle::start(HostOptions::under(dir.path()), Some(memory)).expect("host starts");
     let session = Session::connect_in_process(&host, "@direct/mem", None, None).expect("c");
     set(&session, "k", "v");
     assert_eq!(get(&session, "k"), some("v"));

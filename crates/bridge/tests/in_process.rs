@@ -3,8 +3,7 @@
 //! through the socket, and the isolation between projects.
 
 use securestore_bridge::{
-    BackendKind, DeviceStatus, ErrorCode, HostHandle, HostOptions, KeychainAccessible, Policy,
-    SecretString, Session,
+    ErrorCode, HostHandle, HostOptions, KeychainAccessible, Policy, SecretString, Session,
 };
 use tempfile::TempDir;
 
@@ -13,13 +12,9 @@ const LIMIT: u32 = 512;
 fn host(dir: &TempDir, policy: Policy) -> HostHandle {
     HostHandle::start(
         HostOptions {
-            socket: dir.path().join("run/securestored.sock"),
-            data_dir: dir.path().join("data"),
-            key_file: dir.path().join("state/master.key"),
-            backend: BackendKind::Sqlite,
             max_value_bytes: Some(LIMIT),
             policy,
-            device: DeviceStatus::UNLOCKED,
+            ..HostOptions::under(dir.path())
         },
         None,
     )
@@ -169,13 +164,9 @@ fn a_second_host_on_the_same_socket_or_data_folder_is_a_clear_error() {
     let first = host(&dir, Policy::Open);
     let again = HostHandle::start(
         HostOptions {
-            socket: dir.path().join("run/securestored.sock"),
             data_dir: dir.path().join("data2"),
             key_file: dir.path().join("state/master2.key"),
-            backend: BackendKind::Sqlite,
-            max_value_bytes: None,
-            policy: Policy::Open,
-            device: DeviceStatus::UNLOCKED,
+            ..HostOptions::under(dir.path())
         },
         None,
     )
@@ -185,12 +176,7 @@ fn a_second_host_on_the_same_socket_or_data_folder_is_a_clear_error() {
     let same_data = HostHandle::start(
         HostOptions {
             socket: dir.path().join("run/other.sock"),
-            data_dir: dir.path().join("data"),
-            key_file: dir.path().join("state/master.key"),
-            backend: BackendKind::Sqlite,
-            max_value_bytes: None,
-            policy: Policy::Open,
-            device: DeviceStatus::UNLOCKED,
+            ..HostOptions::under(dir.path())
         },
         None,
     )

@@ -1027,7 +1027,17 @@ mod tests {
         release: Arc<Mutex<std::sync::mpsc::Receiver<()>>>,
     }
 
-    struct EmptyReader;
+    /// A reader that finds nothing; with a counter, it counts its drops (a closed SQLite
+    /// connection).
+    struct EmptyReader(Option<Arc<AtomicUsize>>);
+
+    impl Drop for EmptyReader {
+        fn drop(&mut self) {
+            if let Some(dropped) = &self.0 {
+                dropped.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    }
 
     impl Reader for EmptyReader {
         fn get(&mut self, _: &ProjectScope, _: &ItemName) -> Result<Option<Item>, BackendError> {
@@ -1101,7 +1111,7 @@ mod tests {
             Ok(0)
         }
         fn reader(&mut self) -> Result<Option<Box<dyn Reader>>, BackendError> {
-            Ok(Some(Box::new(EmptyReader)))
+            Ok(Some(Box::new(EmptyReader(None))))
         }
         fn close(self: Box<Self>) -> Result<(), BackendError> {
             Ok(())
@@ -1270,43 +1280,11 @@ mod tests {
         threads.into_iter().for_each(|t| t.join().expect("join"));
     }
 
-    /// A reader that finds nothing and counts its drops (a closed SQLite connection).
-    struct Counted(Arc<AtomicUsize>);
-
-    impl Drop for Counted {
-        fn drop(&mut self) {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-
-    impl Reader for Counted {
-        fn get(&mut self, _: &ProjectScope, _: &ItemName) -> Result<Option<Item>, BackendError> {
-            Ok(None)
-        }
-        fn list_keys(
-            &mut self,
-            _: &ProjectScope,
-            _: &ServiceName,
-            _: Option<&Key>,
-            _: usize,
-        ) -> Result<Vec<Key>, BackendError> {
-            Ok(Vec::new())
-        }
-        fn list_services(
-            &mut self,
-            _: &ProjectScope,
-            _: Option<&ServiceName>,
-            _: usize,
-        ) -> Result<Vec<ServiceName>, BackendError> {
-            Ok(Vec::new())
-        }
-    }
-
     fn pool_of(readers: usize, dropped: &Arc<AtomicUsize>) -> ReaderPool {
         ReaderPool {
             state: Mutex::new(PoolState {
                 idle: (0..readers)
-                    .map(|_| Box::new(Counted(dropped.clone())) as Box<dyn Reader>)
+                    .map(|_| Box::new(EmptyReader(Some(dropped.clone()))) as Box<dyn Reader>)
                     .collect(),
                 lent: 0,
                 closed: false,

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use securestore_bridge::{BackendKind, DeviceStatus, HostHandle, HostOptions, Policy};
+use securestore_bridge::{HostHandle, HostOptions};
 
 const VALUE_LIMIT: u32 = 1024;
 
@@ -46,16 +46,10 @@ fn compile(dir: &Path) -> PathBuf {
 #[test]
 fn the_c_contract_passes_against_a_real_daemon() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let run_dir = dir.path().join("run");
     let host = HostHandle::start(
         HostOptions {
-            socket: run_dir.join("securestored.sock"),
-            data_dir: dir.path().join("data"),
-            key_file: dir.path().join("state/master.key"),
-            backend: BackendKind::Sqlite,
             max_value_bytes: Some(VALUE_LIMIT),
-            policy: Policy::Open,
-            device: DeviceStatus::UNLOCKED,
+            ..HostOptions::under(dir.path())
         },
         None,
     )
