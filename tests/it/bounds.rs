@@ -5,7 +5,8 @@ use std::time::Duration;
 use futures::future::join_all;
 use securestore_client::{ConnectOptions, Error, GetOptions, SetOptions};
 use securestore_e2e::{
-    Daemon, PROJECT, closed_after, encode_request, frame, raw_client, raw_hello,
+    Daemon, PROJECT, cancel_frame, closed_after, encode_request, frame, poll_frame, raw_client,
+    raw_hello,
 };
 use securestore_proto::handshake::{Hello, HelloReply};
 use securestore_proto::tarpc::{Response, context};
@@ -320,25 +321,6 @@ async fn garbage_after_the_handshake_closes_only_that_connection() {
         .expect("write");
     assert!(closed_within(&mut stream, Duration::from_secs(5)).await);
     daemon.assert_serving().await;
-}
-
-/// A frame asking the daemon to drop request `request_id` (what tarpc's client sends when a call's
-/// future is dropped).
-fn cancel_frame(request_id: u64) -> Vec<u8> {
-    let cancel: securestore_proto::tarpc::ClientMessage<SecureStoreRequest> =
-        securestore_proto::tarpc::ClientMessage::Cancel {
-            trace_context: context::current().trace_context,
-            request_id,
-        };
-    frame(&securestore_proto::codec::encode(&cancel, LIMIT).expect("encode cancel"))
-}
-
-fn poll_frame(id: u64, watcher: u64, deadline: Duration) -> Vec<u8> {
-    let message = SecureStoreRequest::PollEvents {
-        watcher,
-        wait_millis: 20_000,
-    };
-    frame(&encode_request(id, message, deadline))
 }
 
 /// A request still waiting after it was read holds one of the connection's `--max-in-flight` places

@@ -6,9 +6,11 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use securestore_e2e::{Daemon, PROJECT, encode_request, frame, raw_hello};
+use securestore_e2e::{
+    Daemon, PROJECT, cancel_frame, encode_request, frame, poll_frame, raw_hello,
+};
 use securestore_proto::handshake::{Hello, HelloReply};
-use securestore_proto::tarpc::{ClientMessage, Response, context};
+use securestore_proto::tarpc::Response;
 use securestore_proto::{
     GetOptions as WireGet, SecureStoreRequest, SecureStoreResponse, SetOptions as WireSet,
     WatchFilter,
@@ -57,22 +59,6 @@ fn get_frame(id: u64, key: &str) -> Vec<u8> {
         options: WireGet::default(),
     };
     frame(&encode_request(id, message, Duration::from_secs(10)))
-}
-
-fn cancel_frame(request_id: u64) -> Vec<u8> {
-    let cancel: ClientMessage<SecureStoreRequest> = ClientMessage::Cancel {
-        trace_context: context::current().trace_context,
-        request_id,
-    };
-    frame(&securestore_proto::codec::encode(&cancel, LIMIT).expect("encode cancel"))
-}
-
-fn poll_frame(id: u64, watcher: u64, deadline: Duration) -> Vec<u8> {
-    let message = SecureStoreRequest::PollEvents {
-        watcher,
-        wait_millis: 20_000,
-    };
-    frame(&encode_request(id, message, deadline))
 }
 
 /// Opens a watcher on `stream` (request id `id`) of `key` (every key if `None`) and returns its id.

@@ -477,6 +477,26 @@ pub fn encode_request(
     securestore_proto::codec::encode(&request, 1 << 20).expect("encode request")
 }
 
+/// A whole frame asking the daemon to drop request `request_id` (what a client sends when a call
+/// is given up).
+pub fn cancel_frame(request_id: u64) -> Vec<u8> {
+    let cancel: tarpc::ClientMessage<securestore_proto::SecureStoreRequest> =
+        tarpc::ClientMessage::Cancel {
+            trace_context: tarpc::context::current().trace_context,
+            request_id,
+        };
+    frame(&securestore_proto::codec::encode(&cancel, 1 << 20).expect("encode cancel"))
+}
+
+/// A whole frame of request `id`: a long poll of watcher `watcher` (20 s) with `deadline`.
+pub fn poll_frame(id: u64, watcher: u64, deadline: Duration) -> Vec<u8> {
+    let message = securestore_proto::SecureStoreRequest::PollEvents {
+        watcher,
+        wait_millis: 20_000,
+    };
+    frame(&encode_request(id, message, deadline))
+}
+
 /// Encodes one frame as the wire carries it: a u32 big-endian length, then the body.
 pub fn frame(body: &[u8]) -> Vec<u8> {
     let mut out = (body.len() as u32).to_be_bytes().to_vec();
