@@ -412,6 +412,15 @@ struct PoolState {
 /// How many readers the pool opens: one per executor thread, with room to spare.
 const INLINE_READERS: usize = 4;
 
+/// Why the pool lends no reader.
+#[derive(Debug)]
+enum Unavailable {
+    /// Every reader is lent out (or the backend has none).
+    Busy,
+    /// [`ReaderPool::close`] has run.
+    Closed,
+}
+
 /// What became of a read offered to the pool.
 pub(crate) enum Served {
     /// Answered on the calling thread.
@@ -451,13 +460,13 @@ impl ReaderPool {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// A free reader, counted as lent until [`ReaderPool::settle`]; `Err(closed)` when none.
-    fn take(&self) -> Result<Box<dyn Reader>, bool> {
+    /// A free reader, counted as lent until [`ReaderPool::settle`].
+    fn take(&self) -> Result<Box<dyn Reader>, Unavailable> {
         let mut state = self.state();
         if state.closed {
-            return Err(true);
+            return Err(Unavailable::Closed);
         }
-        let reader = state.idle.pop().ok_or(false)?;
+        let reader = state.idle.pop().ok_or(Unavailable::Busy)?;
         state.lent += 1;
         Ok(reader)
     }
@@ -487,8 +496,8 @@ impl ReaderPool {
     pub(crate) fn try_serve(&self, project: &ProjectScope, query: Query) -> Served {
         let mut reader = match self.take() {
             Ok(reader) => reader,
-            Err(true) => return Served::Closed(query),
-            Err(false) => return Served::Busy(query),
+            Err(Unavailable::Closed) => return Served::Closed(query),
+            Err(Unavailable::Busy) => return Served::Busy(query),
         };
         match catch_unwind(AssertUnwindSafe(|| {
             query.on_reader(reader.as_mut(), project)
