@@ -34,6 +34,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::Config;
 use crate::error::to_wire;
+use crate::handler::readable;
 use crate::registry::TokenHash;
 use crate::store::{Found, Query, ReaderPool, Served, mismatch};
 
@@ -116,16 +117,7 @@ impl Direct {
             Err(refusal) => return Outcome::Done(Err(refusal)),
         };
         self.read(Query::Get(name), |found| match found {
-            // Stored under a larger --max-value-bytes: refused as the handler refuses it.
-            Found::Item(Some(item))
-                if item.value.len() > self.lane.config.max_value_bytes as usize =>
-            {
-                Err(ServiceError::ValueTooLarge {
-                    size: item.value.len() as u64,
-                    limit: u64::from(self.lane.config.max_value_bytes),
-                })
-            }
-            Found::Item(item) => Ok(item),
+            Found::Item(item) => readable(item, self.lane.config.max_value_bytes),
             other => Err(to_wire(mismatch(&other))),
         })
     }

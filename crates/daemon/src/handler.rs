@@ -74,6 +74,32 @@ pub(crate) fn admit(
     Ok(())
 }
 
+/// Refuses a value over `limit` bytes (`--max-value-bytes`).
+pub(crate) fn check_size(value: &SecretString, limit: u32) -> Result<(), ServiceError> {
+    if value.len() > limit as usize {
+        return Err(ServiceError::ValueTooLarge {
+            size: value.len() as u64,
+            limit: u64::from(limit),
+        });
+    }
+    Ok(())
+}
+
+/// A found item as a get answers it: refused when its value, stored under a larger
+/// `--max-value-bytes`, is over today's `limit` and so would not fit a frame.
+pub(crate) fn readable(item: Option<Item>, limit: u32) -> Result<Option<Item>, ServiceError> {
+    if let Some(found) = &item
+        && let Err(refusal) = check_size(&found.value, limit)
+    {
+        tracing::warn!(
+            size = found.value.len(),
+            "a stored value exceeds the current --max-value-bytes; raise it to read the value"
+        );
+        return Err(refusal);
+    }
+    Ok(item)
+}
+
 /// A connection's watchers.
 #[derive(Debug, Default)]
 pub(crate) struct Watchers {
@@ -101,13 +127,7 @@ impl Bound {
     }
 
     fn check_size(&self, value: &SecretString) -> Result<(), ServiceError> {
-        if value.len() > self.max_value_bytes as usize {
-            return Err(ServiceError::ValueTooLarge {
-                size: value.len() as u64,
-                limit: u64::from(self.max_value_bytes),
-            });
-        }
-        Ok(())
+        check_size(value, self.max_value_bytes)
     }
 
     /// Hands `write` to the storage owner in `turn`, gives the turn up once it is in line, and waits
@@ -251,20 +271,7 @@ impl SecureStore for Handler {
             .map_err(to_wire)?;
         drop(turn);
         let item = answer.wait().await.map_err(to_wire)?;
-        match item {
-            // Stored under a larger --max-value-bytes: it would not fit this connection's frames.
-            Some(item) if item.value.len() > bound.max_value_bytes as usize => {
-                tracing::warn!(
-                    size = item.value.len(),
-                    "a stored value exceeds the current --max-value-bytes; raise it to read the value"
-                );
-                Err(ServiceError::ValueTooLarge {
-                    size: item.value.len() as u64,
-                    limit: u64::from(bound.max_value_bytes),
-                })
-            }
-            item => Ok(item),
-        }
+        readable(item, bound.max_value_bytes)
     }
 
     async fn delete_item(
