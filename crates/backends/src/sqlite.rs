@@ -62,7 +62,41 @@ impl Format {
 /// - 3: `items.key_id`, the data key that sealed the row (see `datakeys.rs`; 0 for a row sealed
 ///   directly by the master key, as formats 1 and 2 did, re-sealed by the migration), and the
 ///   wrapped data keys in `meta`.
-pub const FORMAT_VERSION: i64 = 3;
+/// - 4: `items` becomes a rowid table, its primary key an index beside it. As a `WITHOUT ROWID`
+///   table it kept whole rows, sealed values included, in the b-tree's interior pages too, so a
+///   page held a handful of keys and a lookup among 1,000,000 items went four or five pages deep,
+///   through the overflow pages of 2 KiB values (`docs/performance.md`, item 13).
+pub const FORMAT_VERSION: i64 = 4;
+
+/// The `meta` table: the key check and the wrapped data keys, by name.
+const META_TABLE: &str = "
+    CREATE TABLE meta (
+        name  TEXT PRIMARY KEY,
+        value BLOB NOT NULL
+    ) WITHOUT ROWID;";
+
+/// The `items` table in the current format: one row per item, its value sealed.
+const ITEMS_TABLE: &str = "
+    CREATE TABLE items (
+        project    TEXT    NOT NULL,
+        service    TEXT    NOT NULL,
+        key        TEXT    NOT NULL,
+        accessible INTEGER NOT NULL,
+        sealed     BLOB    NOT NULL,
+        written_at INTEGER NOT NULL DEFAULT 0,
+        key_id     INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (project, service, key)
+    );";
+
+/// Format 3 to 4, SQLite's way to change a table's kind: rename the old table, create the new one,
+/// copy the rows, drop the old (all in the migration's one transaction). [`ITEMS_TABLE`] runs
+/// between the first statement and these.
+const ITEMS_V3_ASIDE: &str = "ALTER TABLE items RENAME TO items_v3;";
+const ITEMS_FROM_V3: &str = "
+    INSERT INTO items (project, service, key, accessible, sealed, written_at, key_id)
+        SELECT project, service, key, accessible, sealed, written_at, key_id FROM items_v3
+        ORDER BY project, service, key;
+    DROP TABLE items_v3;";
 
 const KEY_CHECK_AAD: &[u8] = b"securestore/key-check/v1";
 const KEY_CHECK_PLAINTEXT: &[u8] = b"securestore master key check";
@@ -724,38 +758,44 @@ impl<S: RowSealer> SealedStore<S> {
             });
         }
         if version < 1 {
-            tx.execute_batch(
-                "CREATE TABLE meta (
-                     name  TEXT PRIMARY KEY,
-                     value BLOB NOT NULL
-                 ) WITHOUT ROWID;
-                 CREATE TABLE items (
-                     project    TEXT    NOT NULL,
-                     service    TEXT    NOT NULL,
-                     key        TEXT    NOT NULL,
-                     accessible INTEGER NOT NULL,
-                     sealed     BLOB    NOT NULL,
-                     PRIMARY KEY (project, service, key)
-                 ) WITHOUT ROWID;",
-            )
-            .map_err(&err)?;
-        }
-        if version < 2 {
-            tx.execute_batch("ALTER TABLE items ADD COLUMN written_at INTEGER NOT NULL DEFAULT 0;")
+            tx.execute_batch(META_TABLE).map_err(&err)?;
+            tx.execute_batch(ITEMS_TABLE).map_err(&err)?;
+        } else {
+            if version < 2 {
+                tx.execute_batch(
+                    "ALTER TABLE items ADD COLUMN written_at INTEGER NOT NULL DEFAULT 0;",
+                )
                 .map_err(&err)?;
+            }
+            if version < 3 {
+                tx.execute_batch("ALTER TABLE items ADD COLUMN key_id INTEGER NOT NULL DEFAULT 0;")
+                    .map_err(&err)?;
+            }
+            if version < 4 {
+                for step in [ITEMS_V3_ASIDE, ITEMS_TABLE, ITEMS_FROM_V3] {
+                    tx.execute_batch(step).map_err(&err)?;
+                }
+            }
+            // Later formats add their steps here, each `if version < N { ... }`, and change
+            // `META_TABLE` or `ITEMS_TABLE` to match: a new database is made in the current format.
         }
-        if version < 3 {
-            tx.execute_batch("ALTER TABLE items ADD COLUMN key_id INTEGER NOT NULL DEFAULT 0;")
-                .map_err(&err)?;
-        }
-        // Later formats add their steps here, each `if version < N { ... }`, in this same transaction.
-        if version < FORMAT_VERSION && version > 0 {
+        let migrated = version < FORMAT_VERSION && version > 0;
+        if migrated {
             tracing::info!(from = version, to = FORMAT_VERSION, database = %path.display(), "migrating the database format");
         }
         tx.pragma_update(None, "user_version", FORMAT_VERSION)
             .map_err(&err)?;
         self.sealer.check_store(&tx, Format(version), &path)?;
-        tx.commit().map_err(&err)
+        tx.commit().map_err(&err)?;
+        if migrated {
+            // A migration may rewrite every row (format 4 copies the table): fold that WAL back
+            // into the database now rather than keep a WAL as large as the store until shutdown.
+            // The database file keeps the pages the old rows freed, for later writes to reuse.
+            self.conn
+                .execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
+                .map_err(&err)?;
+        }
+        Ok(())
     }
 }
 

@@ -50,6 +50,8 @@ fn a_format_1_database_migrates_and_keeps_its_items() {
 
     let config = SqliteConfig { data_dir, key_file };
     let mut backend = SqliteBackend::open(&config).expect("opens and migrates");
+    let wal = std::fs::metadata(db.with_extension("db-wal")).map_or(0, |m| m.len());
+    assert_eq!(wal, 0, "the migration's WAL is folded back into the database at once");
     assert_eq!(
         item(&mut backend, "@fixture/a", "app", "token"),
         Some(("v1 secret".to_owned(), KeychainAccessible::WhenUnlocked))
@@ -98,6 +100,11 @@ fn a_format_1_database_migrates_and_keeps_its_items() {
         "new writes are stamped: {stamped}"
     );
     assert_eq!(old, 0, "format-1 items get 0");
+    // Format 4: `items` is a rowid table (a `WITHOUT ROWID` table has no `rowid` column).
+    let rows: i64 = conn
+        .query_row("SELECT count(rowid) FROM items", [], |row| row.get(0))
+        .expect("items is a rowid table");
+    assert_eq!(rows, 4, "the three fixture items and the new one");
 
     // Opening again is a no-op: the migration ran once.
     drop(conn);
