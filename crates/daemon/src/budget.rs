@@ -84,9 +84,7 @@ pub(crate) struct Grant {
 impl ConnectionBudget {
     /// Completes with a grant for a frame of `frame_len` bytes once the budget allows it.
     pub(crate) fn acquire(&self, frame_len: u64) -> impl Future<Output = Grant> + Send + 'static {
-        let cost = u32::try_from(frame_len.saturating_add(FRAME_OVERHEAD))
-            .unwrap_or(u32::MAX)
-            .min(self.cap);
+        let cost = self.cost(frame_len);
         let (own, total) = (self.own.clone(), self.total.clone());
         async move {
             // The connection's share first, so a connection at its own limit takes nothing from others
@@ -101,6 +99,25 @@ impl ConnectionBudget {
                 _ => unreachable!("the budget's semaphores are never closed"),
             }
         }
+    }
+
+    /// The grant for a frame of `frame_len` bytes if the budget has it now, without waiting (and
+    /// without the allocation [`Self::acquire`]'s future costs). Permits a waiting frame was
+    /// promised are not free, so this never overtakes a frame already waiting.
+    pub(crate) fn try_acquire(&self, frame_len: u64) -> Option<Grant> {
+        let cost = self.cost(frame_len);
+        let own = self.own.clone().try_acquire_many_owned(cost).ok()?;
+        let total = self.total.clone().try_acquire_many_owned(cost).ok()?;
+        Some(Grant {
+            _own: own,
+            _total: total,
+        })
+    }
+
+    fn cost(&self, frame_len: u64) -> u32 {
+        u32::try_from(frame_len.saturating_add(FRAME_OVERHEAD))
+            .unwrap_or(u32::MAX)
+            .min(self.cap)
     }
 
     /// Keeps the grant of a frame just handed whole to the decoder, for [`ConnectionBudget::take`].
@@ -155,6 +172,25 @@ mod tests {
         assert_eq!(small.available(), 0);
         drop(all);
         assert_eq!(small.available(), 1_000);
+    }
+
+    #[tokio::test]
+    async fn taking_without_waiting_never_overtakes_a_waiting_frame() {
+        let budget = Budget::new(10_000, 10_000, 0);
+        let conn = budget.connection();
+        let first = conn.try_acquire(3_000).expect("free budget is taken at once");
+        assert_eq!(budget.available(), 10_000 - 4_024);
+        assert!(conn.try_acquire(5_000).is_none(), "not enough left");
+        // A big frame waits for the budget. The 5,976 bytes still free would fit a small frame,
+        // but the waiting frame holds them: nothing overtakes it.
+        let waiting = tokio::spawn(budget.connection().acquire(8_000));
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished());
+        assert!(budget.connection().try_acquire(10).is_none());
+        drop(first);
+        let big = waiting.await.expect("the waiting frame is granted");
+        drop(big);
+        assert_eq!(budget.available(), 10_000);
     }
 
     #[tokio::test]

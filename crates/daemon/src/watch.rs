@@ -396,6 +396,16 @@ impl<S: Socket + AsyncRead + Unpin> FrameWatch<S> {
                 Deliver::Paying => {
                     if let Some(budget) = &self.budget {
                         let len = u64::from(u32::from_be_bytes(self.prefix));
+                        // Most frames find the budget free: no future, no allocation.
+                        let ready = match self.acquiring {
+                            None => budget.try_acquire(len),
+                            Some(_) => None,
+                        };
+                        if let Some(grant) = ready {
+                            self.grant = Some(grant);
+                            self.deliver = Deliver::SendPrefix { sent: 0 };
+                            continue;
+                        }
                         let acquiring = self
                             .acquiring
                             .get_or_insert_with(|| Box::pin(budget.acquire(len)));
