@@ -2,7 +2,8 @@
 //! answer over a Unix socket with the frame sizes of a get, against a blocking std-thread echo (the
 //! floor) and a tokio echo, each in a child process whose context switches and CPU per round trip
 //! are read from `/proc` as the daemon's are, and (B) the cost of making a small write durable, with
-//! `fdatasync` and with a one-row SQLite transaction.
+//! `fdatasync` and with a one-row SQLite transaction, with the context switches and CPU of the
+//! thread that makes them.
 
 use std::fs::OpenOptions;
 use std::io::Write as _;
@@ -374,11 +375,38 @@ fn std_ping_worker(
     Ok((recorder.into_samples(), stream))
 }
 
+/// A baseline B figure: its times, and what each operation cost the one thread that made it (the
+/// sync's own sleeps: how many wake-ups making a write durable takes on this disk).
+#[derive(Debug, Clone, Copy)]
+pub struct Synced {
+    pub stats: Stats,
+    pub cost: Cost,
+}
+
+/// Runs `op` until `window` closes, recording the operations inside it, and reads this thread's
+/// counters around all of them.
+fn synced(window: Window, mut op: impl FnMut() -> anyhow::Result<()>) -> anyhow::Result<Synced> {
+    let mut recorder = Recorder::new(window);
+    let opened = Usage::of_this_thread()?;
+    let mut ops = 0u32;
+    while recorder.running() {
+        let began = Instant::now();
+        op()?;
+        recorder.record(began);
+        ops += 1;
+    }
+    let cost = Usage::of_this_thread()?.per_op(opened, f64::from(ops));
+    Ok(Synced {
+        stats: Stats::from_samples(recorder.into_samples(), window)?,
+        cost,
+    })
+}
+
 /// Baseline B (1): append a 100 B record to a file in `dir` and `fdatasync` it, one at a time.
 ///
 /// # Errors
 /// When the file cannot be written or synced.
-pub fn fdatasync(dir: &Path, settings: &Settings) -> anyhow::Result<Stats> {
+pub fn fdatasync(dir: &Path, settings: &Settings) -> anyhow::Result<Synced> {
     let path = dir.join("baseline-fdatasync.log");
     let mut file = OpenOptions::new()
         .create(true)
@@ -387,17 +415,13 @@ pub fn fdatasync(dir: &Path, settings: &Settings) -> anyhow::Result<Stats> {
         .open(&path)
         .with_context(|| format!("cannot create {}", path.display()))?;
     let record = [b'r'; 100];
-    let window = settings.window();
-    let mut recorder = Recorder::new(window);
-    while recorder.running() {
-        let began = Instant::now();
+    let synced = synced(settings.window(), || {
         file.write_all(&record).context("cannot append a record")?;
-        file.sync_data().context("fdatasync failed")?;
-        recorder.record(began);
-    }
+        file.sync_data().context("fdatasync failed")
+    })?;
     drop(file);
     std::fs::remove_file(&path).with_context(|| format!("cannot remove {}", path.display()))?;
-    Stats::from_samples(recorder.into_samples(), window)
+    Ok(synced)
 }
 
 /// Baseline B (2): one-row transactions (replace a random row's 100 B value) in a WAL database with
@@ -405,7 +429,7 @@ pub fn fdatasync(dir: &Path, settings: &Settings) -> anyhow::Result<Stats> {
 ///
 /// # Errors
 /// When SQLite fails.
-pub fn sqlite_full(dir: &Path, settings: &Settings) -> anyhow::Result<Stats> {
+pub fn sqlite_full(dir: &Path, settings: &Settings) -> anyhow::Result<Synced> {
     let scratch = tempfile::Builder::new()
         .prefix("baseline-sqlite")
         .tempdir_in(dir)
@@ -413,19 +437,14 @@ pub fn sqlite_full(dir: &Path, settings: &Settings) -> anyhow::Result<Stats> {
     let mut conn = open_full_sync(&scratch.path().join("baseline.sqlite"))?;
     let value = fixtures::value(ValueSize::Small, 0).into_bytes();
     let mut rng = Rng::seeded(7);
-    let window = settings.window();
-    let mut recorder = Recorder::new(window);
-    while recorder.running() {
-        let began = Instant::now();
+    synced(settings.window(), || {
         let row = i64::try_from(rng.below(SQLITE_ROWS)).context("row number out of range")?;
         let tx = conn.transaction().context("cannot begin")?;
         tx.prepare_cached("INSERT OR REPLACE INTO kv (k, v) VALUES (?1, ?2)")
             .and_then(|mut insert| insert.execute(rusqlite::params![row, value]))
             .context("cannot write a row")?;
-        tx.commit().context("cannot commit")?;
-        recorder.record(began);
-    }
-    Stats::from_samples(recorder.into_samples(), window)
+        tx.commit().context("cannot commit")
+    })
 }
 
 fn open_full_sync(path: &Path) -> anyhow::Result<rusqlite::Connection> {

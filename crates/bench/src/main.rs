@@ -201,8 +201,8 @@ async fn durability(settings: &Settings) -> anyhow::Result<Durability> {
 /// Runs a synchronous baseline on a blocking thread, in the bench data folder.
 async fn blocking(
     settings: &Settings,
-    baseline: fn(&Path, &Settings) -> anyhow::Result<measure::Stats>,
-) -> anyhow::Result<measure::Stats> {
+    baseline: fn(&Path, &Settings) -> anyhow::Result<baselines::Synced>,
+) -> anyhow::Result<baselines::Synced> {
     let settings = settings.clone();
     tokio::task::spawn_blocking(move || baseline(&settings.data, &settings))
         .await

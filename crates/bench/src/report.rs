@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
-use crate::baselines::{Echo, FrameSizes, PingPong};
+use crate::baselines::{Echo, FrameSizes, PingPong, Synced};
 use crate::crowd::{self, Crowd};
 use crate::fixtures::{Creation, ValueSize};
 use crate::instructions::Counts;
@@ -53,9 +53,9 @@ pub struct Results {
 #[derive(Debug, Clone, Copy)]
 pub struct Durability {
     /// Append 100 B + fdatasync.
-    pub fdatasync: Stats,
+    pub fdatasync: Synced,
     /// One-row SQLite transaction, WAL, `synchronous=FULL`.
-    pub sqlite: Stats,
+    pub sqlite: Synced,
 }
 
 /// Baseline B moving by more than this factor between its two measurements is reported as noise.
@@ -99,6 +99,38 @@ pub fn print_targets(results: &Results) -> anyhow::Result<()> {
     println!();
     print_target_lines(&targets(results)?);
     print_drift(results);
+    print_bounds(results)?;
+    Ok(())
+}
+
+/// What no daemon could beat on this machine, from this run's own floors, beside the set targets
+/// they bound: a set is at least a round trip plus a durable transaction, and wakes at least the
+/// thread that reads it plus however often the transaction's sync sleeps.
+fn print_bounds(results: &Results) -> anyhow::Result<()> {
+    let std1 = results
+        .ping
+        .iter()
+        .find(|p| p.echo == Echo::Std && p.clients == 1)
+        .context("no std ping-pong figure for 1 client")?;
+    let full = sqlite_rate(results);
+    let [before, after] = &results.durability;
+    let sync_switches = f64::midpoint(before.sqlite.cost.switches, after.sqlite.cost.switches);
+    let round_trip = std1.stats.ops_per_sec;
+    println!();
+    println!("bounds from this run's floors (no daemon could do better on this machine):");
+    println!(
+        "  set ops/s, 1 client ÷ SQLite FULL: a round trip ({}) then a FULL txn ({}) \
+         is at most {:.2}×",
+        per_sec(round_trip),
+        per_sec(full),
+        round_trip / (round_trip + full),
+    );
+    println!(
+        "  cs per set, 1 client: the request's wake-up plus the FULL txn's own {sync_switches:.2} \
+         is at least {:.2}; {:.2} when another thread makes the transaction",
+        1.0 + sync_switches,
+        2.0 + sync_switches,
+    );
     Ok(())
 }
 
@@ -141,15 +173,17 @@ fn print_figures(results: &Results) {
         print_costed(what, ping.clients, &ping.stats, ping.cost);
     }
     for (when, durability) in ["before", "after"].iter().zip(&results.durability) {
-        print_line(
+        print_costed(
             &format!("B  append 100 B + fdatasync ({when})"),
             1,
-            &durability.fdatasync,
+            &durability.fdatasync.stats,
+            durability.fdatasync.cost,
         );
-        print_line(
+        print_costed(
             &format!("B  SQLite 1-row FULL txn ({when})"),
             1,
-            &durability.sqlite,
+            &durability.sqlite.stats,
+            durability.sqlite.cost,
         );
     }
     for run in [&results.small, &results.large] {
@@ -159,15 +193,6 @@ fn print_figures(results: &Results) {
         }
     }
     println!("{RULE}");
-}
-
-fn print_line(what: &str, clients: usize, stats: &Stats) {
-    println!(
-        "{what:<48} {clients:>7} {:>11} {:>11} {:>10}",
-        latency(stats.p50),
-        latency(stats.p99),
-        thousands(stats.ops_per_sec.round() as u64),
-    );
 }
 
 /// A securestore row: the times, then the daemon's own cost per call (stable where times are not).
@@ -562,7 +587,10 @@ fn print_target_lines(targets: &[Target]) {
 /// Warns when baseline B moved during the run, which makes the set ratios unreliable.
 fn print_drift(results: &Results) {
     let [before, after] = &results.durability;
-    let (a, b) = (before.sqlite.ops_per_sec, after.sqlite.ops_per_sec);
+    let (a, b) = (
+        before.sqlite.stats.ops_per_sec,
+        after.sqlite.stats.ops_per_sec,
+    );
     let drift = a.max(b) / a.min(b);
     if drift > DRIFT_WARNING {
         println!(
@@ -590,7 +618,7 @@ fn secs(duration: Duration) -> f64 {
 /// The SQLite FULL transaction rate the set targets compare with: the mean of its two measurements.
 fn sqlite_rate(results: &Results) -> f64 {
     let [before, after] = &results.durability;
-    (before.sqlite.ops_per_sec + after.sqlite.ops_per_sec) / 2.0
+    (before.sqlite.stats.ops_per_sec + after.sqlite.stats.ops_per_sec) / 2.0
 }
 
 fn rate(stats: Stats) -> String {

@@ -45,36 +45,26 @@ impl Usage {
             let Ok(status) = std::fs::read_to_string(&path) else {
                 continue;
             };
-            switches += status
-                .lines()
-                .filter_map(|line| {
-                    line.strip_prefix("voluntary_ctxt_switches:")
-                        .or_else(|| line.strip_prefix("nonvoluntary_ctxt_switches:"))
-                })
-                .filter_map(|n| n.trim().parse::<u64>().ok())
-                .sum::<u64>();
+            switches += switches_in(&status);
         }
-        let stat_path = format!("/proc/{pid}/stat");
-        let stat = std::fs::read_to_string(&stat_path)
-            .with_context(|| format!("cannot read {stat_path}"))?;
-        // Fields after the command name (which may hold spaces) start at field 3; utime and stime
-        // are fields 14 and 15, in clock ticks, and cover every thread of the process.
-        let after_name = stat
-            .rsplit_once(')')
-            .map(|(_, rest)| rest)
-            .with_context(|| format!("malformed {stat_path}"))?;
-        let fields: Vec<&str> = after_name.split_whitespace().collect();
-        let ticks = |i: usize| -> anyhow::Result<u64> {
-            fields
-                .get(i)
-                .and_then(|f| f.parse().ok())
-                .with_context(|| format!("malformed {stat_path}"))
-        };
-        let total_ticks = ticks(11)? + ticks(12)?;
-        let per_second = rustix::param::clock_ticks_per_second().max(1);
         Ok(Self {
             switches,
-            cpu: Duration::from_nanos(total_ticks * 1_000_000_000 / per_second),
+            cpu: cpu_in(&format!("/proc/{pid}/stat"))?,
+        })
+    }
+
+    /// Reads the counters of the calling thread alone (a baseline that runs on one thread, while
+    /// the bench's other threads idle).
+    ///
+    /// # Errors
+    /// When `/proc/thread-self` cannot be read.
+    pub fn of_this_thread() -> anyhow::Result<Self> {
+        let path = "/proc/thread-self/status";
+        let status =
+            std::fs::read_to_string(path).with_context(|| format!("cannot read {path}"))?;
+        Ok(Self {
+            switches: switches_in(&status),
+            cpu: cpu_in("/proc/thread-self/stat")?,
         })
     }
 
@@ -90,9 +80,60 @@ impl Usage {
     }
 }
 
+/// Voluntary plus involuntary context switches in a `/proc/.../status` text.
+fn switches_in(status: &str) -> u64 {
+    status
+        .lines()
+        .filter_map(|line| {
+            line.strip_prefix("voluntary_ctxt_switches:")
+                .or_else(|| line.strip_prefix("nonvoluntary_ctxt_switches:"))
+        })
+        .filter_map(|n| n.trim().parse::<u64>().ok())
+        .sum()
+}
+
+/// User plus system CPU time in a `/proc/<pid>/stat` (every thread's, those ended included) or
+/// `/proc/<pid>/task/<tid>/stat` (one thread's) file.
+fn cpu_in(stat_path: &str) -> anyhow::Result<Duration> {
+    let stat =
+        std::fs::read_to_string(stat_path).with_context(|| format!("cannot read {stat_path}"))?;
+    // Fields after the command name (which may hold spaces) start at field 3; utime and stime
+    // are fields 14 and 15, in clock ticks.
+    let after_name = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest)
+        .with_context(|| format!("malformed {stat_path}"))?;
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks = |i: usize| -> anyhow::Result<u64> {
+        fields
+            .get(i)
+            .and_then(|f| f.parse().ok())
+            .with_context(|| format!("malformed {stat_path}"))
+    };
+    let total_ticks = ticks(11)? + ticks(12)?;
+    let per_second = rustix::param::clock_ticks_per_second().max(1);
+    Ok(Duration::from_nanos(
+        total_ticks * 1_000_000_000 / per_second,
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_this_thread_alone() {
+        let before = Usage::of_this_thread().expect("own thread's counters");
+        // Each sleep is one voluntary switch of this thread, whatever other threads do.
+        for _ in 0..20 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let after = Usage::of_this_thread().expect("own thread's counters");
+        assert!(
+            after.switches >= before.switches + 20,
+            "{before:?} -> {after:?}"
+        );
+    }
 
     #[test]
     fn reads_this_process_and_counts_its_work() {
