@@ -51,7 +51,10 @@ fn a_format_1_database_migrates_and_keeps_its_items() {
     let config = SqliteConfig { data_dir, key_file };
     let mut backend = SqliteBackend::open(&config).expect("opens and migrates");
     let wal = std::fs::metadata(db.with_extension("db-wal")).map_or(0, |m| m.len());
-    assert_eq!(wal, 0, "the migration's WAL is folded back into the database at once");
+    assert_eq!(
+        wal, 0,
+        "the migration's WAL is folded back into the database at once"
+    );
     assert_eq!(
         item(&mut backend, "@fixture/a", "app", "token"),
         Some(("v1 secret".to_owned(), KeychainAccessible::WhenUnlocked))

@@ -178,7 +178,9 @@ mod tests {
     async fn taking_without_waiting_never_overtakes_a_waiting_frame() {
         let budget = Budget::new(10_000, 10_000, 0);
         let conn = budget.connection();
-        let first = conn.try_acquire(3_000).expect("free budget is taken at once");
+        let first = conn
+            .try_acquire(3_000)
+            .expect("free budget is taken at once");
         assert_eq!(budget.available(), 10_000 - 4_024);
         assert!(conn.try_acquire(5_000).is_none(), "not enough left");
         // A big frame waits for the budget. The 5,976 bytes still free would fit a small frame,
