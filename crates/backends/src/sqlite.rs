@@ -761,6 +761,11 @@ impl<S: RowSealer> SealedStore<S> {
             tx.execute_batch(META_TABLE).map_err(&err)?;
             tx.execute_batch(ITEMS_TABLE).map_err(&err)?;
         } else {
+            if version < FORMAT_VERSION {
+                // Before the work, which may take a while (format 4 copies every item), so a log
+                // that ends in a failure says what was under way.
+                tracing::info!(from = version, to = FORMAT_VERSION, database = %path.display(), "migrating the database format");
+            }
             if version < 2 {
                 tx.execute_batch(
                     "ALTER TABLE items ADD COLUMN written_at INTEGER NOT NULL DEFAULT 0;",
@@ -772,6 +777,7 @@ impl<S: RowSealer> SealedStore<S> {
                     .map_err(&err)?;
             }
             if version < 4 {
+                room_to_copy(&tx, &path, version)?;
                 for step in [ITEMS_V3_ASIDE, ITEMS_TABLE, ITEMS_FROM_V3] {
                     tx.execute_batch(step).map_err(&err)?;
                 }
@@ -780,23 +786,65 @@ impl<S: RowSealer> SealedStore<S> {
             // `META_TABLE` or `ITEMS_TABLE` to match: a new database is made in the current format.
         }
         let migrated = version < FORMAT_VERSION && version > 0;
-        if migrated {
-            tracing::info!(from = version, to = FORMAT_VERSION, database = %path.display(), "migrating the database format");
+        // Only when it changes: an open of a database already in this format writes nothing, so a
+        // store on a full disk still opens (and serves its reads).
+        if version != FORMAT_VERSION {
+            tx.pragma_update(None, "user_version", FORMAT_VERSION)
+                .map_err(&err)?;
         }
-        tx.pragma_update(None, "user_version", FORMAT_VERSION)
-            .map_err(&err)?;
         self.sealer.check_store(&tx, Format(version), &path)?;
         tx.commit().map_err(&err)?;
         if migrated {
             // A migration may rewrite every row (format 4 copies the table): fold that WAL back
             // into the database now rather than keep a WAL as large as the store until shutdown.
             // The database file keeps the pages the old rows freed, for later writes to reuse.
-            self.conn
-                .execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
-                .map_err(&err)?;
+            // The migration has committed: a checkpoint that fails (the file could not grow) leaves
+            // the rows in the WAL, where reads find them and a later checkpoint folds them back.
+            if let Err(source) = self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);") {
+                tracing::warn!(error = %source, database = %path.display(), "the migrated database stays in its WAL for now");
+            }
         }
         Ok(())
     }
+}
+
+/// Refuses, before anything is written, a copy of the `items` table (format 4's migration) that
+/// the file system has no room for. The copy goes to the WAL first, then, at the checkpoint after
+/// the commit, into the database file, which grows by about as much (the old table's pages are
+/// freed only by the same transaction): about twice the pages in use. Short of that, the copy
+/// would fail midway, or commit and then leave the disk full, the database in its WAL. A WAL a
+/// killed migration left is overwritten, so its bytes count as free.
+fn room_to_copy(conn: &Connection, path: &Path, from: i64) -> Result<(), BackendError> {
+    let err = sqlite_error("cannot measure the database", path);
+    let pragma = |name: &str| -> Result<u64, BackendError> {
+        conn.query_row(&format!("PRAGMA {name}"), [], |row| row.get::<_, i64>(0))
+            .map(|n| u64::try_from(n).unwrap_or(0))
+            .map_err(&err)
+    };
+    let used = pragma("page_count")?.saturating_sub(pragma("freelist_count")?);
+    let needed = used.saturating_mul(pragma("page_size")?).saturating_mul(2);
+    let folder = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let stat = rustix::fs::statvfs(folder)
+        .map_err(|errno| BackendError::io("cannot measure the free space", folder, errno.into()))?;
+    let mut wal = path.to_owned().into_os_string();
+    wal.push("-wal");
+    let available = stat
+        .f_bavail
+        .saturating_mul(stat.f_frsize)
+        .saturating_add(std::fs::metadata(&wal).map_or(0, |m| m.len()));
+    if available < needed {
+        return Err(BackendError::NoRoomToMigrate {
+            path: path.to_owned(),
+            from,
+            to: FORMAT_VERSION,
+            needed,
+            available,
+        });
+    }
+    Ok(())
 }
 
 /// One row as an export reads it: service, key, class, sealed value, key id, written at.
