@@ -7,7 +7,7 @@ use std::path::Path;
 use securestore_backends::sqlite::{DATABASE_FILE, FORMAT_VERSION, SqliteBackend, SqliteConfig};
 use securestore_backends::{
     Backend, BackendError, ItemName, Key, KeychainAccessible, ProjectId, ProjectScope,
-    SecretString, ServiceName,
+    SecretString, ServiceName, Write,
 };
 
 fn item(
@@ -432,15 +432,17 @@ fn a_format_3_android_database_of_the_previous_build_migrates_and_keeps_items_or
 /// Where [`a_migration_without_room_changes_nothing_and_says_so`] runs its child: a tmpfs of
 /// `SMALL_TMPFS_KIB` KiB, in a mount namespace of its own (gone with the child).
 const TMPFS_ENV: &str = "SECURESTORE_TEST_SMALL_TMPFS";
-/// The format-3 fixture takes 148 KiB; its copy about as much again in the WAL, and as much again
-/// in the database file at the checkpoint after the commit. 360 KiB holds the first two, not all.
-const SMALL_TMPFS_KIB: u64 = 360;
+/// The format-3 fixture takes 148 KiB, and its migration about as much again in the WAL and a
+/// third of that in the file at the checkpoint: 280 KiB leaves too little room, 512 KiB enough.
+/// (With 360 KiB, the copy the migration first made committed, then its checkpoint failed.)
+const SMALL_TMPFS_KIB: u64 = 280;
+const ENOUGH_TMPFS_KIB: u64 = 512;
 
-/// A disk too small for the migration's copy: the store refuses to open with an error that says
-/// why and what to do, before writing anything, so the database stays format 3, its file as it
-/// was, and the disk as full as it was; once there is room, a retry migrates every item. (Before:
-/// the copy committed, the checkpoint after it failed on the full disk, the open failed with
-/// "storage full", and the database, now format 4, sat in a WAL that had filled the disk.)
+/// A disk too small for the migration: the store refuses to open with an error that says why and
+/// what to do, before writing anything, so the database stays format 3, its file as it was, and the
+/// disk as full as it was; once there is room, a retry migrates every item. (Before: "storage full" alone; with a little more room the copy committed, the
+/// checkpoint after it failed on the full disk, the open failed with "storage full", and the
+/// database, now format 4, sat in a WAL that had filled the disk.)
 #[test]
 fn a_migration_without_room_changes_nothing_and_says_so() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -523,14 +525,19 @@ fn a_migration_without_room_child() {
     let wal = std::fs::metadata(db.with_extension("db-wal")).map_or(0, |m| m.len());
     assert_eq!(wal, 0, "no WAL is left taking the room");
 
-    // Room again: a retry migrates, every item there.
+    // Room again: a retry migrates, every item there. (30 rows move in one step, so the file grows
+    // by their copy here; 200,000 items of 2 KiB: 936.0 MB before, 936.4 MB after; a copy made whole, 1.76 GB.)
     let remount = std::process::Command::new("mount")
-        .args(["-o", "remount,size=4m"])
+        .arg("-o")
+        .arg(format!("remount,size={ENOUGH_TMPFS_KIB}k"))
         .arg(&data_dir)
         .status()
         .expect("mount");
     assert!(remount.success(), "remount");
-    let mut backend = SqliteBackend::open(&config).expect("migrates once there is room");
+    let backend = SqliteBackend::open(&config).expect("migrates once there is room");
+    let wal = std::fs::metadata(db.with_extension("db-wal")).map_or(0, |m| m.len());
+    assert_eq!(wal, 0, "the WAL was folded back");
+    let mut backend = backend;
     check_v3_items_then_write(&mut backend);
 }
 
@@ -567,4 +574,82 @@ fn opening_a_current_database_writes_nothing() {
         "the open wrote to the database"
     );
     assert_eq!(get(&mut again, "@a/b", "app", "k").as_deref(), Some("v"));
+}
+
+/// The migration moves the rows in steps, each reusing the pages the last one freed, so the file
+/// does not double: 3,000 items of 2 KiB (a 12 MB format-3 file, made here by rewriting a new store
+/// the way format 3 kept it) take about the file they had. (A copy made whole before the old table
+/// was dropped grew it by 90%, and needed that room twice while it ran.)
+#[test]
+fn a_migrated_database_keeps_about_its_size() {
+    const ITEMS: usize = 3_000;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = SqliteConfig {
+        data_dir: dir.path().join("data"),
+        key_file: dir.path().join("master.key"),
+    };
+    let mut backend = SqliteBackend::open(&config).expect("new store");
+    let value = "v".repeat(2048);
+    let writes: Vec<Write> = (0..ITEMS)
+        .map(|i| Write::Set {
+            project: scope(["@a/one", "@b/two"][i % 2]),
+            name: name("app", &format!("k{i:05}")),
+            value: SecretString::from(format!("{i}{value}")),
+            accessible: KeychainAccessible::AfterFirstUnlock,
+        })
+        .collect();
+    for written in backend.write_batch(&writes) {
+        written.expect("write");
+    }
+    Box::new(backend).close().expect("close");
+    let db = config.data_dir.join(DATABASE_FILE);
+    let conn = rusqlite::Connection::open(&db).expect("open");
+    conn.execute_batch(
+        "BEGIN;
+         ALTER TABLE items RENAME TO items_v4;
+         CREATE TABLE items (
+             project    TEXT    NOT NULL,
+             service    TEXT    NOT NULL,
+             key        TEXT    NOT NULL,
+             accessible INTEGER NOT NULL,
+             sealed     BLOB    NOT NULL, written_at INTEGER NOT NULL DEFAULT 0, key_id INTEGER NOT NULL DEFAULT 0,
+             PRIMARY KEY (project, service, key)
+         ) WITHOUT ROWID;
+         INSERT INTO items SELECT project, service, key, accessible, sealed, written_at, key_id FROM items_v4;
+         DROP TABLE items_v4;
+         PRAGMA user_version = 3;
+         COMMIT;
+         VACUUM;",
+    )
+    .expect("format 3");
+    drop(conn);
+    let before = std::fs::metadata(&db).expect("db").len();
+
+    let mut backend = SqliteBackend::open(&config).expect("migrates");
+    let after = std::fs::metadata(&db).expect("db").len();
+    assert!(
+        after <= before + before / 10,
+        "the file grew from {before} to {after}"
+    );
+    for i in [0, 1, ITEMS / 2, ITEMS - 1] {
+        let found = get(
+            &mut backend,
+            ["@a/one", "@b/two"][i % 2],
+            "app",
+            &format!("k{i:05}"),
+        );
+        assert_eq!(found, Some(format!("{i}{value}")));
+    }
+    assert_eq!(
+        backend
+            .list_keys(
+                &scope("@a/one"),
+                &ServiceName::parse(Some("app")).expect("service"),
+                None,
+                10_000
+            )
+            .expect("list")
+            .len(),
+        ITEMS / 2
+    );
 }
