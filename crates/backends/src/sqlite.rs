@@ -644,7 +644,8 @@ impl SqliteBackend {
     /// # Errors
     /// [`BackendError::MissingMasterKey`] or [`BackendError::WrongMasterKey`] when the key does not
     /// belong to an existing database; [`BackendError::Corrupt`] for a damaged file;
-    /// [`BackendError::UnsupportedFormat`] for a newer one; [`BackendError::Io`] for the file system.
+    /// [`BackendError::UnsupportedFormat`] for a newer one; [`BackendError::NoRoomToMigrate`] for an
+    /// older one whose migration the disk has no room for; [`BackendError::Io`] for the file system.
     pub fn open(config: &SqliteConfig) -> Result<Self, BackendError> {
         paths::ensure_owned_dir(&config.data_dir)?;
         let path = config.data_dir.join(DATABASE_FILE);
