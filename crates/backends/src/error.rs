@@ -73,6 +73,26 @@ pub enum BackendError {
         /// The newest version this build reads.
         supported: i64,
     },
+    /// The database must be migrated to this build's format, a migration that copies every item,
+    /// and the file system holding it has too little free space for that copy: nothing was changed.
+    #[error(
+        "cannot migrate the database {} from format {from} to {to}: the migration copies every item and needs about {} MiB free beside it, and {} MiB are free. Nothing was changed: free some space and start again",
+        path.display(),
+        needed.div_ceil(1 << 20),
+        available / (1 << 20)
+    )]
+    NoRoomToMigrate {
+        /// The database file.
+        path: PathBuf,
+        /// The format it has.
+        from: i64,
+        /// The format this build writes.
+        to: i64,
+        /// Bytes the migration needs free, about.
+        needed: u64,
+        /// Bytes free for it.
+        available: u64,
+    },
     /// A folder or file that holds secrets, or a folder above one, is not safe to trust: a symbolic
     /// link, someone else's, or open to others (see [`crate::paths`]).
     #[error("refusing {}: {problem}", path.display())]
