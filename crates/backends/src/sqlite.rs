@@ -835,11 +835,11 @@ impl<S: RowSealer> SealedStore<S> {
 
 /// Refuses, before anything is written, a move of the `items` table (format 4's migration) that
 /// the file system has no room for. The moved rows go to the WAL first, about as many pages as the
-/// database uses (the pages the old rows free are reused by the next ones, so the file itself
-/// grows by about one step's rows at the checkpoint after the commit); half as much again is kept
-/// for the new index, those rows, and the pages SQLite rewrites as it frees. Short of that, the move would fail midway, or commit and
-/// then leave the disk full, the database in its WAL. A WAL a killed migration left is
-/// overwritten, so its bytes count as free.
+/// database uses (the pages the old rows free are reused by the next ones, so the file itself grows
+/// by about one step's rows at the checkpoint after the commit); half as much again is kept for the
+/// new index, those rows, and the pages SQLite rewrites as it frees. Short of that, the move would
+/// fail midway, or commit and then leave the disk full, the database in its WAL. A WAL a killed
+/// migration left is overwritten, so its bytes count as free.
 fn room_to_copy(conn: &Connection, path: &Path, from: i64) -> Result<(), BackendError> {
     let err = sqlite_error("cannot measure the database", path);
     let pragma = |name: &str| -> Result<u64, BackendError> {
