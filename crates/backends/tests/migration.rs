@@ -272,6 +272,11 @@ pub(crate) fn check_v3_items_then_write(backend: &mut dyn Backend) {
     backend
         .delete(&scope(second.project), &name(second.service, &second.key))
         .expect("a delete");
+    assert_v3_writes(backend, first, second);
+}
+
+/// The writes of [`check_v3_items_then_write`] read back: a new item, an overwrite, a delete.
+fn assert_v3_writes(backend: &mut dyn Backend, first: &Fixed, second: &Fixed) {
     assert_eq!(
         get(backend, first.project, first.service, "k9999999").as_deref(),
         Some("new after migration")
@@ -289,19 +294,8 @@ pub(crate) fn check_v3_items_then_write(backend: &mut dyn Backend) {
 /// After [`check_v3_items_then_write`] and a restart.
 pub(crate) fn check_v3_writes_kept(backend: &mut dyn Backend) {
     let items = v3_items();
-    let (first, second) = (&items[0], &items[1]);
-    assert_eq!(
-        get(backend, first.project, first.service, "k9999999").as_deref(),
-        Some("new after migration")
-    );
-    assert_eq!(
-        get(backend, first.project, first.service, &first.key).as_deref(),
-        Some("overwritten")
-    );
-    assert_eq!(
-        get(backend, second.project, second.service, &second.key),
-        None
-    );
+    let first = &items[0];
+    assert_v3_writes(backend, first, &items[1]);
     for item in &items[2..] {
         assert_eq!(
             get(backend, item.project, item.service, &item.key).as_deref(),
