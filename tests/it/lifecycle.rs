@@ -3,7 +3,7 @@
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
 use securestore_client::{GetOptions, SetOptions};
-use securestore_e2e::{Daemon, PROJECT, bin, value_of};
+use securestore_e2e::{Daemon, PROJECT, bin, securestored_in, value_of};
 
 #[test]
 fn socket_is_0600_in_a_0700_folder() {
@@ -93,6 +93,35 @@ async fn sigterm_stops_cleanly_and_data_survives_restart() {
         value_of(&client, "persisted", None).await.as_deref(),
         Some("still here")
     );
+}
+
+/// A supervisor that stops the daemon as soon as its socket appears, while the store may still be
+/// opening (a long migration, say), gets a clean stop: exit 0, the store closed, the socket gone.
+#[test]
+fn sigterm_while_the_store_opens_stops_cleanly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = std::fs::File::create(dir.path().join("daemon.log")).expect("log");
+    let mut child = securestored_in(dir.path())
+        .stdin(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("spawn");
+    let socket = dir.path().join("run/securestored.sock");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !socket.exists() {
+        assert!(std::time::Instant::now() < deadline, "no socket in time");
+        std::thread::sleep(std::time::Duration::from_micros(100));
+    }
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).expect("pid");
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).expect("SIGTERM");
+    let status = child.wait().expect("wait");
+    let log = std::fs::read_to_string(dir.path().join("daemon.log")).expect("log");
+    assert!(
+        status.success(),
+        "SIGTERM during start-up exits 0: {status}\n{log}"
+    );
+    assert!(log.contains("store closed cleanly"), "{log}");
+    assert!(!socket.exists(), "the socket is removed");
 }
 
 #[tokio::test]

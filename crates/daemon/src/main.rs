@@ -17,6 +17,7 @@ use securestore_daemon::{Config, Policy, REGISTRY_FILE, Registry, socket};
 use securestore_proto::handshake::PROTOCOL_VERSION;
 use securestore_proto::limits::MAX_VALUE_BYTES_CEILING;
 use securestore_proto::paths::{SOCKET_ENV, default_socket_path};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
 /// `--version`: the package version and the newest protocol version served, e.g.
 /// `securestored 0.1.0 (protocol 2)`.
@@ -147,19 +148,35 @@ fn init_logging() {
         .init();
 }
 
-/// Completes on SIGTERM or SIGINT.
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot install signal handlers; stop the daemon with SIGKILL");
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-        _ = int.recv() => tracing::info!("SIGINT received"),
+/// SIGTERM and SIGINT, caught from the moment [`StopSignals::install`] runs. Installed before the
+/// socket is bound, so a supervisor that stops the daemon as soon as the socket appears (while the
+/// store is still opening, a migration perhaps under way) stops it cleanly once it is ready,
+/// instead of killing it with the store half-open and the socket left behind.
+struct StopSignals(Option<(Signal, Signal)>);
+
+impl StopSignals {
+    fn install() -> Self {
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(term), Ok(int)) => Self(Some((term, int))),
+            _ => {
+                tracing::error!("cannot install signal handlers; stop the daemon with SIGKILL");
+                Self(None)
+            }
+        }
+    }
+
+    /// Completes on the first SIGTERM or SIGINT since [`StopSignals::install`].
+    async fn received(self) {
+        let Some((mut term, mut int)) = self.0 else {
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+            _ = int.recv() => tracing::info!("SIGINT received"),
+        }
     }
 }
 
@@ -190,6 +207,7 @@ fn notify(state: NotifyState<'_>) {
 }
 
 async fn serve(args: Args, mut passed: Vec<(OwnedFd, String)>) -> anyhow::Result<()> {
+    let stop = StopSignals::install();
     // Before binding: a daemon that could not accept its --max-connections must not start at all.
     securestore_daemon::ensure_open_file_limit(args.max_connections as usize)?;
     let storage = BackendPaths {
@@ -264,7 +282,7 @@ async fn serve(args: Args, mut passed: Vec<(OwnedFd, String)>) -> anyhow::Result
         // `run` first polls this once its storage threads are up and its accept loop is waiting:
         // the store is open and the socket is served, which is what READY=1 promises.
         notify(NotifyState::Ready);
-        shutdown_signal().await;
+        stop.received().await;
         notify(NotifyState::Stopping);
     };
     securestore_daemon::run(listener, backend, config, shutdown).await?;
