@@ -699,7 +699,10 @@ async fn a_flood_of_inline_gets_and_the_latency_of_another_client() {
         }));
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let flooded = probe(&client).await;
+    // Bounded, so a daemon that stops serving the other connection fails here instead of hanging.
+    let flooded = tokio::time::timeout(Duration::from_secs(60), probe(&client))
+        .await
+        .expect("the other client is served during the flood");
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let mut answered_bytes = 0;
     for flooder in flooders {

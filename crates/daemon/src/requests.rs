@@ -89,6 +89,12 @@ where
     let mut reading = true;
     let mut unflushed = false;
     loop {
+        // Fairness: a peer that always has requests ready (a pipelined flood answered from inline
+        // readers) would keep this loop from ever returning `Pending`, and the one serving thread
+        // from serving any other connection. Each turn spends a unit of the task's budget, and the
+        // task yields to the others when it is spent (tokio's cooperative scheduling; 128 units
+        // per poll).
+        tokio::task::consume_budget().await;
         // Something already there is handled before the answers written so far are flushed.
         let event = match next_event(transport, &mut waiting, reading).now_or_never() {
             Some(event) => event,
