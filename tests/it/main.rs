@@ -22,6 +22,7 @@ mod crash;
 mod device;
 mod disk_full;
 mod dist;
+mod floods;
 mod fuzz;
 mod identity;
 mod isolation;
