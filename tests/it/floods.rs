@@ -47,19 +47,17 @@ async fn probe(client: &securestore_client::Client) -> (Duration, Duration) {
 
 /// `connections` raw connections each write `burst` again and again (reading whatever comes back)
 /// while a client probes; returns the probe's latencies.
-async fn flood(daemon: &Daemon, connections: usize, burst: Vec<u8>) -> (Duration, Duration) {
-    let client = daemon.client(PROJECT).await;
-    client
-        .set_item("k", "v", securestore_client::SetOptions::default())
-        .await
-        .expect("set");
-    let quiet = probe(&client).await;
-    let stop = Arc::new(AtomicBool::new(false));
-    let burst = Arc::new(burst);
+/// `connections` bound connections, each writing `burst` over and over and discarding every
+/// answer, until `stop` is set.
+async fn spawn_flooders(
+    daemon: &Daemon,
+    connections: usize,
+    burst: &Arc<Vec<u8>>,
+    stop: &Arc<AtomicBool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
     let mut flooders = Vec::new();
     for _ in 0..connections {
-        let stream = bound_stream(daemon).await;
-        let (mut read, mut write) = stream.into_split();
+        let (mut read, mut write) = bound_stream(daemon).await.into_split();
         let (stop, burst) = (stop.clone(), burst.clone());
         flooders.push(tokio::spawn(async move {
             let writer = async {
@@ -81,6 +79,19 @@ async fn flood(daemon: &Daemon, connections: usize, burst: Vec<u8>) -> (Duration
             tokio::join!(writer, reader);
         }));
     }
+    flooders
+}
+
+async fn flood(daemon: &Daemon, connections: usize, burst: Vec<u8>) -> (Duration, Duration) {
+    let client = daemon.client(PROJECT).await;
+    client
+        .set_item("k", "v", securestore_client::SetOptions::default())
+        .await
+        .expect("set");
+    let quiet = probe(&client).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let burst = Arc::new(burst);
+    let flooders = spawn_flooders(daemon, connections, &burst, &stop).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let flooded = probe(&client).await;
     stop.store(true, Ordering::Relaxed);
@@ -184,30 +195,7 @@ async fn a_big_frame_waiting_for_budget_is_served_during_a_flood_of_sets() {
         value: "x".into(),
         options: WireSet::default(),
     }));
-    let mut flooders = Vec::new();
-    for _ in 0..4 {
-        let (mut read, mut write) = bound_stream(&daemon).await.into_split();
-        let (stop, burst) = (stop.clone(), burst.clone());
-        flooders.push(tokio::spawn(async move {
-            let writer = async {
-                while !stop.load(Ordering::Relaxed) {
-                    if write.write_all(&burst).await.is_err() {
-                        break;
-                    }
-                }
-            };
-            let reader = async {
-                let mut buf = vec![0u8; 64 * 1024];
-                while !stop.load(Ordering::Relaxed) {
-                    match read.read(&mut buf).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(_) => {}
-                    }
-                }
-            };
-            tokio::join!(writer, reader);
-        }));
-    }
+    let flooders = spawn_flooders(&daemon, 4, &burst, &stop).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mut big = bound_stream(&daemon).await;
     let started = Instant::now();
@@ -252,30 +240,7 @@ async fn a_client_that_stops_reading_is_closed_during_a_flood() {
         key: "k".into(),
         options: WireGet::default(),
     }));
-    let mut flooders = Vec::new();
-    for _ in 0..2 {
-        let (mut read, mut write) = bound_stream(&daemon).await.into_split();
-        let (stop, gets) = (stop.clone(), gets.clone());
-        flooders.push(tokio::spawn(async move {
-            let writer = async {
-                while !stop.load(Ordering::Relaxed) {
-                    if write.write_all(&gets).await.is_err() {
-                        break;
-                    }
-                }
-            };
-            let reader = async {
-                let mut buf = vec![0u8; 64 * 1024];
-                while !stop.load(Ordering::Relaxed) {
-                    match read.read(&mut buf).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(_) => {}
-                    }
-                }
-            };
-            tokio::join!(writer, reader);
-        }));
-    }
+    let flooders = spawn_flooders(&daemon, 2, &gets, &stop).await;
     let mut stuck = bound_stream(&daemon).await;
     let bursts: Vec<u8> = (0..200)
         .flat_map(|id| {
@@ -322,30 +287,7 @@ async fn a_pipelined_mix_is_answered_in_full_during_a_flood() {
         key: "k".into(),
         options: WireGet::default(),
     }));
-    let mut flooders = Vec::new();
-    for _ in 0..2 {
-        let (mut read, mut write) = bound_stream(&daemon).await.into_split();
-        let (stop, gets) = (stop.clone(), gets.clone());
-        flooders.push(tokio::spawn(async move {
-            let writer = async {
-                while !stop.load(Ordering::Relaxed) {
-                    if write.write_all(&gets).await.is_err() {
-                        break;
-                    }
-                }
-            };
-            let reader = async {
-                let mut buf = vec![0u8; 64 * 1024];
-                while !stop.load(Ordering::Relaxed) {
-                    match read.read(&mut buf).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(_) => {}
-                    }
-                }
-            };
-            tokio::join!(writer, reader);
-        }));
-    }
+    let flooders = spawn_flooders(&daemon, 2, &gets, &stop).await;
     const N: u64 = 3000;
     let mix = burst(N, |id| match id % 4 {
         0 => SecureStoreRequest::SetItem {
